@@ -1,0 +1,119 @@
+//! `letterbox export USER OUTDIR`: writes a user's mail out as Maildir, one
+//! folder per mailbox, for backups and for moving to another server (Dovecot
+//! and most mail tools read Maildir).
+
+use std::path::{Component, Path, PathBuf};
+
+use argh::FromArgs;
+
+use crate::store::{Flags, Store};
+
+/// write a user's mailboxes out as Maildir folders (stop the server first)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "export")]
+pub struct ExportArgs {
+    /// whose mail
+    #[argh(positional)]
+    user: String,
+    /// where to write: OUTDIR/<mailbox>/cur/<message files>
+    #[argh(positional)]
+    out: PathBuf,
+    /// data directory (default /var/lib/letterbox)
+    #[argh(option)]
+    data: Option<PathBuf>,
+}
+
+pub fn run(args: ExportArgs) -> i32 {
+    match export(args) {
+        Ok(count) => {
+            eprintln!("exported {count} messages");
+            0
+        }
+        Err(e) => {
+            eprintln!("letterbox export: {e}");
+            1
+        }
+    }
+}
+
+fn export(args: ExportArgs) -> Result<usize, String> {
+    let db = super::data_dir(args.data).join("letterbox.redb");
+    if !db.exists() {
+        return Err(format!("no database at {} (give --data DIR)", db.display()));
+    }
+    let (store, _changes) =
+        Store::open(&db, 16 << 20).map_err(|e| format!("{}: {e}", db.display()))?;
+    let result = write_maildirs(&store, &args.user.to_ascii_lowercase(), &args.out);
+    store.shutdown();
+    result
+}
+
+fn write_maildirs(store: &Store, user: &str, out: &Path) -> Result<usize, String> {
+    let snapshot = store.snapshot().map_err(|e| e.to_string())?;
+    let mailboxes = snapshot.mailboxes(user).map_err(|e| e.to_string())?;
+    if mailboxes.is_empty() {
+        return Err(format!("{user} has no mail here"));
+    }
+    let mut count = 0;
+    for (id, mailbox) in mailboxes {
+        let dir = out.join(safe_relative(&mailbox.name));
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        for (uid, message) in snapshot.messages(id).map_err(|e| e.to_string())? {
+            let raw = snapshot.blob(message.blob).map_err(|e| e.to_string())?;
+            let name = format!(
+                "{}.{}.{uid}.letterbox,S={}:2,{}",
+                message.internal_date,
+                mailbox.uid_validity,
+                raw.len(),
+                maildir_flags(message.flags)
+            );
+            let path = dir.join("cur").join(name);
+            std::fs::write(&path, &raw)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Maildir's info letters, in the ASCII order the format asks for.
+fn maildir_flags(flags: Flags) -> String {
+    [
+        (Flags::DRAFT, 'D'),
+        (Flags::FLAGGED, 'F'),
+        (Flags::ANSWERED, 'R'),
+        (Flags::SEEN, 'S'),
+        (Flags::DELETED, 'T'),
+    ]
+    .iter()
+    .filter(|(flag, _)| flags.contains(*flag))
+    .map(|(_, letter)| *letter)
+    .collect()
+}
+
+/// A mailbox name as a path below OUTDIR: hierarchy levels become folders,
+/// and nothing can climb out.
+fn safe_relative(name: &str) -> PathBuf {
+    Path::new(name)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(part) => Some(part),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_inside() {
+        assert_eq!(safe_relative("../../etc/x"), PathBuf::from("etc/x"));
+        assert_eq!(safe_relative("/INBOX/a"), PathBuf::from("INBOX/a"));
+        assert_eq!(maildir_flags(Flags::SEEN.with(Flags::DRAFT)), "DS");
+    }
+}

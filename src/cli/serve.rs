@@ -1,0 +1,158 @@
+//! `letterbox serve`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use crate::server::{Config, Pop3Mode};
+
+/// run the mail server: LMTP in, IMAP and POP3 out
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+pub struct ServeArgs {
+    /// where the database, users file and TLS pair live (default /var/lib/letterbox)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// IMAP with STARTTLS, host:port or off (default 0.0.0.0:143)
+    #[argh(option)]
+    imap: Option<String>,
+    /// IMAP over TLS, host:port or off (default 0.0.0.0:993)
+    #[argh(option)]
+    imaps: Option<String>,
+    /// POP3 with STLS, host:port or off (default 0.0.0.0:110)
+    #[argh(option)]
+    pop3: Option<String>,
+    /// POP3 over TLS, host:port or off (default 0.0.0.0:995)
+    #[argh(option)]
+    pop3s: Option<String>,
+    /// LMTP over TCP, host:port or off (default off; LMTP's port is 24)
+    #[argh(option)]
+    lmtp: Option<String>,
+    /// LMTP unix socket path, or off (default DATA/lmtp.sock)
+    #[argh(option)]
+    lmtp_socket: Option<String>,
+    /// shift the default ports to 10143, 10993, 10110 and 10995, for running without root
+    #[argh(switch)]
+    unprivileged_ports: bool,
+    /// TLS certificate chain, PEM (default: a self-signed one made in DATA)
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (goes with --tls-cert)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
+    /// the name in greetings and trace headers (default: this machine's hostname)
+    #[argh(option)]
+    hostname: Option<String>,
+    /// accept passwords over unencrypted connections from other machines (default: only over TLS or from loopback)
+    #[argh(switch)]
+    allow_plaintext_auth: bool,
+    /// the largest message accepted, in bytes (default 52428800, 50 MiB)
+    #[argh(option, default = "50 * 1024 * 1024")]
+    max_message_size: usize,
+    /// the most client connections at once (default 1000)
+    #[argh(option, default = "1000")]
+    max_connections: usize,
+    /// the most connections from one IP address (default 50)
+    #[argh(option, default = "50")]
+    max_connections_per_ip: usize,
+    /// database page cache, in bytes (default 33554432, 32 MiB; fits a 512 MB board)
+    #[argh(option, default = "32 * 1024 * 1024")]
+    cache_size: usize,
+    /// what POP3's DELE does: delete removes the message, keep only hides it from POP3 (default delete; a user's pop3_mode=keep field overrides)
+    #[argh(option, default = "String::from(\"delete\")")]
+    pop3_mode: String,
+    /// the user to switch to after binding ports, when started as root (default letterbox)
+    #[argh(option)]
+    run_as: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> i32 {
+    super::init_logging();
+    let config = match config(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("letterbox serve: {e}");
+            return 64;
+        }
+    };
+    match crate::server::run(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    }
+}
+
+fn config(args: ServeArgs) -> Result<Config, String> {
+    let data_dir = super::data_dir(args.data);
+    let shift = if args.unprivileged_ports { 10_000 } else { 0 };
+    let default = |port: u16| Some(SocketAddr::from(([0, 0, 0, 0], port + shift)));
+    let lmtp_socket = match args.lmtp_socket.as_deref() {
+        Some("off") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => Some(data_dir.join("lmtp.sock")),
+    };
+    let pop3_mode = match args.pop3_mode.as_str() {
+        "delete" => Pop3Mode::Delete,
+        "keep" => Pop3Mode::Keep,
+        other => return Err(format!("--pop3-mode takes delete or keep, not {other:?}")),
+    };
+    if args.max_connections == 0 || args.max_connections_per_ip == 0 {
+        return Err("--max-connections and --max-connections-per-ip must be at least 1".into());
+    }
+    if args.max_message_size < 1024 {
+        return Err("--max-message-size must be at least 1024 bytes".into());
+    }
+    Ok(Config {
+        imap: address("--imap", args.imap, default(143))?,
+        imaps: address("--imaps", args.imaps, default(993))?,
+        pop3: address("--pop3", args.pop3, default(110))?,
+        pop3s: address("--pop3s", args.pop3s, default(995))?,
+        lmtp: address("--lmtp", args.lmtp, None)?,
+        lmtp_socket,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        hostname: args.hostname.unwrap_or_else(system_hostname),
+        allow_plaintext_auth: args.allow_plaintext_auth,
+        max_message_size: args.max_message_size,
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        cache_size: args.cache_size,
+        pop3_mode,
+        run_as: args.run_as,
+        data_dir,
+    })
+}
+
+/// `host:port`, or `off`, or the default when the flag is absent.
+fn address(
+    flag: &str,
+    value: Option<String>,
+    default: Option<SocketAddr>,
+) -> Result<Option<SocketAddr>, String> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    if value == "off" {
+        return Ok(None);
+    }
+    value
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(Some)
+        .ok_or_else(|| format!("{flag} takes host:port (like 127.0.0.1:24) or off, not {value:?}"))
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
+        _ => "localhost".into(),
+    }
+}

@@ -1,0 +1,125 @@
+//! LMTP delivery (RFC 2033): the async shell around [`session::Session`].
+//! A message is acknowledged with 250 only after the store has committed it
+//! to disk.
+
+pub mod session;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::net::{Conn, DataError, ReadError};
+use crate::server::Shared;
+use crate::store::{Delivered, StoreError};
+use session::{Delivery, Next, Session, MAX_COMMAND_LINE};
+
+/// RFC 5321 §4.5.3.2 asks for at least 5 minutes between commands.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
+    let mut session = Session::new(&shared.config.hostname, shared.config.max_message_size);
+    conn.idle_timeout = IDLE_TIMEOUT;
+    if conn.write(&session.greeting()).await.is_err() {
+        return;
+    }
+    loop {
+        let line = match conn.read_line(MAX_COMMAND_LINE).await {
+            Ok(line) => line,
+            Err(ReadError::LineTooLong) => {
+                if conn.write(&session.line_too_long()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(ReadError::Timeout) => {
+                let _ = conn.write(&session.timeout()).await;
+                conn.close().await;
+                return;
+            }
+            Err(ReadError::Closed | ReadError::Io(_)) => return,
+        };
+        let resolve = |name: &str| shared.resolve_user(name);
+        let next = session.command(line, &resolve);
+        let sent = match next {
+            Next::Reply(reply) => conn.write(&reply).await,
+            Next::Close(reply) => {
+                let _ = conn.write(&reply).await;
+                conn.close().await;
+                return;
+            }
+            Next::ReadData(reply) => {
+                if conn.write(&reply).await.is_err() {
+                    return;
+                }
+                match conn.read_dot_data(shared.config.max_message_size).await {
+                    Ok(message) => {
+                        let outcome = store(&shared, &session, &conn, message).await;
+                        conn.write(&session.delivered(&outcome)).await
+                    }
+                    Err(DataError::TooBig) => {
+                        log::info!("{}: refused a message over the size limit", conn.peer);
+                        conn.write(&session.too_big()).await
+                    }
+                    // Cut off mid-message: nothing was stored or acknowledged.
+                    Err(DataError::Read(_)) => return,
+                }
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// Adds the trace headers of final delivery, works out ENVELOPE and
+/// BODYSTRUCTURE off the event loop, and stores the message for every
+/// recipient in one commit.
+async fn store(
+    shared: &Rc<Shared>,
+    session: &Session,
+    conn: &Conn,
+    message: Vec<u8>,
+) -> Result<Vec<Delivered>, StoreError> {
+    let Delivery {
+        return_path,
+        targets,
+    } = session.delivery();
+    let (now, offset) = crate::clock::now();
+    let from = match conn.peer.addr {
+        Some(addr) => addr.ip().to_string(),
+        None => "local".into(),
+    };
+    let mut raw = format!(
+        "Return-Path: <{return_path}>\r\nReceived: from {} ({from})\r\n\tby {} (letterbox) with LMTP;\r\n\t{}\r\n",
+        session.client_name(),
+        shared.config.hostname,
+        crate::clock::rfc5322(now, offset)
+    )
+    .into_bytes();
+    raw.extend_from_slice(&message);
+    drop(message);
+    let (raw, parsed) = shared
+        .run_heavy(move || {
+            let parsed = crate::mime::MessageInfo::parse(&raw).encode();
+            (raw, parsed)
+        })
+        .await;
+    let size = raw.len();
+    let outcome = shared
+        .store
+        .write(move |tx| tx.deliver(&raw, &parsed, (now, offset), &targets))
+        .await;
+    match &outcome {
+        Ok(done) => {
+            for d in done {
+                log::info!(
+                    "{}: delivered {size} bytes to mailbox {} as UID {}",
+                    conn.peer,
+                    d.mailbox,
+                    d.uid
+                );
+            }
+        }
+        Err(e) => log::error!("{}: delivery failed, answered 451: {e}", conn.peer),
+    }
+    outcome
+}

@@ -1,0 +1,497 @@
+//! A client connection as the protocol shells see it: a buffered line reader
+//! with limits, a dot-stuffed data reader, a write buffer, idle timeouts, and
+//! the STARTTLS upgrade. Sessions never touch the socket themselves.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_rustls::server::TlsStream;
+use futures_rustls::TlsAcceptor;
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::net::unix::UnixStream;
+use smol::net::TcpStream;
+use smol::Timer;
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that stops reading our replies for this long is dropped, so it
+/// cannot pin a session (and its buffers) forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Buffers grow for a long line or a large reply, then shrink back to this,
+/// so an idle connection costs little memory.
+const BUFFER_KEEP: usize = 4096;
+/// Queued output is sent once it reaches this size, even mid-reply.
+const WRITE_CHUNK: usize = 32 * 1024;
+
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+            Stream::Unix(s) => Pin::new(s).poll_close(cx),
+        }
+    }
+}
+
+/// Who is on the other end, for logs, limits and the plaintext-auth rule.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// A per-process connection number, for log lines.
+    pub id: u64,
+    /// None for a unix socket.
+    pub addr: Option<SocketAddr>,
+    pub tls: bool,
+}
+
+impl Peer {
+    /// Loopback and unix-socket peers are on this machine: no network to
+    /// sniff a plaintext password on.
+    pub fn is_local(&self) -> bool {
+        self.addr.is_none_or(|a| a.ip().is_loopback())
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.addr {
+            Some(addr) => write!(f, "conn {} from {}", self.id, addr),
+            None => write!(f, "conn {} from unix socket", self.id),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    /// The client closed the connection.
+    Closed,
+    /// Nothing arrived within the idle timeout.
+    Timeout,
+    /// A line was longer than the limit; it has been skipped up to its end.
+    LineTooLong,
+    Io(io::Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// How dot-stuffed data (LMTP DATA) ended.
+#[derive(Debug)]
+pub enum DataError {
+    /// The data went past the size limit; it was read to its end and dropped.
+    TooBig,
+    Read(ReadError),
+}
+
+pub struct Conn {
+    stream: Option<Stream>,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    /// Bytes of the last line handed out, consumed at the next read.
+    consumed: usize,
+    wbuf: Vec<u8>,
+    pub peer: Peer,
+    pub idle_timeout: Duration,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, peer: Peer, idle_timeout: Duration) -> Conn {
+        Conn {
+            stream: Some(stream),
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            consumed: 0,
+            wbuf: Vec::new(),
+            peer,
+            idle_timeout,
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<&mut Stream> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "connection lost in TLS"))
+    }
+
+    /// True when a whole line is already buffered, so a pipelined command can
+    /// be answered without first flushing the replies before it.
+    pub fn has_buffered_line(&self) -> bool {
+        let start = self.rstart + self.consumed;
+        self.rbuf[start..self.rend].contains(&b'\n')
+    }
+
+    fn consume_last_line(&mut self) {
+        self.rstart += self.consumed;
+        self.consumed = 0;
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+            if self.rbuf.len() > BUFFER_KEEP {
+                self.rbuf = Vec::new();
+            }
+        }
+    }
+
+    /// Reads more bytes into the buffer, waiting at most the idle timeout.
+    /// Pending output is flushed first: the client may be waiting for it.
+    async fn fill(&mut self, want_room: usize) -> Result<(), ReadError> {
+        if !self.wbuf.is_empty() {
+            self.flush().await?;
+        }
+        if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        let room = want_room.clamp(1024, 64 * 1024);
+        if self.rbuf.len() - self.rend < room {
+            self.rbuf.resize(self.rend + room, 0);
+        }
+        let timeout = self.idle_timeout;
+        let end = self.rend;
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "connection lost in TLS"))?;
+        let read = stream.read(&mut self.rbuf[end..]);
+        let n = smol::future::or(async { read.await.map_err(ReadError::Io) }, async {
+            Timer::after(timeout).await;
+            Err(ReadError::Timeout)
+        })
+        .await?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        self.rend += n;
+        Ok(())
+    }
+
+    /// Reads one line of at most `max` bytes, without its line end (CRLF or a
+    /// bare LF). An over-long line is skipped up to its end and reported as
+    /// [`ReadError::LineTooLong`], so the next read starts on a fresh line and
+    /// memory stays bounded by `max`.
+    pub async fn read_line(&mut self, max: usize) -> Result<&[u8], ReadError> {
+        self.consume_last_line();
+        let mut scanned = 0;
+        let mut too_long = false;
+        loop {
+            let window = &self.rbuf[self.rstart + scanned..self.rend];
+            if let Some(pos) = window.iter().position(|&b| b == b'\n') {
+                let lf = self.rstart + scanned + pos;
+                if too_long || lf - self.rstart > max + 1 {
+                    self.rstart = lf + 1;
+                    return Err(ReadError::LineTooLong);
+                }
+                self.consumed = lf + 1 - self.rstart;
+                let mut line = &self.rbuf[self.rstart..lf];
+                if let [rest @ .., b'\r'] = line {
+                    line = rest;
+                }
+                return Ok(line);
+            }
+            scanned = self.rend - self.rstart;
+            if scanned > max + 1 {
+                // Drop what we have of the over-long line and keep looking
+                // for its end.
+                too_long = true;
+                self.rstart = 0;
+                self.rend = 0;
+                scanned = 0;
+            }
+            self.fill(max.saturating_sub(scanned) + 2).await?;
+        }
+    }
+
+    /// Reads exactly `n` bytes (an IMAP literal) into `out`.
+    pub async fn read_exact_into(&mut self, n: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        self.consume_last_line();
+        let mut left = n;
+        while left > 0 {
+            if self.rstart == self.rend {
+                self.fill(left).await?;
+            }
+            let take = left.min(self.rend - self.rstart);
+            out.extend_from_slice(&self.rbuf[self.rstart..self.rstart + take]);
+            self.rstart += take;
+            left -= take;
+        }
+        Ok(())
+    }
+
+    /// Reads SMTP-style data up to the lone "." line: removes dot-stuffing and
+    /// turns bare LF line ends into CRLF, so stored mail always has CRLF.
+    /// Lines may be of any length; the whole is limited to `max` bytes.
+    pub async fn read_dot_data(&mut self, max: usize) -> Result<Vec<u8>, DataError> {
+        self.consume_last_line();
+        let mut decoder = DotDecoder::new(max);
+        loop {
+            let chunk = &self.rbuf[self.rstart..self.rend];
+            let (used, done) = decoder.feed(chunk);
+            self.rstart += used;
+            if done {
+                return decoder.finish();
+            }
+            self.fill(64 * 1024).await.map_err(DataError::Read)?;
+        }
+    }
+
+    /// Queues bytes to send; they go out at the next flush or read, or once
+    /// enough has queued up.
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.wbuf.extend_from_slice(bytes);
+        if self.wbuf.len() >= WRITE_CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.wbuf);
+        let stream = self.stream()?;
+        let send = async {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        };
+        smol::future::or(send, async {
+            Timer::after(WRITE_TIMEOUT).await;
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading",
+            ))
+        })
+        .await?;
+        let mut buf = buf;
+        buf.clear();
+        if buf.capacity() <= BUFFER_KEEP * 4 {
+            self.wbuf = buf;
+        }
+        Ok(())
+    }
+
+    /// Upgrades a plain TCP connection to TLS (STARTTLS, STLS). Anything the
+    /// client sent after the STARTTLS command but before the handshake is
+    /// thrown away: it was sent in plaintext and must not be obeyed as if it
+    /// came over TLS (the command-injection attack of CVE-2011-0411).
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+        self.flush().await?;
+        self.consume_last_line();
+        self.rstart = 0;
+        self.rend = 0;
+        let tcp = match self.stream.take() {
+            Some(Stream::Tcp(tcp)) => tcp,
+            other => {
+                self.stream = other;
+                return Err(io::Error::other("TLS is already active"));
+            }
+        };
+        let tls = accept_tls(acceptor, tcp).await?;
+        self.stream = Some(Stream::Tls(Box::new(tls)));
+        self.peer.tls = true;
+        Ok(())
+    }
+
+    /// Sends what is queued and closes the connection politely.
+    pub async fn close(&mut self) {
+        let _ = self.flush().await;
+        if let Ok(stream) = self.stream() {
+            let _ = stream.close().await;
+        }
+    }
+}
+
+/// Runs a server-side TLS handshake, bounded in time.
+pub async fn accept_tls(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+) -> io::Result<TlsStream<TcpStream>> {
+    smol::future::or(acceptor.accept(tcp), async {
+        Timer::after(HANDSHAKE_TIMEOUT).await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "TLS handshake timed out",
+        ))
+    })
+    .await
+}
+
+/// The dot-unstuffing state machine behind [`Conn::read_dot_data`], separate
+/// so it can be tested on byte strings split anywhere.
+struct DotDecoder {
+    out: Vec<u8>,
+    max: usize,
+    too_big: bool,
+    state: DotState,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum DotState {
+    LineStart,
+    InLine,
+    /// A CR inside a line, which may or may not be followed by LF.
+    Cr,
+    /// A line that began with ".".
+    Dot,
+    /// ".", CR.
+    DotCr,
+}
+
+impl DotDecoder {
+    fn new(max: usize) -> DotDecoder {
+        DotDecoder {
+            out: Vec::with_capacity(max.min(64 * 1024)),
+            max,
+            too_big: false,
+            state: DotState::LineStart,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.too_big {
+            return;
+        }
+        if self.out.len() + bytes.len() > self.max {
+            self.too_big = true;
+            self.out = Vec::new();
+            return;
+        }
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Consumes input; returns how much was used and whether the end was seen.
+    fn feed(&mut self, input: &[u8]) -> (usize, bool) {
+        for (i, &b) in input.iter().enumerate() {
+            self.state = match (self.state, b) {
+                (DotState::Dot, b'\r') => DotState::DotCr,
+                (DotState::Dot, b'\n') | (DotState::DotCr, b'\n') => return (i + 1, true),
+                (DotState::DotCr, _) => {
+                    // ".\rX": not the end after all; keep the CR as data.
+                    self.push(b"\r");
+                    self.byte_in_line(b)
+                }
+                (DotState::LineStart, b'.') => DotState::Dot,
+                (DotState::Cr, b'\n') => {
+                    self.push(b"\n");
+                    DotState::LineStart
+                }
+                (DotState::Cr, _) => self.byte_in_line(b),
+                (_, _) => self.byte_in_line(b),
+            };
+        }
+        (input.len(), false)
+    }
+
+    fn byte_in_line(&mut self, b: u8) -> DotState {
+        match b {
+            b'\r' => {
+                self.push(b"\r");
+                DotState::Cr
+            }
+            b'\n' => {
+                self.push(b"\r\n");
+                DotState::LineStart
+            }
+            _ => {
+                self.push(&[b]);
+                DotState::InLine
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Vec<u8>, DataError> {
+        if self.too_big {
+            Err(DataError::TooBig)
+        } else {
+            Ok(self.out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_split(input: &[u8], split: usize) -> Option<(Vec<u8>, usize)> {
+        let mut d = DotDecoder::new(1 << 20);
+        let (first, rest) = input.split_at(split);
+        let (used, done) = d.feed(first);
+        if done {
+            return Some((d.finish().ok()?, used));
+        }
+        let (used2, done) = d.feed(rest);
+        done.then(|| (d.finish().ok().unwrap(), split + used2))
+    }
+
+    #[test]
+    fn unstuffs_and_normalises_line_ends_wherever_split() {
+        let input = b"Subject: x\r\n\r\n..leading dot\nbare lf\r\nlone\rcr\r\n.\r\nNEXT";
+        let want = b"Subject: x\r\n\r\n.leading dot\r\nbare lf\r\nlone\rcr\r\n".to_vec();
+        for split in 0..input.len() {
+            let (out, used) = decode_split(input, split).unwrap();
+            assert_eq!(out, want, "split at {split}");
+            assert_eq!(&input[used..], b"NEXT");
+        }
+    }
+
+    #[test]
+    fn empty_message_and_bare_lf_terminator() {
+        assert_eq!(decode_split(b".\r\n", 0).unwrap().0, b"");
+        assert_eq!(decode_split(b"a\n.\n", 1).unwrap().0, b"a\r\n");
+    }
+
+    #[test]
+    fn too_big_reads_to_the_end_then_fails() {
+        let mut d = DotDecoder::new(10);
+        let (used, done) = d.feed(b"0123456789abcdef\r\n.\r\nX");
+        assert!(done);
+        assert_eq!(used, 21);
+        assert!(matches!(d.finish(), Err(DataError::TooBig)));
+    }
+}

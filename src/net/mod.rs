@@ -1,0 +1,9 @@
+//! Sockets, TLS and limits: everything between a listener and a protocol
+//! session. Protocol code sees a [`Conn`] and never a socket.
+
+mod conn;
+mod limits;
+pub mod tls;
+
+pub use conn::{accept_tls, Conn, DataError, Peer, ReadError, Stream};
+pub use limits::{ConnectionLimits, Slot};

@@ -1,0 +1,664 @@
+//! `letterbox serve`: binds the listeners, drops privileges, opens the store,
+//! and runs every session on one event-loop thread until SIGTERM.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_rustls::TlsAcceptor;
+use smol::lock::Semaphore;
+use smol::net::unix::UnixListener;
+use smol::net::TcpListener;
+use smol::stream::StreamExt;
+use smol::{LocalExecutor, Timer};
+
+use crate::auth::{Throttle, Users};
+use crate::net::tls::TlsFiles;
+use crate::net::{accept_tls, Conn, ConnectionLimits, Peer, Slot, Stream};
+use crate::store::{Hub, Store};
+
+/// Whether POP3's DELE removes mail from the server or only from POP3's view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pop3Mode {
+    Delete,
+    Keep,
+}
+
+/// Everything `serve` was told on the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+    pub pop3s: Option<SocketAddr>,
+    pub lmtp: Option<SocketAddr>,
+    pub lmtp_socket: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub hostname: String,
+    pub allow_plaintext_auth: bool,
+    pub max_message_size: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub cache_size: usize,
+    pub pop3_mode: Pop3Mode,
+    pub run_as: Option<String>,
+}
+
+/// The protocol a listener speaks, and whether TLS starts at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Imap { implicit_tls: bool },
+    Pop3 { implicit_tls: bool },
+    Lmtp,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap {
+                implicit_tls: false,
+            } => "IMAP",
+            Protocol::Imap { implicit_tls: true } => "IMAPS",
+            Protocol::Pop3 {
+                implicit_tls: false,
+            } => "POP3",
+            Protocol::Pop3 { implicit_tls: true } => "POP3S",
+            Protocol::Lmtp => "LMTP",
+        }
+    }
+    fn flag(self) -> &'static str {
+        match self {
+            Protocol::Imap {
+                implicit_tls: false,
+            } => "--imap",
+            Protocol::Imap { implicit_tls: true } => "--imaps",
+            Protocol::Pop3 {
+                implicit_tls: false,
+            } => "--pop3",
+            Protocol::Pop3 { implicit_tls: true } => "--pop3s",
+            Protocol::Lmtp => "--lmtp",
+        }
+    }
+    /// What a connection turned away at the door is told, in its protocol.
+    fn refusal(self, why: &str) -> String {
+        match self {
+            Protocol::Imap { .. } => format!("* BYE [UNAVAILABLE] {why}\r\n"),
+            Protocol::Pop3 { .. } => format!("-ERR [SYS/TEMP] {why}\r\n"),
+            Protocol::Lmtp => format!("421 4.3.2 {why}\r\n"),
+        }
+    }
+}
+
+/// State shared by every session on the event loop.
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub hub: Hub,
+    users: RefCell<Users>,
+    throttle: RefCell<Throttle>,
+    tls: RefCell<Option<TlsAcceptor>>,
+    tls_files: TlsFiles,
+    limits: Rc<ConnectionLimits>,
+    /// Bounds CPU-heavy work (password hashing, MIME parsing) run on blocking
+    /// threads, so a burst of logins cannot starve the board.
+    heavy: Semaphore,
+    next_conn_id: Cell<u64>,
+    /// Users whose POP3 maildrop is held by a session (RFC 1939's lock).
+    pub pop3_locked: RefCell<HashSet<String>>,
+}
+
+/// The outcome of a password check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Login {
+    /// The canonical user name.
+    Ok(String),
+    Failed,
+}
+
+impl Shared {
+    /// Maps a name a client or MTA gave to a known user, re-reading the
+    /// users file if it changed (one stat), so `letterbox user add` takes
+    /// effect at once.
+    pub fn resolve_user(&self, name: &str) -> Option<String> {
+        let mut users = self.users.borrow_mut();
+        users.refresh();
+        users.lookup(&name.to_lowercase()).map(|entry| entry.name)
+    }
+
+    /// A user's extra field from the users file (e.g. `pop3_mode=keep`).
+    pub fn user_setting(&self, user: &str, key: &str) -> Option<String> {
+        let users = self.users.borrow();
+        let entry = users.lookup(user)?;
+        entry.extra_field(key).map(str::to_string)
+    }
+
+    /// Plaintext passwords are only taken over TLS or from this machine,
+    /// unless the admin allowed them.
+    pub fn plaintext_auth_allowed(&self, peer: &Peer) -> bool {
+        peer.tls || peer.is_local() || self.config.allow_plaintext_auth
+    }
+
+    pub fn tls_acceptor(&self) -> Option<TlsAcceptor> {
+        self.tls.borrow().clone()
+    }
+
+    /// Runs CPU-heavy work on a blocking thread, a bounded number at once.
+    pub async fn run_heavy<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let _permit = self.heavy.acquire().await;
+        smol::unblock(work).await
+    }
+
+    /// Checks a password, after the throttle's delay for this address and
+    /// user. Unknown users cost the same hash as known ones, so timing does
+    /// not tell which names exist.
+    pub async fn authenticate(&self, peer: &Peer, username: &str, password: &[u8]) -> Login {
+        let ip = peer_ip(peer);
+        let name = username.to_lowercase();
+        let delay = self
+            .throttle
+            .borrow()
+            .delay(ip, Some(&name), Instant::now());
+        if !delay.is_zero() {
+            log::info!("{peer}: login for {name:?} delayed {delay:?} after recent failures");
+            Timer::after(delay).await;
+        }
+        let entry = {
+            let mut users = self.users.borrow_mut();
+            users.refresh();
+            users.lookup(&name)
+        };
+        let stored = entry
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_string(), |e| e.password.clone());
+        let password = password.to_vec();
+        let matches = self
+            .run_heavy(move || crate::auth::verify_password(&stored, &password))
+            .await;
+        match entry {
+            Some(entry) if matches => {
+                self.throttle.borrow_mut().record_success(ip, Some(&name));
+                log::info!("{peer}: logged in as {}", entry.name);
+                Login::Ok(entry.name)
+            }
+            _ => {
+                self.throttle
+                    .borrow_mut()
+                    .record_failure(ip, Some(&name), Instant::now());
+                log::info!("{peer}: failed login for {name:?}");
+                Login::Failed
+            }
+        }
+    }
+
+    fn reload(&self) {
+        match self.tls_files.load() {
+            Ok((acceptor, fingerprint)) => {
+                *self.tls.borrow_mut() = Some(acceptor);
+                log::info!(
+                    "tls: reloaded {} (SHA-256 {fingerprint})",
+                    self.tls_files.cert.display()
+                );
+            }
+            Err(e) => log::error!("tls: reload failed, keeping the old certificate: {e}"),
+        }
+        self.users.borrow_mut().refresh();
+    }
+}
+
+fn peer_ip(peer: &Peer) -> IpAddr {
+    peer.addr
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| a.ip())
+}
+
+/// A fixed hash to verify against when the user does not exist.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| crate::auth::hash_password(b"letterbox-no-such-user").unwrap_or_default())
+}
+
+struct Listener {
+    protocol: Protocol,
+    kind: ListenerKind,
+}
+
+enum ListenerKind {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+}
+
+/// Runs the server until SIGTERM or SIGINT. Errors are for a person to read.
+pub fn run(config: Config) -> Result<(), String> {
+    let run_as = privileges::target_user(config.run_as.as_deref())?;
+    prepare_data_dir(&config.data_dir, run_as.as_ref())?;
+    let listeners = bind_all(&config, run_as.as_ref())?;
+    if let Some(user) = &run_as {
+        privileges::drop_to(user)?;
+    }
+    let db_path = config.data_dir.join("letterbox.redb");
+    let (store, changes) = Store::open(&db_path, config.cache_size)
+        .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
+    let tls_files = TlsFiles::resolve(
+        &config.data_dir,
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        &config.hostname,
+    )?;
+    let (acceptor, fingerprint) = tls_files.load()?;
+    log::info!(
+        "tls: certificate {} (SHA-256 {fingerprint})",
+        tls_files.cert.display()
+    );
+    let users_path = config.data_dir.join("users");
+    let users = Users::open(&users_path)
+        .map_err(|e| format!("cannot read {}: {e}", users_path.display()))?;
+    let heavy_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let shared = Rc::new(Shared {
+        limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
+        config,
+        store: store.clone(),
+        hub: Hub::default(),
+        users: RefCell::new(users),
+        throttle: RefCell::new(Throttle::new(
+            10_000,
+            Duration::from_secs(15 * 60),
+            Duration::from_secs(15),
+        )),
+        tls: RefCell::new(Some(acceptor)),
+        tls_files,
+        heavy: Semaphore::new(heavy_threads),
+        next_conn_id: Cell::new(1),
+        pop3_locked: RefCell::default(),
+    });
+
+    let ex = Rc::new(LocalExecutor::new());
+    let result = smol::block_on(ex.run(async {
+        let mut signals = async_signal::Signals::new([
+            async_signal::Signal::Hup,
+            async_signal::Signal::Term,
+            async_signal::Signal::Int,
+        ])
+        .map_err(|e| format!("cannot watch signals: {e}"))?;
+        for listener in listeners {
+            start_listener(&ex, &shared, listener)?;
+        }
+        if shared.users.borrow().is_empty() {
+            log::warn!(
+                "no users yet: add one with `letterbox user add NAME --data {}`",
+                shared.config.data_dir.display()
+            );
+        }
+        let hub_shared = shared.clone();
+        ex.spawn(async move {
+            while let Ok(batch) = changes.recv().await {
+                hub_shared.hub.publish(&batch);
+            }
+        })
+        .detach();
+        while let Some(signal) = signals.next().await {
+            match signal {
+                Ok(async_signal::Signal::Hup) => {
+                    log::info!("SIGHUP: reloading the TLS certificate and the users file");
+                    shared.reload();
+                }
+                Ok(_) => {
+                    log::info!("shutting down");
+                    break;
+                }
+                Err(e) => log::warn!("signal stream: {e}"),
+            }
+        }
+        Ok::<(), String>(())
+    }));
+    store.shutdown();
+    if let Some(path) = &shared.config.lmtp_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Creates the data directory if needed; when starting as root, hands it to
+/// the user the server will run as.
+fn prepare_data_dir(dir: &Path, run_as: Option<&privileges::Account>) -> Result<(), String> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create the data directory {}: {e} (choose another with --data)",
+                dir.display()
+            )
+        })?;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750));
+    }
+    if let Some(account) = run_as {
+        privileges::chown_tree(dir, account)?;
+    }
+    Ok(())
+}
+
+fn bind_all(
+    config: &Config,
+    run_as: Option<&privileges::Account>,
+) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::new();
+    if config.imap.is_some() || config.imaps.is_some() {
+        // IMAP (issue 4) is not in this version yet; the flags are accepted
+        // so unit files written for it keep working.
+        log::warn!("IMAP is not served by this version yet; --imap and --imaps are ignored");
+    }
+    let tcp = [
+        (
+            config.pop3,
+            Protocol::Pop3 {
+                implicit_tls: false,
+            },
+        ),
+        (config.pop3s, Protocol::Pop3 { implicit_tls: true }),
+        (config.lmtp, Protocol::Lmtp),
+    ];
+    for (addr, protocol) in tcp {
+        let Some(addr) = addr else { continue };
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --unprivileged-ports)"
+            } else {
+                ""
+            };
+            format!(
+                "cannot listen for {} on {addr}: {e}{hint}; choose another address with {} ADDR, or {} off",
+                protocol.name(),
+                protocol.flag(),
+                protocol.flag()
+            )
+        })?;
+        out.push(Listener {
+            protocol,
+            kind: ListenerKind::Tcp(listener),
+        });
+    }
+    if let Some(path) = &config.lmtp_socket {
+        remove_stale_socket(path)?;
+        let listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| {
+            format!(
+                "cannot create the LMTP socket {}: {e}; choose another path with --lmtp-socket PATH, or --lmtp-socket off",
+                path.display()
+            )
+        })?;
+        // Any local process may hand mail in, as with Dovecot's LMTP socket.
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+        if let Some(account) = run_as {
+            privileges::chown(path, account)?;
+        }
+        out.push(Listener {
+            protocol: Protocol::Lmtp,
+            kind: ListenerKind::Unix(listener, path.clone()),
+        });
+    }
+    if out.is_empty() {
+        return Err("every listener is off: nothing to serve".into());
+    }
+    Ok(out)
+}
+
+/// A socket file left by a server that died is removed; one a live server
+/// answers on is not.
+fn remove_stale_socket(path: &Path) -> Result<(), String> {
+    if !path.exists() {
+        return Ok(());
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(format!(
+            "another server is already listening on {} (is letterbox running? stop it, or use --lmtp-socket PATH)",
+            path.display()
+        ));
+    }
+    std::fs::remove_file(path)
+        .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))
+}
+
+fn start_listener(
+    ex: &Rc<LocalExecutor<'static>>,
+    shared: &Rc<Shared>,
+    listener: Listener,
+) -> Result<(), String> {
+    let protocol = listener.protocol;
+    match listener.kind {
+        ListenerKind::Tcp(std_listener) => {
+            let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
+            std_listener
+                .set_nonblocking(true)
+                .map_err(|e| e.to_string())?;
+            let listener = TcpListener::try_from(std_listener).map_err(|e| e.to_string())?;
+            log::info!("{} listening on {addr}", protocol.name());
+            let (ex2, shared) = (ex.clone(), shared.clone());
+            ex.spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((tcp, peer_addr)) => {
+                            admit(&ex2, &shared, protocol, Stream::Tcp(tcp), Some(peer_addr))
+                        }
+                        Err(e) => accept_failed(protocol, e).await,
+                    }
+                }
+            })
+            .detach();
+        }
+        ListenerKind::Unix(std_listener, path) => {
+            std_listener
+                .set_nonblocking(true)
+                .map_err(|e| e.to_string())?;
+            let listener = UnixListener::try_from(std_listener).map_err(|e| e.to_string())?;
+            log::info!("LMTP listening on unix socket {}", path.display());
+            let (ex2, shared) = (ex.clone(), shared.clone());
+            ex.spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((unix, _)) => admit(&ex2, &shared, protocol, Stream::Unix(unix), None),
+                        Err(e) => accept_failed(protocol, e).await,
+                    }
+                }
+            })
+            .detach();
+        }
+    }
+    Ok(())
+}
+
+/// Out of file descriptors and the like: say so, and back off instead of
+/// spinning.
+async fn accept_failed(protocol: Protocol, e: std::io::Error) {
+    log::warn!("{}: accept failed: {e}", protocol.name());
+    Timer::after(Duration::from_millis(100)).await;
+}
+
+fn admit(
+    ex: &Rc<LocalExecutor<'static>>,
+    shared: &Rc<Shared>,
+    protocol: Protocol,
+    stream: Stream,
+    addr: Option<SocketAddr>,
+) {
+    let id = shared.next_conn_id.get();
+    shared.next_conn_id.set(id + 1);
+    let peer = Peer {
+        id,
+        addr,
+        tls: false,
+    };
+    let slot = shared.limits.try_acquire(addr.map(|a| a.ip()));
+    let shared = shared.clone();
+    ex.spawn(async move {
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(refused) => {
+                log::warn!("{peer}: refused: {refused}");
+                let mut conn = Conn::new(stream, peer, Duration::from_secs(10));
+                let _ = conn
+                    .write(protocol.refusal(&refused.to_string()).as_bytes())
+                    .await;
+                conn.close().await;
+                return;
+            }
+        };
+        serve_connection(shared, protocol, stream, peer, slot).await;
+    })
+    .detach();
+}
+
+async fn serve_connection(
+    shared: Rc<Shared>,
+    protocol: Protocol,
+    stream: Stream,
+    mut peer: Peer,
+    _slot: Slot,
+) {
+    log::info!("{peer}: {} connection", protocol.name());
+    let stream = match (protocol, stream) {
+        (
+            Protocol::Imap { implicit_tls: true } | Protocol::Pop3 { implicit_tls: true },
+            Stream::Tcp(tcp),
+        ) => {
+            let Some(acceptor) = shared.tls_acceptor() else {
+                return;
+            };
+            match accept_tls(&acceptor, tcp).await {
+                Ok(tls) => {
+                    peer.tls = true;
+                    Stream::Tls(Box::new(tls))
+                }
+                Err(e) => {
+                    log::info!("{peer}: TLS handshake failed: {e}");
+                    return;
+                }
+            }
+        }
+        (_, stream) => stream,
+    };
+    let conn = Conn::new(stream, peer.clone(), Duration::from_secs(60));
+    let session = async {
+        match protocol {
+            Protocol::Lmtp => crate::lmtp::serve(shared.clone(), conn).await,
+            Protocol::Pop3 { .. } => crate::pop3::serve(shared.clone(), conn).await,
+            // Never bound in this version (see bind_all).
+            Protocol::Imap { .. } => drop(conn),
+        }
+    };
+    // A bug in one session must not take the whole server down with it.
+    use smol::future::FutureExt;
+    if std::panic::AssertUnwindSafe(session)
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        log::error!("{peer}: session ended by an internal error (a bug: please report it)");
+    }
+    log::info!("{peer}: closed");
+}
+
+/// Dropping root after binding the privileged ports.
+mod privileges {
+    use std::ffi::CString;
+    use std::path::Path;
+
+    pub struct Account {
+        pub name: String,
+        pub uid: libc::uid_t,
+        pub gid: libc::gid_t,
+    }
+
+    /// The account to switch to: only when started as root.
+    pub fn target_user(requested: Option<&str>) -> Result<Option<Account>, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(None);
+        }
+        let name = requested.unwrap_or("letterbox");
+        if name == "root" {
+            log::warn!("running as root (--run-as root); a dedicated user is safer");
+            return Ok(None);
+        }
+        lookup(name).map(Some).ok_or_else(|| {
+            format!(
+                "started as root, but the user {name:?} to run as does not exist; \
+                 create it (useradd --system --home-dir /var/lib/letterbox {name}) or pass --run-as USER"
+            )
+        })
+    }
+
+    fn lookup(name: &str) -> Option<Account> {
+        let cname = CString::new(name).ok()?;
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; pwd's strings point
+        // into buf, which outlives the uses below.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        Some(Account {
+            name: name.to_string(),
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+        })
+    }
+
+    pub fn chown(path: &Path, account: &Account) -> Result<(), String> {
+        std::os::unix::fs::chown(path, Some(account.uid), Some(account.gid)).map_err(|e| {
+            format!(
+                "cannot give {} to user {}: {e}",
+                path.display(),
+                account.name
+            )
+        })
+    }
+
+    /// The data directory and what is directly in it (the database, the
+    /// users file, the TLS pair) must belong to the server's user.
+    pub fn chown_tree(dir: &Path, account: &Account) -> Result<(), String> {
+        chown(dir, account)?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            chown(&entry.path(), account)?;
+        }
+        Ok(())
+    }
+
+    /// Switches group, supplementary groups and user, in that order (the
+    /// user last, since after it nothing else may be changed).
+    pub fn drop_to(account: &Account) -> Result<(), String> {
+        let name = CString::new(account.name.as_str()).map_err(|e| e.to_string())?;
+        // SAFETY: plain system calls on values we own; each result is checked.
+        let ok = unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::initgroups(name.as_ptr(), account.gid) == 0
+                && libc::setgid(account.gid) == 0
+                && libc::setuid(account.uid) == 0
+        };
+        if !ok {
+            return Err(format!(
+                "cannot switch to user {}: {}",
+                account.name,
+                std::io::Error::last_os_error()
+            ));
+        }
+        log::info!("running as user {} (uid {})", account.name, account.uid);
+        Ok(())
+    }
+}

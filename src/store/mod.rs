@@ -1,0 +1,331 @@
+//! The mail store: the only code that knows redb.
+//!
+//! Everything lives in one redb file (`DATA/letterbox.redb`). Reads happen on
+//! the caller's thread in MVCC snapshots ([`Snapshot`]); writes go to one
+//! writer thread that commits whatever is queued in one transaction and one
+//! fsync (see [`writer`]). Protocols speak in users, mailboxes, UIDs and flags.
+
+mod events;
+mod ops;
+mod records;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+pub use events::{Change, Hub};
+pub use ops::{Delivered, DeliveryTarget, FlagChange};
+pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
+pub use writer::WriteCtx;
+
+pub type MailboxId = u64;
+pub type BlobId = u64;
+
+/// The schema this binary writes. A file with a newer one is refused, since an
+/// older binary cannot know what the newer one's records mean.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const MAILBOXES: TableDefinition<u64, &[u8]> = TableDefinition::new("mailboxes");
+const MAILBOX_NAMES: TableDefinition<(&str, &str), u64> = TableDefinition::new("mailbox_names");
+const MESSAGES: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("messages");
+const BLOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("blobs");
+/// Reference counts live apart from the blobs so that a COPY or a second
+/// recipient rewrites four bytes, not the whole message.
+const BLOB_REFS: TableDefinition<u64, u32> = TableDefinition::new("blob_refs");
+const PARSED: TableDefinition<u64, &[u8]> = TableDefinition::new("parsed");
+const EXPUNGED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("expunged");
+
+/// The mailboxes every user starts with, and their special use.
+pub const DEFAULT_MAILBOXES: [(&str, Option<SpecialUse>); 6] = [
+    ("INBOX", None),
+    ("Sent", Some(SpecialUse::Sent)),
+    ("Drafts", Some(SpecialUse::Drafts)),
+    ("Trash", Some(SpecialUse::Trash)),
+    ("Junk", Some(SpecialUse::Junk)),
+    ("Archive", Some(SpecialUse::Archive)),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database file or the disk under it failed.
+    Storage(String),
+    /// A record could not be decoded: the file is damaged or was written by
+    /// something else.
+    Corrupt(String),
+    /// The file was written by a newer letterbox.
+    NewerSchema(u32),
+    /// Another process holds the database open.
+    Locked,
+    NoSuchMailbox,
+    MailboxExists,
+    /// The writer thread is gone (the server is shutting down).
+    Closed,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Storage(e) => write!(f, "storage error: {e}"),
+            StoreError::Corrupt(what) => write!(
+                f,
+                "the database holds a damaged {what}; restore a backup or export what is readable"
+            ),
+            StoreError::NewerSchema(v) => write!(
+                f,
+                "the database was written by a newer letterbox (schema {v}; this binary knows up to {SCHEMA_VERSION}); \
+                 run the newer letterbox, or restore a backup made with this version"
+            ),
+            StoreError::Locked => write!(
+                f,
+                "the database is in use by another process (is a letterbox server running on this data directory? stop it first)"
+            ),
+            StoreError::NoSuchMailbox => write!(f, "no such mailbox"),
+            StoreError::MailboxExists => write!(f, "mailbox already exists"),
+            StoreError::Closed => write!(f, "the store is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+macro_rules! storage_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_error_from!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+            other => StoreError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// A handle on the store. Cheap to clone; every clone shares the database and
+/// the writer thread.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<redb::Database>,
+    writer: writer::WriterHandle,
+}
+
+impl Store {
+    /// Opens (or creates) `path`, checks the schema version, and starts the
+    /// writer thread. `changes` receives what each commit changed.
+    pub fn open(
+        path: &Path,
+        cache_bytes: usize,
+    ) -> Result<(Store, smol::channel::Receiver<Vec<Change>>), StoreError> {
+        let db = redb::Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
+        init_schema(&db)?;
+        let db = Arc::new(db);
+        let (writer, changes) = writer::start(db.clone())?;
+        Ok((Store { db, writer }, changes))
+    }
+
+    /// A consistent read-only view of the store as of now. Never blocked by
+    /// the writer.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            txn: self.db.begin_read()?,
+        })
+    }
+
+    /// Runs `op` in the writer's next transaction and resolves once that
+    /// transaction is durable on disk. `op` must return an error only before
+    /// it has changed anything (see [`writer`]).
+    pub async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.submit(op).await
+    }
+
+    /// The same as [`Store::write`], for threads outside the event loop.
+    pub fn write_blocking<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+    {
+        smol::block_on(self.writer.submit(op))
+    }
+
+    /// Stops taking writes, commits what is queued, and waits for the writer.
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}
+
+fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let existing = meta.get("schema_version")?.map(|v| v.value().to_vec());
+        match existing {
+            Some(bytes) => {
+                let version = <[u8; 4]>::try_from(bytes.as_slice())
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| StoreError::Corrupt("schema version".into()))?;
+                if version > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema(version));
+                }
+            }
+            None => {
+                meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                let created = now_unix().to_le_bytes();
+                meta.insert("created", created.as_slice())?;
+            }
+        }
+        // Creating every table up front lets readers assume they exist.
+        txn.open_table(MAILBOXES)?;
+        txn.open_table(MAILBOX_NAMES)?;
+        txn.open_table(MESSAGES)?;
+        txn.open_table(BLOBS)?;
+        txn.open_table(BLOB_REFS)?;
+        txn.open_table(PARSED)?;
+        txn.open_table(EXPUNGED)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The stored spelling of a mailbox name: INBOX is case-insensitive (RFC 9051
+/// §5.1), and so is the INBOX part of its children, as Dovecot has it.
+pub fn canonical_mailbox_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.eq_ignore_ascii_case("INBOX") && name != "INBOX" {
+        return "INBOX".into();
+    }
+    if name.len() > 6 && name.as_bytes()[5] == b'/' && name[..5].eq_ignore_ascii_case("INBOX") {
+        if name.starts_with("INBOX/") {
+            return name.into();
+        }
+        return format!("INBOX{}", &name[5..]).into();
+    }
+    name.into()
+}
+
+/// A read-only, consistent view of the whole store.
+pub struct Snapshot {
+    txn: redb::ReadTransaction,
+}
+
+impl Snapshot {
+    pub fn mailbox_id(&self, user: &str, name: &str) -> Result<Option<MailboxId>, StoreError> {
+        let names = self.txn.open_table(MAILBOX_NAMES)?;
+        let name = canonical_mailbox_name(name);
+        Ok(names.get((user, name.as_ref()))?.map(|v| v.value()))
+    }
+
+    pub fn mailbox(&self, id: MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+        let mailboxes = self.txn.open_table(MAILBOXES)?;
+        let found = mailboxes.get(id)?;
+        found.map(|v| MailboxRecord::decode(v.value())).transpose()
+    }
+
+    /// The user's mailboxes in name order.
+    pub fn mailboxes(&self, user: &str) -> Result<Vec<(MailboxId, MailboxRecord)>, StoreError> {
+        let names = self.txn.open_table(MAILBOX_NAMES)?;
+        let mailboxes = self.txn.open_table(MAILBOXES)?;
+        let mut out = Vec::new();
+        for entry in names.range((user, "")..)? {
+            let (key, id) = entry?;
+            if key.value().0 != user {
+                break;
+            }
+            if let Some(record) = mailboxes.get(id.value())? {
+                out.push((id.value(), MailboxRecord::decode(record.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every message of a mailbox in UID order.
+    pub fn messages(&self, mailbox: MailboxId) -> Result<Vec<(u32, MessageRecord)>, StoreError> {
+        let messages = self.txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for entry in messages.range((mailbox, 0)..=(mailbox, u32::MAX))? {
+            let (key, value) = entry?;
+            out.push((key.value().1, MessageRecord::decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn message(
+        &self,
+        mailbox: MailboxId,
+        uid: u32,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let messages = self.txn.open_table(MESSAGES)?;
+        let found = messages.get((mailbox, uid))?;
+        found.map(|v| MessageRecord::decode(v.value())).transpose()
+    }
+
+    /// The raw RFC 5322 bytes of a message.
+    pub fn blob(&self, blob: BlobId) -> Result<Vec<u8>, StoreError> {
+        let blobs = self.txn.open_table(BLOBS)?;
+        let found = blobs.get(blob)?;
+        found
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| StoreError::Corrupt(format!("message body {blob} (missing)")))
+    }
+
+    /// What [`crate::mime::MessageInfo::encode`] stored for a blob at delivery.
+    pub fn parsed(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
+        let parsed = self.txn.open_table(PARSED)?;
+        let found = parsed.get(blob)?;
+        Ok(found.map(|v| v.value().to_vec()))
+    }
+
+    /// Every user that has mailboxes, in name order.
+    pub fn users(&self) -> Result<Vec<String>, StoreError> {
+        let names = self.txn.open_table(MAILBOX_NAMES)?;
+        let mut out: Vec<String> = Vec::new();
+        for entry in names.iter()? {
+            let (key, _) = entry?;
+            let user = key.value().0;
+            if out.last().map(String::as_str) != Some(user) {
+                out.push(user.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_is_case_insensitive() {
+        assert_eq!(canonical_mailbox_name("inbox"), "INBOX");
+        assert_eq!(canonical_mailbox_name("Inbox/Lists"), "INBOX/Lists");
+        assert_eq!(canonical_mailbox_name("INBOX/x"), "INBOX/x");
+        assert_eq!(canonical_mailbox_name("Inboxes"), "Inboxes");
+        assert_eq!(canonical_mailbox_name("Sent"), "Sent");
+    }
+}

@@ -1,0 +1,227 @@
+//! The single writer thread and its group commit.
+//!
+//! redb allows one write transaction at a time, and each durable commit costs
+//! an fsync, which on an SD card takes milliseconds. So every write is a job
+//! sent to this thread, which takes everything queued, runs it all in one
+//! transaction, commits once, and only then answers each job. Eight LMTP
+//! deliveries arriving together cost one fsync, not eight.
+//!
+//! The rule every job keeps: it returns an error only before it has changed
+//! anything. A job's error is its own; the others in the batch still commit.
+//! A storage error part way through poisons the transaction, so the commit
+//! fails and every job in the batch is told so: nothing half-done is ever
+//! acknowledged.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::Table;
+use smol::channel::{Receiver, Sender};
+
+use super::{
+    Change, StoreError, BLOBS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES, MESSAGES, META,
+    PARSED,
+};
+
+/// The most jobs one transaction takes, so that one commit stays short and a
+/// burst cannot grow a transaction without bound.
+const MAX_BATCH: usize = 256;
+/// How many jobs may wait before senders are made to wait: back-pressure
+/// instead of an unbounded queue.
+const QUEUE_DEPTH: usize = 1024;
+
+/// The open tables of the batch's transaction, handed to each job.
+pub struct WriteCtx<'t> {
+    pub(super) meta: Table<'t, &'static str, &'static [u8]>,
+    pub(super) mailboxes: Table<'t, u64, &'static [u8]>,
+    pub(super) mailbox_names: Table<'t, (&'static str, &'static str), u64>,
+    pub(super) messages: Table<'t, (u64, u32), &'static [u8]>,
+    pub(super) blobs: Table<'t, u64, &'static [u8]>,
+    pub(super) blob_refs: Table<'t, u64, u32>,
+    pub(super) parsed: Table<'t, u64, &'static [u8]>,
+    pub(super) expunged: Table<'t, (u64, u64), &'static [u8]>,
+    /// What this batch changed, published to the event loop after the commit.
+    pub(super) changes: Vec<Change>,
+}
+
+trait Job: Send {
+    fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> Box<dyn Completion>;
+    fn fail(self: Box<Self>, err: StoreError);
+}
+
+trait Completion: Send {
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Pending<F, T> {
+    op: F,
+    reply: Sender<Result<T, StoreError>>,
+}
+
+struct Done<T> {
+    result: Result<T, StoreError>,
+    reply: Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Job for Pending<F, T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> Box<dyn Completion> {
+        let result = (self.op)(ctx);
+        Box::new(Done {
+            result,
+            reply: self.reply,
+        })
+    }
+    fn fail(self: Box<Self>, err: StoreError) {
+        let _ = self.reply.try_send(Err(err));
+    }
+}
+
+impl<T: Send + 'static> Completion for Done<T> {
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let outcome = match commit {
+            Ok(()) => self.result,
+            Err(e) => Err(e),
+        };
+        // The asker may have gone (a dropped connection); that is fine.
+        let _ = self.reply.try_send(outcome);
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct WriterHandle {
+    jobs: Sender<Box<dyn Job>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl WriterHandle {
+    pub(super) async fn submit<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = smol::channel::bounded(1);
+        self.jobs
+            .send(Box::new(Pending { op, reply }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.recv().await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub(super) fn shutdown(&self) {
+        self.jobs.close();
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub(super) fn start(
+    db: Arc<redb::Database>,
+) -> Result<(WriterHandle, Receiver<Vec<Change>>), StoreError> {
+    let (jobs_tx, jobs_rx) = smol::channel::bounded::<Box<dyn Job>>(QUEUE_DEPTH);
+    let (changes_tx, changes_rx) = smol::channel::unbounded();
+    let thread = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(&db, jobs_rx, changes_tx))
+        .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
+    Ok((
+        WriterHandle {
+            jobs: jobs_tx,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        },
+        changes_rx,
+    ))
+}
+
+fn run(db: &redb::Database, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Change>>) {
+    // recv_blocking keeps returning queued jobs after the channel is closed,
+    // so a shutdown still commits everything that was asked for.
+    while let Ok(first) = jobs.recv_blocking() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Some(committed) = commit_batch(db, batch) {
+            if !committed.is_empty() {
+                let _ = changes.try_send(committed);
+            }
+        }
+    }
+}
+
+/// Runs one batch; returns what it changed if the commit succeeded.
+fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Change>> {
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            let err = StoreError::from(e);
+            log::error!("store: cannot start a write transaction: {err}");
+            batch.into_iter().for_each(|job| job.fail(err.clone()));
+            return None;
+        }
+    };
+    let mut completions = Vec::with_capacity(batch.len());
+    let mut changes = Vec::new();
+    let mut failure = None;
+    match open_tables(&txn) {
+        Ok(mut ctx) => {
+            let mut jobs = batch.into_iter();
+            for job in jobs.by_ref() {
+                match catch_unwind(AssertUnwindSafe(|| job.run(&mut ctx))) {
+                    Ok(done) => completions.push(done),
+                    Err(_) => {
+                        log::error!("store: a write job panicked; the whole batch is rolled back");
+                        failure = Some(StoreError::Storage("internal error in a write".into()));
+                        break;
+                    }
+                }
+            }
+            if let Some(err) = &failure {
+                jobs.for_each(|job| job.fail(err.clone()));
+            }
+            changes = std::mem::take(&mut ctx.changes);
+        }
+        Err(err) => {
+            batch.into_iter().for_each(|job| job.fail(err.clone()));
+            failure = Some(err);
+        }
+    }
+    let outcome = match failure {
+        Some(err) => {
+            drop(txn);
+            Err(err)
+        }
+        None => txn.commit().map_err(StoreError::from),
+    };
+    if let Err(err) = &outcome {
+        log::error!("store: commit failed, nothing in this batch was stored: {err}");
+    }
+    let committed = outcome.is_ok();
+    for done in completions {
+        done.finish(outcome.clone());
+    }
+    committed.then_some(changes)
+}
+
+fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError> {
+    Ok(WriteCtx {
+        meta: txn.open_table(META)?,
+        mailboxes: txn.open_table(MAILBOXES)?,
+        mailbox_names: txn.open_table(MAILBOX_NAMES)?,
+        messages: txn.open_table(MESSAGES)?,
+        blobs: txn.open_table(BLOBS)?,
+        blob_refs: txn.open_table(BLOB_REFS)?,
+        parsed: txn.open_table(PARSED)?,
+        expunged: txn.open_table(EXPUNGED)?,
+        changes: Vec::new(),
+    })
+}
