@@ -369,3 +369,56 @@ fn bad_logins_close_after_three_tries_and_plaintext_rules_show_in_capa() {
     assert!(c.cmd("PASS bad").contains("too many attempts"));
     assert!(c.closed());
 }
+
+#[test]
+fn passwords_are_refused_off_loopback_without_tls() {
+    let Some(host) = TestHost::create() else {
+        eprintln!("skipped: making a network namespace needs root and iproute2");
+        return;
+    };
+    let script = r#"
+import os, poplib, ssl
+ip, port = os.environ['SERVER_IP'], int(os.environ['POP3_PORT'])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+p = poplib.POP3(ip, port, timeout=20)
+caps = p.capa()
+print('capa', 'USER' in caps, 'SASL' in caps, 'STLS' in caps)
+try:
+    p.user('alice'); print('user accepted')
+except poplib.error_proto as e:
+    print('user refused', e.args[0].decode())
+p.stls(ctx)
+p.user('alice'); p.pass_('pw-alice'); print('login over STLS ok')
+p.quit()
+"#;
+    for allow in [false, true] {
+        let mut server = Server::new("offloopback", &["alice"]);
+        server.bind_ip = "0.0.0.0".into();
+        if allow {
+            server.extra_args.push("--allow-plaintext-auth".into());
+        }
+        server.start();
+        let out = host.python(
+            script,
+            &[
+                ("SERVER_IP", TestHost::SERVER_IP.into()),
+                ("POP3_PORT", server.ports.pop3.to_string()),
+            ],
+        );
+        out.assert_ok();
+        let text = out.stdout_text();
+        if allow {
+            assert!(
+                text.contains("capa True True True") && text.contains("user accepted"),
+                "{text}"
+            );
+        } else {
+            assert!(text.contains("capa False False True"), "{text}");
+            assert!(
+                text.contains("user refused -ERR [AUTH] Plaintext authentication is not allowed"),
+                "{text}"
+            );
+        }
+        assert!(text.contains("login over STLS ok"), "{text}");
+    }
+}

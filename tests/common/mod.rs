@@ -69,6 +69,8 @@ pub struct Server {
     pub child: Option<Child>,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// Where the POP3 listeners bind; readiness is checked on loopback.
+    pub bind_ip: String,
 }
 
 impl Server {
@@ -87,6 +89,7 @@ impl Server {
             },
             child: None,
             extra_args: Vec::new(),
+            bind_ip: "127.0.0.1".into(),
         };
         for user in users {
             server
@@ -121,8 +124,8 @@ impl Server {
             .arg("--data")
             .arg(&self.data)
             .args(["--imap", "off", "--imaps", "off"])
-            .args(["--pop3", &format!("127.0.0.1:{}", self.ports.pop3)])
-            .args(["--pop3s", &format!("127.0.0.1:{}", self.ports.pop3s)])
+            .args(["--pop3", &format!("{}:{}", self.bind_ip, self.ports.pop3)])
+            .args(["--pop3s", &format!("{}:{}", self.bind_ip, self.ports.pop3s)])
             .args(["--lmtp", &format!("127.0.0.1:{}", self.ports.lmtp)])
             .args(["--hostname", "mail.test"])
             .args(&self.extra_args)
@@ -395,4 +398,77 @@ pub fn lmtp_deliver(server: &Server, from: &str, to: &[&str], body: &[u8]) -> Ve
     data.extend_from_slice(b".\r\n");
     c.send(&data);
     (0..accepted).map(|_| c.line()).collect()
+}
+
+/// A network namespace with a veth pair, so a client can reach the server
+/// from a non-loopback address (198.51.100.2 -> 198.51.100.1, a documentation
+/// range that is never routed). Needs root; removed on drop.
+pub struct TestHost {
+    pub name: String,
+    host_if: String,
+}
+
+impl TestHost {
+    pub const SERVER_IP: &'static str = "198.51.100.1";
+
+    /// None when this machine cannot make namespaces (not root, no `ip`).
+    pub fn create() -> Option<TestHost> {
+        if !is_root() {
+            return None;
+        }
+        let id = std::process::id() % 100_000;
+        let host = TestHost {
+            name: format!("lbt{id}"),
+            host_if: format!("lbh{id}"),
+        };
+        let peer_if = format!("lbp{id}");
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        let ns = host.name.clone();
+        let ok = ip(&["netns", "add", &ns])
+            && ip(&[
+                "link",
+                "add",
+                &host.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer_if,
+                "netns",
+                &ns,
+            ])
+            && ip(&["addr", "add", "198.51.100.1/30", "dev", &host.host_if])
+            && ip(&["link", "set", &host.host_if, "up"])
+            && ip(&["-n", &ns, "addr", "add", "198.51.100.2/30", "dev", &peer_if])
+            && ip(&["-n", &ns, "link", "set", &peer_if, "up"])
+            && ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ok.then_some(host)
+    }
+
+    /// Runs a Python script inside the namespace.
+    pub fn python(&self, script: &str, env: &[(&str, String)]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, "python3", "-c", script]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_with_stdin(cmd, b"")
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }
