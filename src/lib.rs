@@ -1,12 +1,13 @@
 //! letterbox: a single-binary mail store for home servers and small boards.
 //!
 //! Mail arrives over LMTP ([`lmtp`]), lives in one redb file ([`store`]), and
-//! is read over POP3 ([`pop3`]). Everything runs on one
+//! is read over IMAP ([`imap`]) and POP3 ([`pop3`]). Everything runs on one
 //! event-loop thread ([`server`]); see DESIGN.md for the whole picture.
 
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod imap;
 pub mod lmtp;
 pub mod mime;
 pub mod net;

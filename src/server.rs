@@ -348,12 +348,14 @@ fn bind_all(
     run_as: Option<&privileges::Account>,
 ) -> Result<Vec<Listener>, String> {
     let mut out = Vec::new();
-    if config.imap.is_some() || config.imaps.is_some() {
-        // IMAP (issue 4) is not in this version yet; the flags are accepted
-        // so unit files written for it keep working.
-        log::warn!("IMAP is not served by this version yet; --imap and --imaps are ignored");
-    }
     let tcp = [
+        (
+            config.imap,
+            Protocol::Imap {
+                implicit_tls: false,
+            },
+        ),
+        (config.imaps, Protocol::Imap { implicit_tls: true }),
         (
             config.pop3,
             Protocol::Pop3 {
@@ -546,8 +548,7 @@ async fn serve_connection(
         match protocol {
             Protocol::Lmtp => crate::lmtp::serve(shared.clone(), conn).await,
             Protocol::Pop3 { .. } => crate::pop3::serve(shared.clone(), conn).await,
-            // Never bound in this version (see bind_all).
-            Protocol::Imap { .. } => drop(conn),
+            Protocol::Imap { .. } => crate::imap::serve(shared.clone(), conn).await,
         }
     };
     // A bug in one session must not take the whole server down with it.

@@ -25,6 +25,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 const BUFFER_KEEP: usize = 4096;
 /// Queued output is sent once it reaches this size, even mid-reply.
 const WRITE_CHUNK: usize = 32 * 1024;
+/// How much of an over-long line's start and end is kept.
+const OVERLONG_HEAD: usize = 64;
+const OVERLONG_TAIL: usize = 32;
 
 pub enum Stream {
     Tcp(TcpStream),
@@ -134,6 +137,8 @@ pub struct Conn {
     /// Bytes of the last line handed out, consumed at the next read.
     consumed: usize,
     wbuf: Vec<u8>,
+    /// Head and tail of the latest over-long line (see `read_line`).
+    overlong: (Vec<u8>, Vec<u8>),
     pub peer: Peer,
     pub idle_timeout: Duration,
 }
@@ -147,6 +152,7 @@ impl Conn {
             rend: 0,
             consumed: 0,
             wbuf: Vec::new(),
+            overlong: (Vec::new(), Vec::new()),
             peer,
             idle_timeout,
         }
@@ -224,6 +230,19 @@ impl Conn {
             if let Some(pos) = window.iter().position(|&b| b == b'\n') {
                 let lf = self.rstart + scanned + pos;
                 if too_long || lf - self.rstart > max + 1 {
+                    if !too_long {
+                        self.overlong.0 =
+                            self.rbuf[self.rstart..lf.min(self.rstart + OVERLONG_HEAD)].to_vec();
+                        self.overlong.1.clear();
+                    }
+                    let mut end = &self.rbuf[self.rstart..lf];
+                    if let [rest @ .., b'\r'] = end {
+                        end = rest;
+                    }
+                    let tail = &mut self.overlong.1;
+                    tail.extend_from_slice(end);
+                    let excess = tail.len().saturating_sub(OVERLONG_TAIL);
+                    tail.drain(..excess);
                     self.rstart = lf + 1;
                     return Err(ReadError::LineTooLong);
                 }
@@ -237,7 +256,17 @@ impl Conn {
             scanned = self.rend - self.rstart;
             if scanned > max + 1 {
                 // Drop what we have of the over-long line and keep looking
-                // for its end.
+                // for its end; keep its start and its latest bytes, which is
+                // all an IMAP shell needs to answer it (the tag, and whether
+                // a literal follows).
+                let dropped = &self.rbuf[self.rstart..self.rend];
+                if !too_long {
+                    self.overlong.0 = dropped[..OVERLONG_HEAD.min(dropped.len())].to_vec();
+                    self.overlong.1.clear();
+                }
+                let keep = &dropped[dropped.len().saturating_sub(OVERLONG_TAIL)..];
+                self.overlong.1.clear();
+                self.overlong.1.extend_from_slice(keep);
                 too_long = true;
                 self.rstart = 0;
                 self.rend = 0;
@@ -245,6 +274,26 @@ impl Conn {
             }
             self.fill(max.saturating_sub(scanned) + 2).await?;
         }
+    }
+
+    /// The start and the last bytes of the latest over-long line.
+    pub fn overlong_line(&self) -> (&[u8], &[u8]) {
+        (&self.overlong.0, &self.overlong.1)
+    }
+
+    /// Reads and throws away `n` bytes (a literal that was refused).
+    pub async fn skip_exact(&mut self, n: u64) -> Result<(), ReadError> {
+        self.consume_last_line();
+        let mut left = n;
+        while left > 0 {
+            if self.rstart == self.rend {
+                self.fill(left.min(64 * 1024) as usize).await?;
+            }
+            let take = left.min((self.rend - self.rstart) as u64) as usize;
+            self.rstart += take;
+            left -= take as u64;
+        }
+        Ok(())
     }
 
     /// Reads exactly `n` bytes (an IMAP literal) into `out`.

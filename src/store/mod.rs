@@ -61,6 +61,8 @@ pub enum StoreError {
     Locked,
     NoSuchMailbox,
     MailboxExists,
+    /// The operation is not allowed; the text says why.
+    Refused(String),
     /// The writer thread is gone (the server is shutting down).
     Closed,
 }
@@ -84,6 +86,7 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::NoSuchMailbox => write!(f, "no such mailbox"),
             StoreError::MailboxExists => write!(f, "mailbox already exists"),
+            StoreError::Refused(why) => write!(f, "{why}"),
             StoreError::Closed => write!(f, "the store is shutting down"),
         }
     }
@@ -275,6 +278,30 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The messages of a mailbox with UIDs in `low..=high`, in UID order.
+    pub fn messages_between(
+        &self,
+        mailbox: MailboxId,
+        low: u32,
+        high: u32,
+    ) -> Result<Vec<(u32, MessageRecord)>, StoreError> {
+        let messages = self.txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for entry in messages.range((mailbox, low)..=(mailbox, high))? {
+            let (key, value) = entry?;
+            out.push((key.value().1, MessageRecord::decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Opens the message bodies and their analyses once, for reading many.
+    pub fn content(&self) -> Result<Content, StoreError> {
+        Ok(Content {
+            blobs: self.txn.open_table(BLOBS)?,
+            parsed: self.txn.open_table(PARSED)?,
+        })
+    }
+
     pub fn message(
         &self,
         mailbox: MailboxId,
@@ -313,6 +340,23 @@ impl Snapshot {
             }
         }
         Ok(out)
+    }
+}
+
+/// Message bytes and analyses, with their tables open: for commands that
+/// read many messages (FETCH, SEARCH).
+pub struct Content {
+    blobs: redb::ReadOnlyTable<u64, &'static [u8]>,
+    parsed: redb::ReadOnlyTable<u64, &'static [u8]>,
+}
+
+impl Content {
+    pub fn blob(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.blobs.get(blob)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn parsed(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.parsed.get(blob)?.map(|v| v.value().to_vec()))
     }
 }
 

@@ -25,6 +25,15 @@ pub struct Delivered {
     pub uid: u32,
 }
 
+/// A message whose flags a [`FlagChange`] changed, as it is now.
+#[derive(Clone, Debug)]
+pub struct Changed {
+    pub uid: u32,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+    pub modseq: u64,
+}
+
 /// How STORE (or POP3) changes a message's flags.
 #[derive(Clone, Debug)]
 pub enum FlagChange {
@@ -61,6 +70,10 @@ impl WriteCtx<'_> {
     fn save_mailbox(&mut self, id: MailboxId, record: &MailboxRecord) -> Result<(), StoreError> {
         self.mailboxes.insert(id, record.encode().as_slice())?;
         Ok(())
+    }
+
+    pub fn uid_validity(&self, mailbox: MailboxId) -> Result<u32, StoreError> {
+        Ok(self.load_mailbox(mailbox)?.uid_validity)
     }
 
     pub fn mailbox_id(&self, user: &str, name: &str) -> Result<Option<MailboxId>, StoreError> {
@@ -237,6 +250,176 @@ impl WriteCtx<'_> {
         Ok(delivered)
     }
 
+    /// Stores a new message (IMAP APPEND) in one mailbox; returns its UID.
+    pub fn append_message(
+        &mut self,
+        mailbox: MailboxId,
+        raw: &[u8],
+        parsed: &[u8],
+        flags: Flags,
+        keywords: Vec<String>,
+        internal_date: (i64, i16),
+    ) -> Result<u32, StoreError> {
+        self.load_mailbox(mailbox)?;
+        let size = u32::try_from(raw.len())
+            .map_err(|_| StoreError::Storage("message larger than 4 GiB".into()))?;
+        let blob = self.put_blob(raw, parsed)?;
+        self.append(mailbox, blob, size, flags, keywords, internal_date)
+    }
+
+    /// Copies messages to another mailbox, sharing their bytes. Returns
+    /// (source UID, new UID) pairs in source UID order.
+    pub fn copy_messages(
+        &mut self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.load_mailbox(to)?;
+        let mut pairs = Vec::with_capacity(uids.len());
+        for &uid in uids {
+            let found = self.messages.get((from, uid))?;
+            let Some(message) = found
+                .map(|bytes| MessageRecord::decode(bytes.value()))
+                .transpose()?
+            else {
+                continue;
+            };
+            // Letterbox-internal flags belong to the source copy only.
+            let flags = message.flags.without(Flags::POP3_HIDDEN);
+            let new_uid = self.append(
+                to,
+                message.blob,
+                message.size,
+                flags,
+                message.keywords,
+                (message.internal_date, message.internal_date_offset),
+            )?;
+            pairs.push((uid, new_uid));
+        }
+        Ok(pairs)
+    }
+
+    /// Every mailbox of a user whose name is `name` or below it.
+    fn family(&self, user: &str, name: &str) -> Result<Vec<(String, MailboxId)>, StoreError> {
+        let prefix = format!("{name}/");
+        let mut out = Vec::new();
+        // Names sort so that everything starting with `name` is contiguous;
+        // "name-x" sorts between "name" and "name/a", so filter, don't stop.
+        for entry in self.mailbox_names.range((user, name)..)? {
+            let (key, id) = entry?;
+            let (owner, found) = key.value();
+            if owner != user || !found.starts_with(name) {
+                break;
+            }
+            if found == name || found.starts_with(&prefix) {
+                out.push((found.to_string(), id.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a mailbox and its messages. INBOX cannot be deleted, and
+    /// neither can a mailbox with children (delete those first), as Dovecot
+    /// does.
+    pub fn delete_mailbox(&mut self, user: &str, name: &str) -> Result<(), StoreError> {
+        let name = canonical_mailbox_name(name).into_owned();
+        if name == "INBOX" {
+            return Err(StoreError::Refused("INBOX cannot be deleted".into()));
+        }
+        let id = self
+            .mailbox_id(user, &name)?
+            .ok_or(StoreError::NoSuchMailbox)?;
+        if self.family(user, &name)?.len() > 1 {
+            return Err(StoreError::Refused(
+                "mailbox has children; delete them first".into(),
+            ));
+        }
+        let uids: Vec<u32> = self
+            .messages
+            .range((id, 0)..=(id, u32::MAX))?
+            .map(|entry| entry.map(|(key, _)| key.value().1))
+            .collect::<Result<_, _>>()?;
+        self.expunge(id, &uids)?;
+        let stale: Vec<(u64, u64)> = self
+            .expunged
+            .range((id, 0)..=(id, u64::MAX))?
+            .map(|entry| entry.map(|(key, _)| key.value()))
+            .collect::<Result<_, _>>()?;
+        for key in stale {
+            self.expunged.remove(key)?;
+        }
+        self.mailboxes.remove(id)?;
+        self.mailbox_names.remove((user, name.as_str()))?;
+        self.changes.push(Change::Mailbox(id));
+        self.changes.push(Change::MailboxList(user.to_string()));
+        Ok(())
+    }
+
+    /// Renames a mailbox and everything below it. Renaming INBOX moves its
+    /// messages into a new mailbox and leaves INBOX empty (RFC 9051 §6.3.6).
+    pub fn rename_mailbox(&mut self, user: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        let from = canonical_mailbox_name(from).into_owned();
+        let to = canonical_mailbox_name(to).into_owned();
+        if self.mailbox_id(user, &from)?.is_none() {
+            return Err(StoreError::NoSuchMailbox);
+        }
+        if self.mailbox_id(user, &to)?.is_some() {
+            return Err(StoreError::MailboxExists);
+        }
+        if to == from || to.starts_with(&format!("{from}/")) {
+            return Err(StoreError::Refused(
+                "cannot rename a mailbox into itself".into(),
+            ));
+        }
+        if from == "INBOX" {
+            let inbox = self
+                .mailbox_id(user, "INBOX")?
+                .ok_or(StoreError::NoSuchMailbox)?;
+            let target = self.create_mailbox(user, &to, None)?;
+            let uids: Vec<u32> = self
+                .messages
+                .range((inbox, 0)..=(inbox, u32::MAX))?
+                .map(|entry| entry.map(|(key, _)| key.value().1))
+                .collect::<Result<_, _>>()?;
+            self.copy_messages(inbox, &uids, target)?;
+            self.expunge(inbox, &uids)?;
+            return Ok(());
+        }
+        for (old_name, id) in self.family(user, &from)? {
+            let new_name = format!("{to}{}", &old_name[from.len()..]);
+            if self.mailbox_id(user, &new_name)?.is_some() {
+                return Err(StoreError::MailboxExists);
+            }
+            let mut record = self.load_mailbox(id)?;
+            record.name = new_name.clone();
+            self.save_mailbox(id, &record)?;
+            self.mailbox_names.remove((user, old_name.as_str()))?;
+            self.mailbox_names.insert((user, new_name.as_str()), id)?;
+            self.changes.push(Change::Mailbox(id));
+        }
+        self.changes.push(Change::MailboxList(user.to_string()));
+        Ok(())
+    }
+
+    pub fn set_subscribed(
+        &mut self,
+        user: &str,
+        name: &str,
+        subscribed: bool,
+    ) -> Result<(), StoreError> {
+        let id = self
+            .mailbox_id(user, name)?
+            .ok_or(StoreError::NoSuchMailbox)?;
+        let mut record = self.load_mailbox(id)?;
+        if record.subscribed != subscribed {
+            record.subscribed = subscribed;
+            self.save_mailbox(id, &record)?;
+            self.changes.push(Change::MailboxList(user.to_string()));
+        }
+        Ok(())
+    }
+
     /// Removes messages for good. Returns the UIDs that were there.
     pub fn expunge(&mut self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         let mut record = self.load_mailbox(mailbox)?;
@@ -270,14 +453,39 @@ impl WriteCtx<'_> {
         Ok(removed)
     }
 
+    /// Expunges the messages marked \Deleted (of `only`, when given: UID
+    /// EXPUNGE). Returns the UIDs removed.
+    pub fn expunge_deleted(
+        &mut self,
+        mailbox: MailboxId,
+        only: Option<&[u32]>,
+    ) -> Result<Vec<u32>, StoreError> {
+        let mut doomed = Vec::new();
+        for entry in self.messages.range((mailbox, 0)..=(mailbox, u32::MAX))? {
+            let (key, value) = entry?;
+            let uid = key.value().1;
+            if only.is_some_and(|o| o.binary_search(&uid).is_err()) {
+                continue;
+            }
+            if MessageRecord::decode(value.value())?
+                .flags
+                .contains(Flags::DELETED)
+            {
+                doomed.push(uid);
+            }
+        }
+        self.expunge(mailbox, &doomed)
+    }
+
     /// Changes flags on the given messages; returns each changed message's
-    /// UID and new flags and keywords. Unchanged messages keep their MODSEQ.
+    /// UID, new flags and keywords, and new MODSEQ. Unchanged messages keep
+    /// their MODSEQ.
     pub fn change_flags(
         &mut self,
         mailbox: MailboxId,
         uids: &[u32],
         change: &FlagChange,
-    ) -> Result<Vec<(u32, Flags, Vec<String>)>, StoreError> {
+    ) -> Result<Vec<Changed>, StoreError> {
         let mut record = self.load_mailbox(mailbox)?;
         let mut changed = Vec::new();
         for &uid in uids {
@@ -331,7 +539,12 @@ impl WriteCtx<'_> {
             message.modseq = record.highest_modseq;
             self.messages
                 .insert((mailbox, uid), message.encode().as_slice())?;
-            changed.push((uid, message.flags, message.keywords));
+            changed.push(Changed {
+                uid,
+                flags: message.flags,
+                keywords: message.keywords,
+                modseq: message.modseq,
+            });
         }
         if !changed.is_empty() {
             self.save_mailbox(mailbox, &record)?;
@@ -476,6 +689,58 @@ mod tests {
         let record = snap.mailbox(inbox).unwrap().unwrap();
         assert_eq!(record.unseen, 0);
         assert_eq!(snap.message(inbox, 2).unwrap().unwrap().keywords, ["work"]);
+        store.shutdown();
+    }
+
+    #[test]
+    fn rename_moves_children_and_inbox_rename_empties_inbox() {
+        let (_dir, store) = temp_store();
+        store
+            .write_blocking(|tx| {
+                tx.ensure_user("u")?;
+                tx.create_mailbox("u", "Lists", None)?;
+                tx.create_mailbox("u", "Lists-old", None)?;
+                tx.create_mailbox("u", "Lists/rust", None)?;
+                tx.deliver(b"m", b"", (0, 0), &[target("u", None)])?;
+                tx.deliver(b"n", b"", (0, 0), &[target("u", Some("Lists/rust"))])
+            })
+            .unwrap();
+        store
+            .write_blocking(|tx| tx.rename_mailbox("u", "Lists", "Archive/Lists"))
+            .unwrap();
+        let snap = store.snapshot().unwrap();
+        let names: Vec<String> = snap
+            .mailboxes("u")
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r.name)
+            .collect();
+        assert!(
+            names.contains(&"Archive/Lists/rust".to_string())
+                && names.contains(&"Lists-old".to_string())
+        );
+        assert!(!names.contains(&"Lists".to_string()));
+        let moved = snap.mailbox_id("u", "Archive/Lists/rust").unwrap().unwrap();
+        assert_eq!(snap.messages(moved).unwrap().len(), 1);
+        store
+            .write_blocking(|tx| tx.rename_mailbox("u", "INBOX", "Old"))
+            .unwrap();
+        let snap = store.snapshot().unwrap();
+        let inbox = snap.mailbox_id("u", "inbox").unwrap().unwrap();
+        assert!(snap.messages(inbox).unwrap().is_empty());
+        let old = snap.mailbox_id("u", "Old").unwrap().unwrap();
+        assert_eq!(snap.messages(old).unwrap().len(), 1);
+        assert!(matches!(
+            store.write_blocking(|tx| tx.delete_mailbox("u", "Archive/Lists")),
+            Err(StoreError::Refused(_))
+        ));
+        store
+            .write_blocking(|tx| tx.delete_mailbox("u", "Archive/Lists/rust"))
+            .unwrap();
+        assert!(matches!(
+            store.write_blocking(|tx| tx.delete_mailbox("u", "INBOX")),
+            Err(StoreError::Refused(_))
+        ));
         store.shutdown();
     }
 

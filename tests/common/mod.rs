@@ -137,16 +137,22 @@ impl Server {
         if is_root() {
             cmd.args(["--run-as", "nobody"]);
         }
+        let log_start = self.log_text().len();
         self.child = Some(cmd.spawn().expect("start letterbox"));
-        self.wait_ready();
+        self.wait_ready(log_start);
         self
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, log_start: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if TcpStream::connect(("127.0.0.1", self.ports.lmtp)).is_ok()
-                && TcpStream::connect(("127.0.0.1", self.ports.pop3)).is_ok()
+            // Ports accept connections from the moment they are bound, before
+            // the store and TLS are ready; the log says when serving starts.
+            let ready = format!("LMTP listening on 127.0.0.1:{}", self.ports.lmtp);
+            if self
+                .log_text()
+                .get(log_start..)
+                .is_some_and(|new| new.contains(&ready))
             {
                 return;
             }
@@ -300,7 +306,8 @@ pub fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
+    // A command may exit without reading its input (a refused `user add`).
+    let _ = input.write_all(stdin);
     drop(input);
     child.wait_with_output().unwrap()
 }

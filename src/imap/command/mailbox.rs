@@ -1,0 +1,128 @@
+//! CREATE, DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE.
+
+use crate::imap::session::Session;
+use crate::store::SpecialUse;
+
+impl Session {
+    pub(in crate::imap) async fn create(
+        &mut self,
+        tag: &str,
+        raw: &[u8],
+        special_use: Option<Vec<String>>,
+    ) {
+        let name = match self.mailbox_arg(raw) {
+            Ok(name) => name.trim_end_matches('/').to_string(),
+            Err(e) => return self.bad(tag, &e),
+        };
+        if name.is_empty()
+            || name.contains(['*', '%'])
+            || name.starts_with('/')
+            || name.contains("//")
+        {
+            return self.no(
+                tag,
+                "[CANNOT] Invalid mailbox name (no *, %, empty levels or leading /)",
+            );
+        }
+        if name == "INBOX" {
+            return self.no(tag, "[ALREADYEXISTS] INBOX always exists");
+        }
+        let use_attr = match special_use.as_deref() {
+            None | Some([]) => None,
+            Some([one]) => match one.to_ascii_lowercase().as_str() {
+                "\\sent" => Some(SpecialUse::Sent),
+                "\\drafts" => Some(SpecialUse::Drafts),
+                "\\trash" => Some(SpecialUse::Trash),
+                "\\junk" => Some(SpecialUse::Junk),
+                "\\archive" => Some(SpecialUse::Archive),
+                _ => return self.no(tag, "[USEATTR] Unsupported special-use attribute"),
+            },
+            Some(_) => return self.no(tag, "[USEATTR] One special-use attribute per mailbox"),
+        };
+        let user = self.user.clone();
+        let result = self
+            .shared
+            .store
+            .write(move |tx| {
+                if tx.mailbox_id(&user, &name)?.is_some() {
+                    return Err(crate::store::StoreError::MailboxExists);
+                }
+                // Missing parents are made too, so the hierarchy has no holes.
+                let mut parent = String::new();
+                for level in name.split('/') {
+                    if !parent.is_empty() {
+                        parent.push('/');
+                    }
+                    parent.push_str(level);
+                    if parent != name && tx.mailbox_id(&user, &parent)?.is_none() {
+                        tx.create_mailbox(&user, &parent, None)?;
+                    }
+                }
+                tx.create_mailbox(&user, &name, use_attr)
+            })
+            .await;
+        match result {
+            Ok(_) => self.ok(tag, "CREATE completed"),
+            Err(e) => self.store_failed(tag, &e),
+        }
+    }
+
+    pub(in crate::imap) async fn delete(&mut self, tag: &str, raw: &[u8]) {
+        let name = match self.mailbox_arg(raw) {
+            Ok(name) => name,
+            Err(e) => return self.bad(tag, &e),
+        };
+        let user = self.user.clone();
+        match self
+            .shared
+            .store
+            .write(move |tx| tx.delete_mailbox(&user, &name))
+            .await
+        {
+            Ok(()) => self.ok(tag, "DELETE completed"),
+            Err(e) => self.store_failed(tag, &e),
+        }
+    }
+
+    pub(in crate::imap) async fn rename(&mut self, tag: &str, from: &[u8], to: &[u8]) {
+        let (from, to) = match (self.mailbox_arg(from), self.mailbox_arg(to)) {
+            (Ok(from), Ok(to)) => (from, to.trim_end_matches('/').to_string()),
+            (Err(e), _) | (_, Err(e)) => return self.bad(tag, &e),
+        };
+        if to.is_empty() || to.contains(['*', '%']) || to.contains("//") {
+            return self.no(tag, "[CANNOT] Invalid mailbox name");
+        }
+        let user = self.user.clone();
+        match self
+            .shared
+            .store
+            .write(move |tx| tx.rename_mailbox(&user, &from, &to))
+            .await
+        {
+            Ok(()) => self.ok(tag, "RENAME completed"),
+            Err(e) => self.store_failed(tag, &e),
+        }
+    }
+
+    pub(in crate::imap) async fn subscribe(&mut self, tag: &str, raw: &[u8], subscribed: bool) {
+        let name = match self.mailbox_arg(raw) {
+            Ok(name) => name,
+            Err(e) => return self.bad(tag, &e),
+        };
+        let user = self.user.clone();
+        let done = self
+            .shared
+            .store
+            .write(move |tx| tx.set_subscribed(&user, &name, subscribed))
+            .await;
+        let verb = if subscribed {
+            "SUBSCRIBE"
+        } else {
+            "UNSUBSCRIBE"
+        };
+        match done {
+            Ok(()) => self.ok(tag, &format!("{verb} completed")),
+            Err(e) => self.store_failed(tag, &e),
+        }
+    }
+}

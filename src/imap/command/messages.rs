@@ -1,0 +1,340 @@
+//! APPEND, EXPUNGE (and UID EXPUNGE), COPY, MOVE and STORE: the commands
+//! that change messages.
+
+use crate::imap::parser::{DateTime, Flag, MessageSet, StoreMode};
+use crate::imap::response::flag_list;
+use crate::imap::session::{Session, State};
+use crate::store::{FlagChange, Flags};
+
+/// Splits client flags into system flag bits and keywords.
+pub fn split_flags(flags: &[Flag]) -> (Flags, Vec<String>) {
+    let mut bits = Flags::default();
+    let mut keywords = Vec::new();
+    for flag in flags {
+        bits = bits.with(match flag {
+            Flag::Seen => Flags::SEEN,
+            Flag::Answered => Flags::ANSWERED,
+            Flag::Flagged => Flags::FLAGGED,
+            Flag::Deleted => Flags::DELETED,
+            Flag::Draft => Flags::DRAFT,
+            Flag::Keyword(k) => {
+                if !keywords
+                    .iter()
+                    .any(|have: &String| have.eq_ignore_ascii_case(k))
+                {
+                    keywords.push(k.clone());
+                }
+                continue;
+            }
+        });
+    }
+    (bits, keywords)
+}
+
+/// `1:3,7` from sorted numbers.
+pub fn compress_set(numbers: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < numbers.len() {
+        let start = numbers[i];
+        let mut end = start;
+        while i + 1 < numbers.len() && numbers[i + 1] == end + 1 {
+            i += 1;
+            end = numbers[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Keywords are atoms; keep them to a sane number per message.
+const MAX_KEYWORDS: usize = 64;
+
+impl Session {
+    /// The UIDs a set names in the selected mailbox, in UID order.
+    pub(in crate::imap) fn uids_of(&self, set: &MessageSet, uid: bool) -> Vec<u32> {
+        let numbers = self.resolve_set(set, uid);
+        if uid {
+            return numbers;
+        }
+        let Some(view) = self.view() else {
+            return Vec::new();
+        };
+        numbers
+            .iter()
+            .filter_map(|&seq| view.uids.get(seq as usize - 1).copied())
+            .collect()
+    }
+
+    pub(in crate::imap) async fn append(
+        &mut self,
+        tag: &str,
+        raw_name: &[u8],
+        flags: Vec<Flag>,
+        date: Option<DateTime>,
+        message: Vec<u8>,
+    ) {
+        let name = match self.mailbox_arg(raw_name) {
+            Ok(name) => name,
+            Err(e) => return self.bad(tag, &e),
+        };
+        if message.is_empty() {
+            return self.no(tag, "Cannot store an empty message");
+        }
+        if message.len() > self.shared.config.max_message_size {
+            return self.no(
+                tag,
+                "[TOOBIG] Message is over the size limit (see APPENDLIMIT)",
+            );
+        }
+        let (bits, keywords) = split_flags(&flags);
+        if keywords.len() > MAX_KEYWORDS {
+            return self.no(tag, "[LIMIT] Too many keywords");
+        }
+        let mailbox = match self
+            .shared
+            .store
+            .snapshot()
+            .and_then(|s| s.mailbox_id(&self.user, &name))
+        {
+            Ok(Some(id)) => id,
+            Ok(None) => return self.no(tag, "[TRYCREATE] No such mailbox"),
+            Err(e) => return self.store_failed(tag, &e),
+        };
+        let when = date.map_or_else(crate::clock::now, |d| (d.unix, d.offset_minutes));
+        let (message, parsed) = self
+            .shared
+            .run_heavy(move || {
+                let parsed = crate::mime::MessageInfo::parse(&message).encode();
+                (message, parsed)
+            })
+            .await;
+        let result = self
+            .shared
+            .store
+            .write(move |tx| {
+                let uid = tx.append_message(mailbox, &message, &parsed, bits, keywords, when)?;
+                let validity = tx.uid_validity(mailbox)?;
+                Ok((validity, uid))
+            })
+            .await;
+        match result {
+            Ok((validity, uid)) => self.ok(
+                tag,
+                &format!("[APPENDUID {validity} {uid}] APPEND completed"),
+            ),
+            Err(e) => self.store_failed(tag, &e),
+        }
+    }
+
+    pub(in crate::imap) async fn expunge(&mut self, tag: &str, uids: Option<MessageSet>) {
+        let Some(view) = self.view() else { return };
+        if view.read_only {
+            return self.no(tag, "[READ-ONLY] Mailbox is read-only");
+        }
+        let mailbox = view.mailbox;
+        let only = uids.map(|set| self.uids_of(&set, true));
+        let result = self
+            .shared
+            .store
+            .write(move |tx| tx.expunge_deleted(mailbox, only.as_deref()))
+            .await;
+        if let Err(e) = result {
+            return self.store_failed(tag, &e);
+        }
+        self.sync(true);
+        self.ok(tag, "EXPUNGE completed");
+    }
+
+    pub(in crate::imap) async fn copy(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: &MessageSet,
+        raw_name: &[u8],
+        moving: bool,
+    ) {
+        let Some(view) = self.view() else { return };
+        if moving && view.read_only {
+            return self.no(tag, "[READ-ONLY] Mailbox is read-only");
+        }
+        let source = view.mailbox;
+        let name = match self.mailbox_arg(raw_name) {
+            Ok(name) => name,
+            Err(e) => return self.bad(tag, &e),
+        };
+        let uids = self.uids_of(set, uid);
+        let target = match self
+            .shared
+            .store
+            .snapshot()
+            .and_then(|s| s.mailbox_id(&self.user, &name))
+        {
+            Ok(Some(id)) => id,
+            Ok(None) => return self.no(tag, "[TRYCREATE] No such mailbox"),
+            Err(e) => return self.store_failed(tag, &e),
+        };
+        if target == source && moving {
+            return self.no(
+                tag,
+                "[CANNOT] Cannot move a message to the mailbox it is in",
+            );
+        }
+        let result = self
+            .shared
+            .store
+            .write(move |tx| {
+                let pairs = tx.copy_messages(source, &uids, target)?;
+                if moving {
+                    let moved: Vec<u32> = pairs.iter().map(|(from, _)| *from).collect();
+                    tx.expunge(source, &moved)?;
+                }
+                Ok((tx.uid_validity(target)?, pairs))
+            })
+            .await;
+        let (validity, pairs) = match result {
+            Ok(done) => done,
+            Err(e) => return self.store_failed(tag, &e),
+        };
+        let code = if pairs.is_empty() {
+            String::new()
+        } else {
+            let from: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+            let to: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+            format!(
+                "[COPYUID {validity} {} {}] ",
+                compress_set(&from),
+                compress_set(&to)
+            )
+        };
+        if moving {
+            // RFC 6851: COPYUID goes in an untagged OK before the EXPUNGEs.
+            if !code.is_empty() {
+                self.untagged(&format!("OK {code}Moved"));
+            }
+            self.sync(true);
+            self.ok(tag, "MOVE completed");
+        } else {
+            self.ok(tag, &format!("{code}COPY completed"));
+        }
+    }
+
+    pub(in crate::imap) async fn store(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: &MessageSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<Flag>,
+    ) {
+        let Some(view) = self.view() else { return };
+        if view.read_only {
+            return self.no(tag, "[READ-ONLY] Mailbox is read-only");
+        }
+        let mailbox = view.mailbox;
+        let (bits, keywords) = split_flags(&flags);
+        if keywords.len() > MAX_KEYWORDS {
+            return self.no(tag, "[LIMIT] Too many keywords");
+        }
+        let change = match mode {
+            StoreMode::Add => FlagChange::Add(bits, keywords),
+            StoreMode::Remove => FlagChange::Remove(bits, keywords),
+            StoreMode::Replace => FlagChange::Replace(bits, keywords),
+        };
+        let uids = self.uids_of(set, uid);
+        let wanted = uids.clone();
+        let result = self
+            .shared
+            .store
+            .write(move |tx| tx.change_flags(mailbox, &wanted, &change))
+            .await;
+        if let Err(e) = result {
+            return self.store_failed(tag, &e);
+        }
+        // Report the current flags of every message asked about, changed or
+        // not, from one fresh snapshot.
+        let (low, high) = (
+            uids.first().copied().unwrap_or(1),
+            uids.last().copied().unwrap_or(0),
+        );
+        let current = match self
+            .shared
+            .store
+            .snapshot()
+            .and_then(|s| s.messages_between(mailbox, low, high))
+        {
+            Ok(current) => current,
+            Err(e) => return self.store_failed(tag, &e),
+        };
+        let State::Selected(view) = &mut self.state else {
+            return;
+        };
+        let mut expunged = false;
+        let mut wanted = uids.iter().peekable();
+        let mut found = 0;
+        for (msg_uid, record) in &current {
+            while wanted.peek().is_some_and(|w| *w < msg_uid) {
+                wanted.next();
+            }
+            if wanted.peek() != Some(&msg_uid) {
+                continue;
+            }
+            found += 1;
+            view.saw_flags(*msg_uid, record.modseq);
+            if silent {
+                continue;
+            }
+            let Some(seq) = view.seq_of(*msg_uid) else {
+                continue;
+            };
+            self.out
+                .extend_from_slice(format!("* {seq} FETCH (FLAGS ").as_bytes());
+            flag_list(&mut self.out, record.flags, &record.keywords);
+            if uid {
+                self.out
+                    .extend_from_slice(format!(" UID {msg_uid}").as_bytes());
+            }
+            self.out.extend_from_slice(b")\r\n");
+        }
+        if found < uids.len() {
+            expunged = true;
+        }
+        if expunged {
+            self.no(tag, "[EXPUNGEISSUED] Some of the messages were expunged");
+        } else {
+            self.ok(tag, "STORE completed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_compress() {
+        assert_eq!(compress_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(compress_set(&[4]), "4");
+        assert_eq!(compress_set(&[]), "");
+    }
+
+    #[test]
+    fn flags_split() {
+        let (bits, kw) = split_flags(&[
+            Flag::Seen,
+            Flag::Keyword("$A".into()),
+            Flag::Keyword("$a".into()),
+        ]);
+        assert_eq!(bits, Flags::SEEN);
+        assert_eq!(kw, ["$A"]);
+    }
+}

@@ -1,0 +1,9 @@
+//! One file per IMAP command or close family, as more `impl Session` blocks.
+
+mod fetch;
+mod list;
+mod login;
+mod mailbox;
+mod messages;
+mod search;
+mod select;

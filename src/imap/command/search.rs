@@ -1,0 +1,172 @@
+//! SEARCH and UID SEARCH, with ESEARCH's RETURN options and SEARCHRES's
+//! SAVE. Keys that read message content run on a blocking thread, so a
+//! SEARCH BODY over a large mailbox never stalls the other sessions.
+
+use crate::imap::matcher::{Candidate, Content, Matcher};
+use crate::imap::parser::{SearchKey, SearchReturn};
+use crate::imap::session::{Session, State};
+use crate::mime::MessageInfo;
+use crate::store::{MailboxId, Store, StoreError};
+
+use super::messages::compress_set;
+
+impl Session {
+    pub(in crate::imap) async fn search(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        charset: Option<String>,
+        return_options: Option<Vec<SearchReturn>>,
+        key: SearchKey,
+    ) {
+        if let Some(charset) = &charset {
+            if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
+                return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+            }
+        }
+        let Some(view) = self.view() else { return };
+        let uids = view.uids.clone();
+        let mailbox = view.mailbox;
+        let matcher = Matcher::new(
+            &key,
+            self.saved.as_deref(),
+            uids.len() as u32,
+            uids.last().copied().unwrap_or(0),
+        );
+        let store = self.shared.store.clone();
+        let found = if matcher.needs_content() {
+            self.shared
+                .run_heavy(move || run(&store, mailbox, &uids, &matcher))
+                .await
+        } else {
+            run(&store, mailbox, &uids, &matcher)
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => return self.store_failed(tag, &e),
+        };
+        let State::Selected(view) = &self.state else {
+            return;
+        };
+        let numbers: Vec<u32> = if uid {
+            found.clone()
+        } else {
+            found.iter().filter_map(|u| view.seq_of(*u)).collect()
+        };
+        let options = return_options.clone().unwrap_or_default();
+        let save = options.contains(&SearchReturn::Save);
+        if save {
+            self.saved = Some(found);
+        }
+        let esearch = return_options.is_some() || self.rev2;
+        if !esearch {
+            let list: String = numbers.iter().map(|n| format!(" {n}")).collect();
+            self.untagged(&format!("SEARCH{list}"));
+        } else if !(save && options.len() == 1) {
+            // RETURN () means ALL; so does a rev2 SEARCH without RETURN.
+            let wanted: Vec<SearchReturn> =
+                match options.iter().filter(|o| **o != SearchReturn::Save).count() {
+                    0 if !save => vec![SearchReturn::All],
+                    _ => options.clone(),
+                };
+            let mut line = format!("ESEARCH (TAG \"{tag}\")");
+            if uid {
+                line.push_str(" UID");
+            }
+            if !numbers.is_empty() {
+                for option in &wanted {
+                    match option {
+                        SearchReturn::Min => line.push_str(&format!(" MIN {}", numbers[0])),
+                        SearchReturn::Max => {
+                            line.push_str(&format!(" MAX {}", numbers[numbers.len() - 1]))
+                        }
+                        SearchReturn::All => {
+                            line.push_str(&format!(" ALL {}", compress_set(&numbers)))
+                        }
+                        SearchReturn::Count | SearchReturn::Save => {}
+                    }
+                }
+            }
+            if wanted.contains(&SearchReturn::Count) {
+                line.push_str(&format!(" COUNT {}", numbers.len()));
+            }
+            self.untagged(&line);
+        }
+        self.ok(tag, "SEARCH completed");
+    }
+}
+
+/// What the matcher may ask for, loaded only when it asks.
+struct Lazy<'a> {
+    content: &'a crate::store::Content,
+    blob: u64,
+    info: Option<Option<MessageInfo>>,
+    raw: Option<Option<Vec<u8>>>,
+}
+
+impl Content for Lazy<'_> {
+    fn info(&mut self) -> Option<&MessageInfo> {
+        if self.info.is_none() {
+            let decoded = self
+                .content
+                .parsed(self.blob)
+                .ok()
+                .flatten()
+                .and_then(|bytes| MessageInfo::decode(&bytes));
+            self.info = Some(decoded);
+        }
+        self.info.as_ref().and_then(Option::as_ref)
+    }
+
+    fn raw(&mut self) -> Option<&[u8]> {
+        if self.raw.is_none() {
+            self.raw = Some(self.content.blob(self.blob).ok().flatten());
+        }
+        self.raw.as_ref().and_then(|r| r.as_deref())
+    }
+}
+
+/// Evaluates the search over the view's messages; returns matching UIDs.
+fn run(
+    store: &Store,
+    mailbox: MailboxId,
+    uids: &[u32],
+    matcher: &Matcher,
+) -> Result<Vec<u32>, StoreError> {
+    let snapshot = store.snapshot()?;
+    let Some(last) = uids.last().copied() else {
+        return Ok(Vec::new());
+    };
+    let records = snapshot.messages_between(mailbox, uids[0], last)?;
+    let content = snapshot.content()?;
+    let mut found = Vec::new();
+    let mut records = records.into_iter().peekable();
+    for (index, &uid) in uids.iter().enumerate() {
+        let seq = index as u32 + 1;
+        while records.peek().is_some_and(|(u, _)| *u < uid) {
+            records.next();
+        }
+        let Some((_, record)) = records.next_if(|(u, _)| *u == uid) else {
+            continue;
+        };
+        let candidate = Candidate {
+            seq,
+            uid,
+            flags: record.flags,
+            keywords: &record.keywords,
+            internal_date: record.internal_date,
+            internal_date_offset: record.internal_date_offset,
+            size: record.size,
+        };
+        let mut lazy = Lazy {
+            content: &content,
+            blob: record.blob,
+            info: None,
+            raw: None,
+        };
+        if matcher.matches(&candidate, &mut lazy) {
+            found.push(uid);
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,95 @@
+//! SELECT, EXAMINE and CLOSE.
+
+use std::collections::BTreeSet;
+
+use crate::imap::response::mailbox_name;
+use crate::imap::session::{Session, State};
+use crate::imap::view::View;
+use crate::store::{Flags, StoreError};
+
+impl Session {
+    pub(in crate::imap) fn select(&mut self, tag: &str, raw: &[u8], read_only: bool) {
+        if matches!(self.state, State::Selected(_)) {
+            // The old mailbox is closed first, whatever happens next.
+            self.state = State::Authenticated;
+            self.untagged("OK [CLOSED] Previous mailbox closed");
+        }
+        let name = match self.mailbox_arg(raw) {
+            Ok(name) => name,
+            Err(e) => return self.bad(tag, &e),
+        };
+        let opened = self.shared.store.snapshot().and_then(|snapshot| {
+            let id = snapshot
+                .mailbox_id(&self.user, &name)?
+                .ok_or(StoreError::NoSuchMailbox)?;
+            View::open(&snapshot, id, read_only)
+        });
+        let (view, messages) = match opened {
+            Ok(opened) => opened,
+            Err(e) => return self.store_failed(tag, &e),
+        };
+        let keywords: BTreeSet<&str> = messages
+            .iter()
+            .flat_map(|(_, m)| m.keywords.iter().map(String::as_str))
+            .collect();
+        let keyword_list: String = keywords.iter().map(|k| format!(" {k}")).collect();
+        self.untagged(&format!(
+            "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_list})"
+        ));
+        if read_only {
+            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            self.untagged("OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted");
+        }
+        self.untagged(&format!("{} EXISTS", view.exists()));
+        if !self.rev2 {
+            self.untagged("0 RECENT");
+            if let Some(first) = messages
+                .iter()
+                .position(|(_, m)| !m.flags.contains(Flags::SEEN))
+            {
+                self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
+            }
+        }
+        self.untagged(&format!(
+            "OK [UIDVALIDITY {}] UIDs valid",
+            view.uid_validity
+        ));
+        self.untagged(&format!(
+            "OK [UIDNEXT {}] Predicted next UID",
+            view.uid_next()
+        ));
+        if self.rev2 {
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            mailbox_name(&mut line, &name, self.utf8);
+            line.extend_from_slice(b"\r\n");
+            self.out.extend_from_slice(&line);
+        }
+        let verb = if read_only {
+            "[READ-ONLY] EXAMINE"
+        } else {
+            "[READ-WRITE] SELECT"
+        };
+        self.state = State::Selected(view);
+        self.ok(tag, &format!("{verb} completed"));
+    }
+
+    /// CLOSE: expunge what is marked \Deleted (silently), then deselect.
+    pub(in crate::imap) async fn close(&mut self, tag: &str) {
+        let State::Selected(view) = std::mem::replace(&mut self.state, State::Authenticated) else {
+            return self.bad(tag, "No mailbox selected");
+        };
+        if !view.read_only {
+            let mailbox = view.mailbox;
+            let result = self
+                .shared
+                .store
+                .write(move |tx| tx.expunge_deleted(mailbox, None))
+                .await;
+            if let Err(e) = result {
+                return self.store_failed(tag, &e);
+            }
+        }
+        self.ok(tag, "CLOSE completed");
+    }
+}

@@ -1,0 +1,282 @@
+//! IMAP (RFC 9051 IMAP4rev2 and RFC 3501 IMAP4rev1): the async shell around
+//! [`session::Session`]. The shell frames commands with the [`assembler`]
+//! (literals and limits), parses them with the [`parser`], and runs the few
+//! exchanges that need the connection itself: STARTTLS, AUTHENTICATE's
+//! continuation lines, and IDLE.
+
+pub mod assembler;
+mod command;
+pub mod matcher;
+pub mod mutf7;
+pub mod parser;
+pub mod response;
+pub mod session;
+pub mod view;
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use smol::Timer;
+
+use crate::auth::sasl;
+use crate::net::{Conn, ReadError};
+use crate::server::Shared;
+use assembler::{is_idle_done, Assembler, Feed, Limits};
+use session::{Flow, Session};
+
+/// RFC 9051 §5.4: an autologout timer of at least 30 minutes.
+pub const AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
+/// How often an idling client is sent `* OK Still here`, so that NAT and
+/// firewalls along the way keep the connection.
+pub const IDLE_KEEPALIVE: Duration = Duration::from_secs(2 * 60);
+/// The longest command line (literals aside).
+pub const MAX_LINE: usize = 8192;
+
+pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
+    conn.idle_timeout = AUTOLOGOUT;
+    let mut session = Session::new(shared.clone(), conn.peer.clone());
+    let mut asm = Assembler::new(Limits {
+        max_line: MAX_LINE,
+        max_literal: shared.config.max_message_size as u64,
+        max_nonsync_literal: u64::MAX,
+        max_command: 64 * 1024,
+        max_literals: 32,
+    });
+    if conn.write(&session.greeting()).await.is_err() {
+        return;
+    }
+    loop {
+        let feed = match conn.read_line(MAX_LINE).await {
+            Ok(line) => asm.line(line),
+            Err(ReadError::LineTooLong) => {
+                let (head, tail) = conn.overlong_line();
+                asm.overlong_line(head, tail)
+            }
+            Err(ReadError::Timeout) => {
+                let _ = conn.write(b"* BYE Autologout: idle for too long\r\n").await;
+                conn.close().await;
+                return;
+            }
+            Err(ReadError::Closed | ReadError::Io(_)) => return,
+        };
+        let command = match feed {
+            Feed::NeedLiteral {
+                size,
+                synchronizing,
+            } => {
+                if synchronizing
+                    && (conn.write(b"+ Ready for literal data\r\n").await.is_err()
+                        || conn.flush().await.is_err())
+                {
+                    return;
+                }
+                let mut data = Vec::with_capacity((size as usize).min(64 * 1024));
+                if conn
+                    .read_exact_into(size as usize, &mut data)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                asm.literal(data);
+                continue;
+            }
+            Feed::Discard { size } => {
+                if conn.skip_exact(size).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Feed::Error(e) => {
+                let reply = format!("{}\r\n", e.response());
+                if conn.write(reply.as_bytes()).await.is_err() || e.close_connection {
+                    conn.close().await;
+                    return;
+                }
+                continue;
+            }
+            Feed::Complete(assembled) => match parser::parse(assembled) {
+                Ok(command) => command,
+                Err(e) => {
+                    let reply =
+                        format!("{} BAD {}\r\n", e.tag.as_deref().unwrap_or("*"), e.message);
+                    if conn.write(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let flow = session.run(command, &mut conn).await;
+        if conn.write(&session.out).await.is_err() {
+            return;
+        }
+        session.out.clear();
+        let next = match flow {
+            Flow::Continue => Flow::Continue,
+            Flow::Close => Flow::Close,
+            Flow::StartTls(_) => match shared.tls_acceptor() {
+                Some(acceptor) => match conn.start_tls(&acceptor).await {
+                    Ok(()) => {
+                        session.tls_started();
+                        Flow::Continue
+                    }
+                    Err(e) => {
+                        log::info!("{}: STARTTLS handshake failed: {e}", conn.peer);
+                        return;
+                    }
+                },
+                None => return,
+            },
+            Flow::Authenticate {
+                tag,
+                mechanism,
+                initial_response,
+            } => authenticate(&mut session, &mut conn, &tag, &mechanism, initial_response).await,
+            Flow::Idle(tag) => idle(&shared, &mut session, &mut conn, &tag).await,
+        };
+        if conn.write(&session.out).await.is_err() {
+            return;
+        }
+        session.out.clear();
+        if let Flow::Close = next {
+            conn.close().await;
+            return;
+        }
+    }
+}
+
+/// AUTHENTICATE PLAIN or LOGIN (RFC 4616, with SASL-IR from RFC 4959).
+async fn authenticate(
+    session: &mut Session,
+    conn: &mut Conn,
+    tag: &str,
+    mechanism: &str,
+    initial: Option<Vec<u8>>,
+) -> Flow {
+    if !session.plaintext_ok() {
+        session.no(tag, "[PRIVACYREQUIRED] Authentication is not allowed on an unencrypted connection; use STARTTLS or port 993");
+        return Flow::Continue;
+    }
+    let initial =
+        initial.map(|bytes| sasl::decode_initial_response(&String::from_utf8_lossy(&bytes)));
+    let result = match mechanism {
+        "PLAIN" => {
+            let response = match initial {
+                Some(r) => r,
+                None => challenge(conn, "").await,
+            };
+            response
+                .and_then(|bytes| sasl::parse_plain(&bytes))
+                .map(|c| (c.username, c.password))
+        }
+        "LOGIN" => {
+            let user = match initial {
+                Some(r) => r,
+                None => challenge(conn, sasl::LOGIN_USERNAME_CHALLENGE).await,
+            }
+            .and_then(|bytes| sasl::login_username(&bytes));
+            match user {
+                Ok(user) => challenge(conn, sasl::LOGIN_PASSWORD_CHALLENGE)
+                    .await
+                    .and_then(|bytes| sasl::login_password(&bytes))
+                    .map(|password| (user, password)),
+                Err(e) => Err(e),
+            }
+        }
+        _ => {
+            session.no(
+                tag,
+                "Unsupported authentication mechanism (PLAIN and LOGIN are offered)",
+            );
+            return Flow::Continue;
+        }
+    };
+    match result {
+        Ok((user, password)) => session.check_password(tag, &user, &password).await,
+        Err(sasl::SaslError::Cancelled) => {
+            session.bad(tag, "Authentication cancelled");
+            Flow::Continue
+        }
+        Err(e) => {
+            session.bad(tag, &format!("Bad authentication exchange: {e}"));
+            Flow::Continue
+        }
+    }
+}
+
+/// Sends a SASL challenge and reads the client's answer.
+async fn challenge(conn: &mut Conn, text: &str) -> Result<Vec<u8>, sasl::SaslError> {
+    let sent = conn.write(format!("+ {text}\r\n").as_bytes()).await;
+    if sent.is_err() || conn.flush().await.is_err() {
+        return Err(sasl::SaslError::Cancelled);
+    }
+    match conn.read_line(MAX_LINE).await {
+        Ok(line) => sasl::decode_response(&String::from_utf8_lossy(line)),
+        Err(_) => Err(sasl::SaslError::Cancelled),
+    }
+}
+
+/// IDLE (RFC 2177): push what changes in the selected mailbox until DONE.
+async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: &str) -> Flow {
+    enum Wake {
+        Line(Result<bool, ()>),
+        Changed,
+        Keepalive,
+    }
+    let mailbox = session.view().map(|v| v.mailbox);
+    let listen = || mailbox.map(|id| shared.hub.listen(id));
+    // Listen before looking, so a change between the two still wakes us.
+    let mut listener = listen();
+    session.sync(true);
+    session.out.extend_from_slice(b"+ idling\r\n");
+    let started = Instant::now();
+    loop {
+        if conn.write(&session.out).await.is_err() || conn.flush().await.is_err() {
+            return Flow::Close;
+        }
+        session.out.clear();
+        let read = async {
+            match conn.read_line(MAX_LINE).await {
+                Ok(line) => Wake::Line(Ok(is_idle_done(line))),
+                Err(_) => Wake::Line(Err(())),
+            }
+        };
+        let changed = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    l.await;
+                    Wake::Changed
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let tick = async {
+            Timer::after(IDLE_KEEPALIVE).await;
+            Wake::Keepalive
+        };
+        match smol::future::or(read, smol::future::or(changed, tick)).await {
+            Wake::Line(Ok(true)) => {
+                session.sync(true);
+                session.ok(tag, "IDLE terminated");
+                return Flow::Continue;
+            }
+            Wake::Line(Ok(false)) => {
+                session.bad(tag, "Expected DONE to end IDLE");
+                return Flow::Continue;
+            }
+            Wake::Line(Err(())) => return Flow::Close,
+            Wake::Changed => {
+                listener = listen();
+                session.sync(true);
+            }
+            Wake::Keepalive => {
+                if started.elapsed() >= AUTOLOGOUT {
+                    session.untagged("BYE Autologout: idle for too long");
+                    return Flow::Close;
+                }
+                session.untagged("OK Still here");
+            }
+        }
+    }
+}
