@@ -56,6 +56,8 @@ pub fn free_port() -> u16 {
 }
 
 pub struct Ports {
+    pub imap: u16,
+    pub imaps: u16,
     pub pop3: u16,
     pub pop3s: u16,
     pub lmtp: u16,
@@ -83,6 +85,8 @@ impl Server {
             data,
             dir,
             ports: Ports {
+                imap: free_port(),
+                imaps: free_port(),
                 pop3: free_port(),
                 pop3s: free_port(),
                 lmtp: free_port(),
@@ -123,7 +127,8 @@ impl Server {
         cmd.arg("serve")
             .arg("--data")
             .arg(&self.data)
-            .args(["--imap", "off", "--imaps", "off"])
+            .args(["--imap", &format!("{}:{}", self.bind_ip, self.ports.imap)])
+            .args(["--imaps", &format!("{}:{}", self.bind_ip, self.ports.imaps)])
             .args(["--pop3", &format!("{}:{}", self.bind_ip, self.ports.pop3)])
             .args(["--pop3s", &format!("{}:{}", self.bind_ip, self.ports.pop3s)])
             .args(["--lmtp", &format!("127.0.0.1:{}", self.ports.lmtp)])
@@ -319,6 +324,8 @@ pub fn python(server: &Server, script: &str) -> Output {
     cmd.arg("-c")
         .arg(script)
         .env("LMTP_PORT", server.ports.lmtp.to_string())
+        .env("IMAP_PORT", server.ports.imap.to_string())
+        .env("IMAPS_PORT", server.ports.imaps.to_string())
         .env("POP3_PORT", server.ports.pop3.to_string())
         .env("POP3S_PORT", server.ports.pop3s.to_string())
         .env("DATA_DIR", &server.data);
