@@ -235,9 +235,16 @@ impl Session {
                 self.ok(&tag, "CAPABILITY completed");
                 Flow::Continue
             }
-            C::Noop | C::Check => {
+            C::Noop => {
                 self.sync(true);
                 self.ok(&tag, "NOOP completed");
+                return Flow::Continue;
+            }
+            // RFC 3501's CHECK is a NOOP here (every change is already
+            // committed), but its reply names the command the client sent.
+            C::Check => {
+                self.sync(true);
+                self.ok(&tag, "CHECK completed");
                 return Flow::Continue;
             }
             C::Logout => {
