@@ -134,7 +134,12 @@ impl Session {
                 continue;
             }
             // A '%' that stops above a subscribed child lists the parent as
-            // \Noselect (RFC 3501 §6.3.9).
+            // \Noselect (RFC 3501 §6.3.9); when the pattern reaches that
+            // child itself (as '*' does), the child is listed and the
+            // unsubscribed parent is not.
+            if !subscribed && subscribed_descendant_matches(&tree, name, &pattern) {
+                continue;
+            }
             let attrs = if subscribed { "" } else { "\\Noselect" };
             let mut line = format!("* LSUB ({attrs}) \"/\" ").into_bytes();
             mailbox_name(&mut line, name, self.utf8);
@@ -212,6 +217,21 @@ fn hierarchy(mailboxes: &[(u64, MailboxRecord)]) -> BTreeMap<String, Node<'_>> {
         }
     }
     tree
+}
+
+/// Whether a subscribed mailbox below `parent` matches `pattern`.
+fn subscribed_descendant_matches(
+    tree: &BTreeMap<String, Node<'_>>,
+    parent: &str,
+    pattern: &str,
+) -> bool {
+    let prefix = format!("{parent}/");
+    tree.range(prefix.clone()..)
+        .take_while(|(name, _)| name.starts_with(&prefix))
+        .any(|(name, node)| {
+            node.record.is_some_and(|r| r.subscribed)
+                && wildcard_match(pattern.as_bytes(), name.as_bytes())
+        })
 }
 
 /// INBOX is case-insensitive in patterns too.
