@@ -72,6 +72,21 @@ impl Session {
             Ok(name) => name,
             Err(e) => return self.bad(tag, &e),
         };
+        // RFC 9051 §6.3.4: a refusal because of inferior names SHOULD say
+        // HASCHILDREN, so the client can tell the user what to do.
+        let prefix = format!("{name}/");
+        let has_children = self
+            .shared
+            .store
+            .snapshot()
+            .and_then(|s| s.mailboxes(&self.user))
+            .is_ok_and(|all| all.iter().any(|(_, r)| r.name.starts_with(&prefix)));
+        if has_children && name != "INBOX" {
+            return self.no(
+                tag,
+                "[HASCHILDREN] Mailbox has children; delete or move them first",
+            );
+        }
         let user = self.user.clone();
         match self
             .shared
