@@ -3,6 +3,8 @@
 //! ```sh
 //! cargo bench --bench load -- lmtp          # LMTP delivery, 1 and 8 senders
 //! cargo bench --bench load -- pop3          # POP3 retrieval and memory per connection
+//! cargo bench --bench load -- imap          # 100,000-message INBOX, mixed load, IDLE memory
+//! cargo bench --bench load -- imap --big 20000   # a smaller big mailbox, for a quick look
 //! cargo bench --bench load -- all --rounds 5 --messages 500
 //! cargo bench --bench load -- lmtp --no-dovecot
 //! ```
@@ -13,7 +15,7 @@
 //! round so that both see the same machine noise. Figures are printed, never
 //! asserted.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,12 +26,18 @@ use futures_rustls::rustls;
 
 const BIN: &str = env!("CARGO_BIN_EXE_letterbox");
 const PASSWORD: &str = "benchpass";
+/// Users bench1..benchN exist on both servers.
+const BENCH_USERS: usize = 100;
 
 struct Options {
     what: String,
     rounds: usize,
     messages: usize,
     dovecot: bool,
+    /// Messages in the big IMAP mailbox.
+    big: usize,
+    /// Seconds each mixed-load run lasts.
+    seconds: u64,
 }
 
 fn options() -> Options {
@@ -38,6 +46,8 @@ fn options() -> Options {
         rounds: 5,
         messages: 400,
         dovecot: true,
+        big: 100_000,
+        seconds: 10,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -50,6 +60,13 @@ fn options() -> Options {
                     .unwrap_or(o.messages)
             }
             "--no-dovecot" => o.dovecot = false,
+            "--big" => o.big = args.next().and_then(|v| v.parse().ok()).unwrap_or(o.big),
+            "--seconds" => {
+                o.seconds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(o.seconds)
+            }
             // cargo bench passes --bench; ignore it and any other flag.
             a if a.starts_with("--") => {}
             a => o.what = a.to_string(),
@@ -85,6 +102,7 @@ struct Ports {
     lmtp: u16,
     pop3: u16,
     pop3s: u16,
+    imap: u16,
 }
 
 fn free_port() -> u16 {
@@ -138,16 +156,23 @@ impl Letterbox {
             lmtp: free_port(),
             pop3: free_port(),
             pop3s: free_port(),
+            imap: free_port(),
         };
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--data")
             .arg(&data)
-            .args(["--imap", "off", "--imaps", "off", "--lmtp-socket", "off"])
+            .args(["--imaps", "off", "--lmtp-socket", "off"])
             .args(["--lmtp", &format!("127.0.0.1:{}", ports.lmtp)])
             .args(["--pop3", &format!("127.0.0.1:{}", ports.pop3)])
             .args(["--pop3s", &format!("127.0.0.1:{}", ports.pop3s)])
-            .args(["--max-connections-per-ip", "1000"])
+            .args(["--imap", &format!("127.0.0.1:{}", ports.imap)])
+            .args([
+                "--max-connections-per-ip",
+                "3000",
+                "--max-connections",
+                "3000",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -192,6 +217,7 @@ impl Dovecot {
             lmtp: free_port(),
             pop3: free_port(),
             pop3s: free_port(),
+            imap: free_port(),
         };
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/dovecot/setup.sh");
         let status = Command::new("bash")
@@ -200,7 +226,8 @@ impl Dovecot {
             .env("LMTP_PORT", ports.lmtp.to_string())
             .env("POP3_PORT", ports.pop3.to_string())
             .env("POP3S_PORT", ports.pop3s.to_string())
-            .env("IMAP_PORT", free_port().to_string())
+            .env("IMAP_PORT", ports.imap.to_string())
+            .env("BENCH_USERS", BENCH_USERS.to_string())
             .env("IMAPS_PORT", free_port().to_string())
             .stdout(Stdio::null())
             .status();
@@ -303,7 +330,7 @@ fn lmtp_rate(port: u16, senders: usize, per_sender: usize) -> f64 {
 }
 
 fn bench_lmtp(o: &Options) {
-    let users: Vec<String> = (1..=8).map(|i| format!("bench{i}")).collect();
+    let users: Vec<String> = (1..=BENCH_USERS).map(|i| format!("bench{i}")).collect();
     let lb = Letterbox::start(&users);
     std::thread::sleep(Duration::from_secs(1));
     let idle_rss = lb.status_kib("VmRSS:");
@@ -506,7 +533,7 @@ fn fill(port: u16, user: &str, count: usize) {
 fn bench_pop3(o: &Options) {
     const USER: &str = "bench1";
     const COUNT: usize = 1000;
-    let mut users: Vec<String> = (1..=8).map(|i| format!("bench{i}")).collect();
+    let mut users: Vec<String> = (1..=BENCH_USERS).map(|i| format!("bench{i}")).collect();
     users.extend((1..=200).map(|i| format!("mem{i}")));
     let lb = Letterbox::start(&users);
     let dc = if o.dovecot { Dovecot::start() } else { None };
@@ -571,6 +598,7 @@ fn bench_pop3(o: &Options) {
 }
 
 fn main() {
+    raise_file_limit();
     let o = options();
     if o.what == "lmtp" || o.what == "all" {
         bench_lmtp(&o);
@@ -578,5 +606,311 @@ fn main() {
     if o.what == "pop3" || o.what == "all" {
         bench_pop3(&o);
     }
+    if o.what == "imap" || o.what == "all" {
+        bench_imap(&o);
+    }
     let _ = std::io::stdout().flush();
+}
+
+/// A thousand connections need more descriptors than the usual 1024.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain calls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// A blocking IMAP client that counts what it reads.
+struct Imap {
+    r: BufReader<TcpStream>,
+    next_tag: u32,
+}
+
+impl Imap {
+    fn connect(port: u16) -> Imap {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let mut c = Imap {
+            r: BufReader::with_capacity(64 * 1024, tcp),
+            next_tag: 1,
+        };
+        let mut greeting = String::new();
+        c.r.read_line(&mut greeting).unwrap();
+        assert!(greeting.starts_with("* OK"), "greeting: {greeting}");
+        c
+    }
+
+    fn login(port: u16, user: &str) -> Imap {
+        let mut c = Imap::connect(port);
+        let (_, status) = c.cmd(&format!("LOGIN {user} {PASSWORD}"));
+        assert!(status.contains("OK"), "login {user}: {status}");
+        c
+    }
+
+    /// Sends a command (with an optional literal as its last argument) and
+    /// reads to its tagged reply; returns bytes read and the tagged line.
+    fn send(&mut self, text: &str, literal: Option<&[u8]>) -> (usize, String) {
+        let tag = format!("a{}", self.next_tag);
+        self.next_tag += 1;
+        let w = self.r.get_mut();
+        match literal {
+            Some(data) => {
+                w.write_all(format!("{tag} {text} {{{}+}}\r\n", data.len()).as_bytes())
+                    .unwrap();
+                w.write_all(data).unwrap();
+                w.write_all(b"\r\n").unwrap();
+            }
+            None => w.write_all(format!("{tag} {text}\r\n").as_bytes()).unwrap(),
+        }
+        let mut total = 0;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = self.r.read_until(b'\n', &mut line).unwrap();
+            assert!(n > 0, "server closed during {text}");
+            total += n;
+            // A line ending in {n} is followed by n bytes of literal.
+            if let Some(size) = literal_size(&line) {
+                let mut skip = vec![0u8; size];
+                self.r.read_exact(&mut skip).unwrap();
+                total += size;
+                continue;
+            }
+            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+                return (total, String::from_utf8_lossy(&line).trim_end().to_string());
+            }
+        }
+    }
+
+    fn cmd(&mut self, text: &str) -> (usize, String) {
+        self.send(text, None)
+    }
+}
+
+fn literal_size(line: &[u8]) -> Option<usize> {
+    let body = line.strip_suffix(b"\r\n")?.strip_suffix(b"}")?;
+    let open = body.iter().rposition(|&b| b == b'{')?;
+    std::str::from_utf8(&body[open + 1..])
+        .ok()?
+        .trim_end_matches('+')
+        .parse()
+        .ok()
+}
+
+/// A 4 KB message with a findable subject and body word.
+fn small_message(n: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: Load Generator <load@bench.test>\r\nTo: bench@bench.test\r\nSubject: subject-{n} weekly report\r\n\
+         Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{n}.big@bench.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nbodyword-{n} starts the text.\r\n"
+    );
+    while m.len() < 4 * 1024 - 80 {
+        m.push_str("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n");
+    }
+    m.into_bytes()
+}
+
+fn fill_big(port: u16, user: &str, count: usize) {
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let user = user.to_string();
+            std::thread::spawn(move || {
+                let mut c = Lmtp::connect(port);
+                let mut n = t;
+                while n < count {
+                    c.deliver(&user, &stuffed(&small_message(n)));
+                    n += 8;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn time_command(port: u16, user: &str, select_first: bool, command: &str) -> f64 {
+    let mut c = Imap::login(port, user);
+    if select_first {
+        let (_, status) = c.cmd("SELECT INBOX");
+        assert!(status.contains("OK"), "{status}");
+    }
+    let start = Instant::now();
+    let (_, status) = c.cmd(command);
+    let secs = start.elapsed().as_secs_f64();
+    assert!(status.contains(" OK"), "{command}: {status}");
+    c.cmd("LOGOUT");
+    secs
+}
+
+/// One client's share of the mixed load; returns each command's latency.
+fn mixed_client(port: u16, user: String, until: Instant) -> Vec<f64> {
+    let mut c = Imap::login(port, &user);
+    let mut latencies = Vec::new();
+    let message = small_message(0);
+    let mut timed = |c: &mut Imap, text: &str, literal: Option<&[u8]>| {
+        let start = Instant::now();
+        let (_, status) = c.send(text, literal);
+        latencies.push(start.elapsed().as_secs_f64());
+        assert!(status.contains(" OK"), "{text}: {status}");
+    };
+    while Instant::now() < until {
+        timed(&mut c, "SELECT INBOX", None);
+        timed(&mut c, "APPEND INBOX (\\Seen)", Some(&message));
+        timed(&mut c, "FETCH 1:10 (FLAGS ENVELOPE)", None);
+        timed(&mut c, "STORE 1:5 +FLAGS (\\Flagged)", None);
+        timed(&mut c, "SEARCH UNSEEN", None);
+        timed(&mut c, "STORE 1 +FLAGS (\\Deleted)", None);
+        timed(&mut c, "EXPUNGE", None);
+    }
+    c.cmd("LOGOUT");
+    latencies
+}
+
+fn mixed_load(port: u16, clients: usize, seconds: u64) -> (f64, f64) {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let threads: Vec<_> = (1..=clients)
+        .map(|i| std::thread::spawn(move || mixed_client(port, format!("bench{i}"), until)))
+        .collect();
+    let mut all: Vec<f64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.total_cmp(b));
+    let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
+    (all.len() as f64 / secs, p99 * 1000.0)
+}
+
+fn bench_imap(o: &Options) {
+    const BIG_USER: &str = "bench100";
+    let users: Vec<String> = (1..=BENCH_USERS).map(|i| format!("bench{i}")).collect();
+    let lb = Letterbox::start(&users);
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss = lb.status_kib("VmRSS:");
+    let dc = if o.dovecot { Dovecot::start() } else { None };
+    let servers: Vec<(&str, u16, u16)> =
+        std::iter::once(("letterbox", lb.ports.imap, lb.ports.lmtp))
+            .chain(dc.as_ref().map(|d| ("dovecot", d.ports.imap, d.ports.lmtp)))
+            .collect();
+    for (name, _, lmtp) in &servers {
+        let start = Instant::now();
+        fill_big(*lmtp, BIG_USER, o.big);
+        eprintln!(
+            "filled {name}'s {BIG_USER} with {} messages in {:.0} s",
+            o.big,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    for (_, imap, _) in &servers {
+        // Dovecot builds its index on first open; time the steady state.
+        time_command(*imap, BIG_USER, false, "SELECT INBOX");
+    }
+    let needle = o.big / 3;
+    let commands = [
+        ("SELECT INBOX", false, "SELECT INBOX".to_string()),
+        (
+            "UID FETCH 1:* (UID FLAGS)",
+            true,
+            "UID FETCH 1:* (UID FLAGS)".to_string(),
+        ),
+        (
+            "FETCH 1:* (ENVELOPE BODYSTRUCTURE)",
+            true,
+            "FETCH 1:* (ENVELOPE BODYSTRUCTURE)".to_string(),
+        ),
+        (
+            "SEARCH header string",
+            true,
+            format!("SEARCH HEADER Subject \"subject-{needle} \""),
+        ),
+        (
+            "SEARCH body text",
+            true,
+            format!("SEARCH BODY \"bodyword-{needle} \""),
+        ),
+    ];
+    println!(
+        "IMAP, a {}-message INBOX (4 KB messages): seconds per command, median of {} rounds",
+        o.big, o.rounds
+    );
+    for (label, select_first, command) in &commands {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+        for _ in 0..o.rounds {
+            for (i, (_, imap, _)) in servers.iter().enumerate() {
+                times[i].push(time_command(*imap, BIG_USER, *select_first, command));
+            }
+        }
+        let medians: Vec<f64> = times.into_iter().map(median).collect();
+        let mut line = format!("  {label:36}");
+        for ((name, _, _), m) in servers.iter().zip(&medians) {
+            line.push_str(&format!(" {name} {m:8.3} s"));
+        }
+        if medians.len() == 2 {
+            line.push_str(&format!(
+                "   letterbox/dovecot time {:.2}",
+                medians[0] / medians[1]
+            ));
+        }
+        println!("{line}");
+    }
+    // Mixed load: each client its own account with a few messages.
+    for (_, _, lmtp) in &servers {
+        for i in 1..=50 {
+            let mut c = Lmtp::connect(*lmtp);
+            for n in 0..20 {
+                c.deliver(&format!("bench{i}"), &stuffed(&small_message(n)));
+            }
+        }
+    }
+    println!("IMAP mixed load (SELECT, APPEND, FETCH, STORE, SEARCH, EXPUNGE), {} s per run, median of {} rounds", o.seconds, o.rounds.min(3));
+    for clients in [10, 50] {
+        let mut results: Vec<Vec<(f64, f64)>> = vec![Vec::new(); servers.len()];
+        for _ in 0..o.rounds.min(3) {
+            for (i, (_, imap, _)) in servers.iter().enumerate() {
+                results[i].push(mixed_load(*imap, clients, o.seconds));
+            }
+        }
+        let mut rates = Vec::new();
+        for ((name, _, _), r) in servers.iter().zip(&results) {
+            let rate = median(r.iter().map(|x| x.0).collect());
+            let p99 = median(r.iter().map(|x| x.1).collect());
+            println!("  {clients:2} clients {name:9}: {rate:8.0} commands/s, p99 {p99:7.1} ms");
+            rates.push(rate);
+        }
+        if rates.len() == 2 {
+            println!(
+                "  {clients:2} clients ratio letterbox/dovecot: {:.2}x",
+                rates[0] / rates[1]
+            );
+        }
+    }
+    // Memory: 1,000 connections, INBOX selected, in IDLE.
+    let before = lb.status_kib("VmRSS:");
+    let idlers: Vec<Imap> = (0..1000)
+        .map(|i| {
+            let mut c = Imap::login(lb.ports.imap, &format!("bench{}", i % 50 + 1));
+            c.cmd("SELECT INBOX");
+            c.r.get_mut().write_all(b"i IDLE\r\n").unwrap();
+            let mut cont = String::new();
+            c.r.read_line(&mut cont).unwrap();
+            assert!(cont.starts_with('+'), "IDLE: {cont}");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = lb.status_kib("VmRSS:");
+    println!(
+        "  letterbox memory: idle after start {idle_rss} KiB; 1000 IDLE connections {before} KiB -> {after} KiB, {:.1} KiB each",
+        after.saturating_sub(before) as f64 / 1000.0
+    );
+    drop(idlers);
 }

@@ -15,10 +15,11 @@
 //! already decides.
 //!
 //! Where the RFC leaves room:
-//! - Text keys are substring matches after lowercasing both sides character by
-//!   character (Unicode lowercase, not full case folding; per character so that
-//!   a final sigma lowercases the same in a needle as in a text). HTML parts
-//!   are searched with their markup.
+//! - Text keys are substring matches after Unicode lowercasing of both sides
+//!   (not full case folding: "ß" does not match "SS"; final sigma is folded
+//!   into σ). BODY covers every text/* part, attached messages' included,
+//!   decoded to UTF-8 by mail-parser; HTML is searched with its markup, and
+//!   other parts not at all.
 //! - SENT* keys use the Date header's calendar date in UTC, since
 //!   [`MessageInfo::sent_date`] keeps the instant but not the zone. A message
 //!   without a parseable Date header matches no SENT* key (Dovecot falls back
@@ -78,17 +79,18 @@ impl Matcher {
     /// SEARCH result as UIDs (None if nothing saved: `$` then matches
     /// nothing), `max_seq`/`max_uid` are what `*` means.
     pub fn new(key: &SearchKey, saved: Option<&[u32]>, max_seq: u32, max_uid: u32) -> Matcher {
-        let scope = Scope {
-            saved: saved.map(|uids| {
-                let mut uids = uids.to_vec();
-                uids.sort_unstable();
-                uids.dedup();
-                uids.into_iter().map(|uid| uid..=uid).collect()
-            }),
+        let saved = saved.map(|uids| {
+            let mut uids = uids.to_vec();
+            uids.sort_unstable();
+            uids.dedup();
+            uids.into_iter().map(|uid| uid..=uid).collect()
+        });
+        let root = Scope {
+            saved,
             max_seq,
             max_uid,
-        };
-        let root = scope.compile(key);
+        }
+        .compile(key);
         let needs_content = root.cost() > Cost::Record;
         Matcher {
             root,
@@ -279,14 +281,41 @@ fn in_ranges(ranges: &[RangeInclusive<u32>], n: u32) -> bool {
     ranges.get(at).is_some_and(|range| range.contains(&n))
 }
 
-/// Per character rather than `str::to_lowercase`, whose final-sigma rule
-/// depends on context and so can lowercase a needle and a text differently.
+/// Unicode lowercase, char by char, with final sigma folded into σ so that a
+/// needle and a text agree whatever surrounds the sigma (`str::to_lowercase`
+/// picks ς or σ by context). ASCII runs are copied and lowercased in bulk:
+/// measured 3-4x faster than `str::to_lowercase` on Latin-script text with
+/// accents, as fast on pure ASCII, 1.5x slower on Cyrillic or CJK.
 fn lower(text: &str) -> String {
     if text.is_ascii() {
-        text.to_ascii_lowercase()
-    } else {
-        text.chars().flat_map(char::to_lowercase).collect()
+        return text.to_ascii_lowercase();
     }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        // A non-ASCII byte starts a character, so this splits on a boundary.
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(ascii);
+        let start = out.len();
+        out.push_str(run);
+        out[start..].make_ascii_lowercase();
+        let mut chars = tail.chars();
+        rest = chars.as_str();
+        while let Some(c) = chars.next() {
+            if c.is_ascii() {
+                break;
+            }
+            match c {
+                'ς' => out.push('σ'),
+                c => out.extend(c.to_lowercase()),
+            }
+            rest = chars.as_str();
+        }
+    }
+    out
 }
 
 /// One message's content, loaded on first use within one `matches` call.
@@ -358,17 +387,16 @@ struct HeaderText {
 fn header_parser() -> &'static MessageParser {
     static PARSER: OnceLock<MessageParser> = OnceLock::new();
     PARSER.get_or_init(|| {
-        [
+        let text = MessageParser::new().default_header_text();
+        let addresses = [
             HeaderName::From,
             HeaderName::To,
             HeaderName::Cc,
             HeaderName::Bcc,
-        ]
-        .into_iter()
-        .fold(
-            MessageParser::new().default_header_text(),
-            |parser, name| parser.header_address(name),
-        )
+        ];
+        addresses
+            .into_iter()
+            .fold(text, MessageParser::header_address)
     })
 }
 
@@ -397,10 +425,11 @@ impl HeaderText {
                 HeaderValue::TextList(values) => lower(&values.join(", ")),
                 HeaderValue::Address(address) => {
                     let field = match header.name {
-                        HeaderName::From => TextField::From,
-                        HeaderName::To => TextField::To,
-                        HeaderName::Cc => TextField::Cc,
-                        _ => TextField::Bcc,
+                        HeaderName::From => Some(TextField::From),
+                        HeaderName::To => Some(TextField::To),
+                        HeaderName::Cc => Some(TextField::Cc),
+                        HeaderName::Bcc => Some(TextField::Bcc),
+                        _ => None,
                     };
                     text.add_addresses(field, address)
                 }
@@ -417,34 +446,31 @@ impl HeaderText {
         text
     }
 
-    /// Records the address entries and returns the field's text for HEADER,
-    /// rebuilt as `name <address>, ...` from the decoded parts.
-    fn add_addresses(&mut self, field: TextField, address: &Address<'_>) -> String {
-        let mut rendered = String::new();
+    /// Records the entries FROM/TO/CC/BCC search and returns the field's
+    /// text for HEADER, rebuilt from the decoded parts: `name <address>, ...`,
+    /// group names first.
+    fn add_addresses(&mut self, field: Option<TextField>, address: &Address<'_>) -> String {
+        let mut entry = |text: &str| {
+            let text = lower(text);
+            if let Some(field) = field {
+                self.addresses.push((field, text.clone()));
+            }
+            text
+        };
+        let mut rendered = Vec::new();
         if let Address::Group(groups) = address {
-            for name in groups.iter().filter_map(|group| group.name.as_deref()) {
-                self.addresses.push((field, lower(name)));
-                rendered.push_str(&lower(name));
-                rendered.push_str(": ");
-            }
+            let names = groups.iter().filter_map(|group| group.name.as_deref());
+            rendered.extend(names.map(|name| entry(name) + ":"));
         }
-        for addr in address.iter() {
-            if !rendered.is_empty() {
-                rendered.push_str(", ");
-            }
-            if let Some(name) = addr.name() {
-                self.addresses.push((field, lower(name)));
-                rendered.push_str(&lower(name));
-                rendered.push(' ');
-            }
-            if let Some(email) = addr.address() {
-                self.addresses.push((field, lower(email)));
-                rendered.push('<');
-                rendered.push_str(&lower(email));
-                rendered.push('>');
-            }
+        for member in address.iter() {
+            let name = member.name().map(&mut entry);
+            let email = member.address().map(&mut entry);
+            rendered.push(match (name, email) {
+                (Some(name), Some(email)) => format!("{name} <{email}>"),
+                (name, email) => name.or(email).unwrap_or_default(),
+            });
         }
-        rendered
+        rendered.join(", ")
     }
 }
 
@@ -466,4 +492,492 @@ fn body_text(raw: &[u8]) -> Vec<String> {
         }
     }
     texts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::assembler::{assemble_wire, Feed, Limits};
+    use crate::imap::parser::{parse, CommandBody, Date};
+    use std::time::Instant;
+
+    /// A SEARCH key tree from the real assembler and parser.
+    fn key_bytes(criteria: &[u8]) -> SearchKey {
+        let wire = [b"t SEARCH CHARSET UTF-8 ", criteria].concat();
+        match assemble_wire(Limits::default(), &wire).pop() {
+            Some(Feed::Complete(assembled)) => match parse(assembled).map(|c| c.body) {
+                Ok(CommandBody::Search { key, .. }) => key,
+                other => panic!("{criteria:?} parsed as {other:?}"),
+            },
+            other => panic!("assembler gave {other:?}"),
+        }
+    }
+
+    /// As [`key_bytes`], sending «text» as a literal (for non-ASCII strings).
+    fn key(criteria: &str) -> SearchKey {
+        let mut wire = String::new();
+        for (i, piece) in criteria.split(['«', '»']).enumerate() {
+            if i % 2 == 1 {
+                wire += &format!("{{{}}}\r\n", piece.len());
+            }
+            wire += piece;
+        }
+        key_bytes(wire.as_bytes())
+    }
+
+    struct Stored {
+        raw: Vec<u8>,
+        info: MessageInfo,
+        flags: Flags,
+        keywords: Vec<String>,
+        /// INTERNALDATE and its zone.
+        date: (i64, i16),
+    }
+
+    struct Loader<'a> {
+        stored: &'a Stored,
+        raw_loads: usize,
+    }
+
+    impl Content for Loader<'_> {
+        fn info(&mut self) -> Option<&MessageInfo> {
+            Some(&self.stored.info)
+        }
+        fn raw(&mut self) -> Option<&[u8]> {
+            self.raw_loads += 1;
+            Some(&self.stored.raw)
+        }
+    }
+
+    fn loader(stored: &Stored) -> Loader<'_> {
+        Loader {
+            stored,
+            raw_loads: 0,
+        }
+    }
+
+    /// For keys that must not touch content at all.
+    struct Forbidden;
+
+    impl Content for Forbidden {
+        fn info(&mut self) -> Option<&MessageInfo> {
+            panic!("info() loaded for a key that needs no content")
+        }
+        fn raw(&mut self) -> Option<&[u8]> {
+            panic!("raw() loaded for a key that needs no content")
+        }
+    }
+
+    /// Unix seconds of a local time written with `offset` minutes east of UTC.
+    fn at(year: u16, month: u8, day: u8, hour: i64, offset: i16) -> (i64, i16) {
+        let days = Date { year, month, day }.days_since_epoch();
+        (days * DAY + hour * 3600 - i64::from(offset) * 60, offset)
+    }
+
+    /// Stored with CRLF line ends, as LMTP delivers.
+    fn stored(text: &[u8], flags: Flags, keywords: &[&str], date: (i64, i16)) -> Stored {
+        let mut raw = Vec::with_capacity(text.len() + text.len() / 20);
+        for &b in text {
+            if b == b'\n' {
+                raw.push(b'\r');
+            }
+            raw.push(b);
+        }
+        let keywords = keywords.iter().map(|k| k.to_string()).collect();
+        let info = MessageInfo::parse(&raw);
+        Stored {
+            raw,
+            info,
+            flags,
+            keywords,
+            date,
+        }
+    }
+
+    /// UIDs are ten times the sequence numbers, sizes a thousand times.
+    fn candidate(stored: &Stored, seq: u32) -> Candidate<'_> {
+        Candidate {
+            seq,
+            uid: seq * 10,
+            flags: stored.flags,
+            keywords: &stored.keywords,
+            internal_date: stored.date.0,
+            internal_date_offset: stored.date.1,
+            size: seq * 1000,
+        }
+    }
+
+    fn mailbox() -> Vec<Stored> {
+        vec![
+            stored(
+                b"Return-Path: <alice@example.org>\n\
+                  From: \"Alice Example\" <alice@example.org>\n\
+                  To: bob@example.net\n\
+                  Cc: Carol <carol@example.com>\n\
+                  Bcc: dave@hidden.example\n\
+                  Subject: Quarterly report\n\
+                  Date: Mon, 02 Jan 2023 23:30:00 -0500\n\
+                  Message-ID: <q1@example.org>\n\
+                  X-Spam: no\n\
+                  \n\
+                  The numbers are in. See you Tuesday.\n",
+                Flags::SEEN.with(Flags::ANSWERED),
+                &["$Important"],
+                at(2023, 1, 3, 0, 60), // Jan 2 in UTC
+            ),
+            stored(
+                b"From: =?iso-8859-1?Q?J=F6rg_M=FCller?= <joerg@example.de>\n\
+                  To: \"Team\" <team@example.de>, alice@example.org\n\
+                  Subject: =?UTF-8?B?R3LDvHNzZSBhdXMgS8O2bG4=?=\n\
+                  Date: Tue, 10 Jan 2023 12:00:00 +0000\n\
+                  Content-Type: multipart/alternative; boundary=\"b1\"\n\
+                  \n\
+                  --b1\n\
+                  Content-Type: text/plain; charset=utf-8\n\
+                  Content-Transfer-Encoding: quoted-printable\n\
+                  \n\
+                  Viele Gr=C3=BC=C3=9Fe vom Rhein, GR=C3=9CSSE an alle=\n zusammen\n\
+                  --b1\n\
+                  Content-Type: text/html; charset=utf-8\n\
+                  Content-Transfer-Encoding: base64\n\
+                  \n\
+                  PHA+QmlzIDxiPmJhbGQ8L2I+IGFtIERvbTwvcD4=\n\
+                  --b1--\n",
+                Flags::FLAGGED.with(Flags::DRAFT),
+                &["Work"],
+                at(2023, 1, 10, 8, -300),
+            ),
+            stored(
+                b"From: cafe@example.fr\n\
+                  To: bob@example.net\n\
+                  Subject: =?iso-8859-1?Q?Caf=E9_cr=E8me?=\n\
+                  Content-Type: text/plain; charset=iso-8859-1\n\
+                  Content-Transfer-Encoding: 8bit\n\
+                  \n\
+                  Un caf\xe9 cr\xe8me, s'il vous pla\xeet.\n",
+                Flags::DELETED,
+                &[],
+                at(2023, 2, 1, 23, -480), // Feb 2 in UTC
+            ),
+            stored(
+                b"From: Robot <robot@example.com>\n\
+                  To: undisclosed-recipients:;\n\
+                  Subject: Forwarded\n\
+                  Date: Wed, 15 Mar 2023 09:00:00 +0200\n\
+                  Content-Type: multipart/mixed; boundary=\"m1\"\n\
+                  \n\
+                  --m1\n\
+                  Content-Type: text/plain; charset=utf-8\n\
+                  Content-Transfer-Encoding: base64\n\
+                  \n\
+                  U2llaGUgQW5oYW5nLiBHcsO2w59lOiBrbGVpbg==\n\
+                  --m1\n\
+                  Content-Type: message/rfc822\n\
+                  \n\
+                  From: inner@example.com\n\
+                  Subject: inner\n\
+                  \n\
+                  nested secret text\n\
+                  --m1--\n",
+                Flags::default(),
+                &[],
+                at(2023, 3, 15, 7, 0),
+            ),
+        ]
+    }
+
+    /// Sequence numbers of the fixture messages that match.
+    fn run(matcher: &Matcher) -> Vec<u32> {
+        let messages = mailbox();
+        let hits = (1..)
+            .zip(&messages)
+            .filter(|&(seq, stored)| matcher.matches(&candidate(stored, seq), &mut loader(stored)));
+        hits.map(|(seq, _)| seq).collect()
+    }
+
+    fn search_saved(criteria: &str, saved: Option<&[u32]>) -> Vec<u32> {
+        run(&Matcher::new(&key(criteria), saved, 4, 40))
+    }
+
+    fn check(cases: &[(&str, &[u32])]) {
+        for (criteria, expected) in cases {
+            assert_eq!(search_saved(criteria, None), *expected, "{criteria}");
+        }
+    }
+
+    /// Every key of RFC 9051 §6.4.4 (and rev1's NEW, OLD, RECENT, UNRECENT),
+    /// matching and not.
+    #[test]
+    fn every_key() {
+        check(&[
+            ("ALL", &[1, 2, 3, 4]),
+            ("ANSWERED", &[1]),
+            ("UNANSWERED", &[2, 3, 4]),
+            ("DELETED", &[3]),
+            ("UNDELETED", &[1, 2, 4]),
+            ("DRAFT", &[2]),
+            ("UNDRAFT", &[1, 3, 4]),
+            ("FLAGGED", &[2]),
+            ("UNFLAGGED", &[1, 3, 4]),
+            ("SEEN", &[1]),
+            ("UNSEEN", &[2, 3, 4]),
+            ("KEYWORD $important", &[1]),
+            ("KEYWORD Junk", &[]),
+            ("UNKEYWORD WORK", &[1, 3, 4]),
+            ("RECENT", &[]),
+            ("NEW", &[]),
+            ("OLD", &[1, 2, 3, 4]),
+            ("UNRECENT", &[1, 2, 3, 4]),
+            ("LARGER 2000", &[3, 4]),
+            ("SMALLER 2000", &[1]),
+            ("LARGER 10000000000", &[]),
+            ("1,3", &[1, 3]),
+            ("2:*", &[2, 3, 4]),
+            ("*", &[4]),
+            ("3:1", &[1, 2, 3]),
+            ("UID 20:30", &[2, 3]),
+            ("UID 35:*", &[4]),
+            ("UID *", &[4]),
+            ("UID 50:*", &[4]), // `*` is the largest UID in use
+            ("UID 1:9,41:45", &[]),
+            // Message 1 arrived on Jan 3 in its own zone (Jan 2 in UTC).
+            ("BEFORE 3-Jan-2023", &[]),
+            ("ON 3-Jan-2023", &[1]),
+            ("ON 2-Jan-2023", &[]),
+            ("SINCE 10-Jan-2023", &[2, 3, 4]),
+            // Message 3 arrived on Feb 1 in its own zone (Feb 2 in UTC).
+            ("BEFORE 2-Feb-2023", &[1, 2, 3]),
+            ("ON 1-Feb-2023", &[3]),
+            // Sent dates are UTC: message 1's Jan 2 23:30 -0500 is Jan 3.
+            ("SENTON 3-Jan-2023", &[1]),
+            ("SENTON 2-Jan-2023", &[]),
+            ("SENTBEFORE 10-Jan-2023", &[1]),
+            ("SENTSINCE 10-Jan-2023", &[2, 4]),
+            // Message 3 has no Date header: no SENT* key matches it...
+            ("SENTSINCE 1-Jan-1970", &[1, 2, 4]),
+            ("SENTBEFORE 1-Jan-2100", &[1, 2, 4]),
+            // ...so their negations do.
+            ("NOT SENTSINCE 1-Jan-1970", &[3]),
+            ("FROM alice", &[1]),
+            ("FROM \"Alice Example\"", &[1]),
+            ("FROM example.org", &[1]),
+            ("FROM ALICE@EXAMPLE.ORG", &[1]),
+            ("FROM bob", &[]),
+            ("FROM «jörg»", &[2]), // RFC 2047 Q, ISO-8859-1
+            ("FROM «Jörg Müller»", &[2]),
+            ("TO alice", &[2]),
+            ("TO bob@example.net", &[1, 3]),
+            ("TO team", &[2]),
+            ("TO undisclosed-recipients", &[4]),
+            ("CC carol", &[1]),
+            ("CC example.com", &[1]),
+            ("CC bob", &[]),
+            ("BCC dave@hidden", &[1]),
+            ("BCC alice", &[]),
+            ("SUBJECT report", &[1]),
+            ("SUBJECT numbers", &[]),
+            ("SUBJECT «grüsse aus»", &[2]), // RFC 2047 B, UTF-8
+            ("SUBJECT «GRÜSSE»", &[2]),
+            ("SUBJECT «CAFÉ CRÈME»", &[3]), // RFC 2047 Q, ISO-8859-1
+            ("HEADER Message-ID q1@example", &[1]),
+            ("HEADER X-Spam \"\"", &[1]),
+            ("HEADER x-spam yes", &[]),
+            ("HEADER Content-Type multipart", &[2, 4]),
+            ("HEADER Date \"\"", &[1, 2, 4]),
+            ("HEADER From «jörg müller <joerg@»", &[2]),
+            ("HEADER Subject «köln»", &[2]),
+            ("BODY numbers", &[1]),
+            ("BODY NUMBERS", &[1]),
+            ("BODY quarterly", &[]),
+            ("TEXT quarterly", &[1]),
+            ("TEXT tuesday", &[1]),
+            ("TEXT message-id", &[1]),
+            ("TEXT zebra", &[]),
+            ("BODY \"alle zusammen\"", &[2]), // quoted-printable, soft break
+            ("BODY «grüsse an»", &[2]),
+            ("BODY \"am dom\"", &[2]), // base64 HTML, markup kept
+            ("BODY \"<b>bald</b>\"", &[2]),
+            ("BODY anhang", &[4]), // base64 text/plain
+            ("BODY «GRÖSSE»", &[]),
+            ("BODY «größe»", &[4]),
+            ("BODY \"nested secret\"", &[4]), // inside message/rfc822
+            ("BODY «café crème»", &[3]),      // ISO-8859-1 body, UTF-8 string
+            ("TEXT «PLAÎT»", &[3]),
+            ("BODY \"\"", &[1, 2, 3, 4]),
+            ("TEXT \"\"", &[1, 2, 3, 4]),
+        ]);
+        // A search string that is not UTF-8 is decoded lossily.
+        let latin1 = Matcher::new(&key_bytes(b"BODY {4}\r\ncaf\xe9"), None, 4, 40);
+        assert_eq!(run(&latin1), [0; 0]);
+    }
+
+    #[test]
+    fn saved_result() {
+        let saved: &[u32] = &[40, 10, 10];
+        assert_eq!(search_saved("$", Some(saved)), [1, 4]);
+        assert_eq!(search_saved("UID $", Some(saved)), [1, 4]);
+        assert_eq!(search_saved("NOT $", Some(saved)), [2, 3]);
+        assert_eq!(search_saved("$", Some(&[])), [0; 0]);
+        assert_eq!(search_saved("$", None), [0; 0]);
+        assert_eq!(search_saved("UID $", None), [0; 0]);
+        assert_eq!(search_saved("NOT $", None), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn nested_not_or_and() {
+        check(&[
+            ("NOT SEEN", &[2, 3, 4]),
+            ("NOT NOT SEEN", &[1]),
+            ("OR SEEN DRAFT", &[1, 2]),
+            ("OR OR SEEN DRAFT DELETED", &[1, 2, 3]),
+            ("NOT (OR DRAFT (SEEN NOT KEYWORD $Important))", &[1, 3, 4]),
+            ("OR SUBJECT report (BODY dom NOT FLAGGED)", &[1]),
+            ("OR SUBJECT report (BODY dom FLAGGED)", &[1, 2]),
+            ("(UNSEEN (OR TO bob BODY secret)) SMALLER 3500", &[3]),
+            ("2:4 NOT (OR UID 30 OR BCC dave FROM robot)", &[2]),
+            ("2:4 NOT (UID 30 OR BCC dave FROM robot)", &[2, 3, 4]),
+            ("OR NEW BODY numbers", &[1]),
+        ]);
+    }
+
+    #[test]
+    fn cheap_keys_need_no_content() {
+        let messages = mailbox();
+        for criteria in [
+            "ALL SEEN UNDRAFT KEYWORD x UNKEYWORD y NEW OLD RECENT",
+            "LARGER 10 SMALLER 100000",
+            "BEFORE 1-Jan-2024 ON 2-Jan-2023 SINCE 1-Jan-2000",
+            "OR (1:* UID 1:*) OR $ UID $",
+            "OR OLD BODY x", // folded to ALL
+            "NEW SUBJECT x", // folded to nothing
+        ] {
+            let matcher = Matcher::new(&key(criteria), Some(&[10]), 4, 40);
+            assert!(!matcher.needs_content(), "{criteria}");
+            for (seq, stored) in (1..).zip(&messages) {
+                matcher.matches(&candidate(stored, seq), &mut Forbidden);
+            }
+        }
+        for criteria in [
+            "SENTON 1-Jan-2023",
+            "SUBJECT x",
+            "OR SEEN BODY x",
+            "HEADER a b",
+        ] {
+            assert!(Matcher::new(&key(criteria), None, 4, 40).needs_content());
+        }
+        // A cheap key that decides spares the content key before it.
+        let matcher = Matcher::new(&key("BODY numbers DELETED"), None, 4, 40);
+        assert!(!matcher.matches(&candidate(&messages[0], 1), &mut Forbidden));
+    }
+
+    #[test]
+    fn content_is_loaded_once_per_call() {
+        let messages = mailbox();
+        for (criteria, loads) in [
+            ("SUBJECT report FROM alice TO bob HEADER x-spam no", 1),
+            ("BODY the BODY numbers OR BODY x BODY in", 1),
+            ("SUBJECT report FROM alice TEXT numbers BODY the", 2),
+        ] {
+            let mut content = loader(&messages[0]);
+            let matcher = Matcher::new(&key(criteria), None, 4, 40);
+            assert!(matcher.matches(&candidate(&messages[0], 1), &mut content));
+            assert_eq!(content.raw_loads, loads, "{criteria}");
+        }
+    }
+
+    #[test]
+    fn hostile_messages_do_not_panic() {
+        let deep_message = "Content-Type: message/rfc822\n\n".repeat(20_000);
+        let deep_multipart: String = (0..2_000)
+            .map(|i| format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"))
+            .collect();
+        let inputs: [&[u8]; 7] = [
+            b"",
+            b"\n\n",
+            b"no header at all",
+            b"Subject: =?utf-8?B?////?= \xff\xfe\nFrom: <<<@@>>\nTo: a:b:c;;,\n",
+            b"\x00\x01\x02\xff\n\n\xff",
+            deep_message.as_bytes(),
+            deep_multipart.as_bytes(),
+        ];
+        let criteria =
+            b"OR OR TO x FROM y OR HEADER z \"\" OR SENTON 1-Jan-2020 TEXT {2}\r\n\xff\xfe";
+        let matcher = Matcher::new(&key_bytes(criteria), None, 1, 1);
+        for raw in inputs {
+            let stored = stored(raw, Flags::default(), &[], (i64::MAX, i16::MAX));
+            matcher.matches(&candidate(&stored, 1), &mut loader(&stored));
+        }
+    }
+
+    /// Prints per-message costs (`cargo test cost -- --nocapture`), asserting
+    /// only the counts. This crate is unoptimised here; mail-parser is built
+    /// at opt-level 2, as main's dev profile does.
+    #[test]
+    fn cost_per_message() {
+        const COUNT: u32 = 2_000;
+        let words = ["lorem", "ipsum", "dolor", "sit", "amet", "über", "mail"];
+        let mut seed = 7u32;
+        let messages: Vec<Stored> = (0..COUNT)
+            .map(|n| {
+                let subject = ["weekly notes", "needle here"][usize::from(n % 50 == 0)];
+                let mut body = String::new();
+                while body.len() < 9_000 {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    body += words[(seed >> 16) as usize % words.len()];
+                    body += if seed % 11 == 0 { "\n" } else { " " };
+                }
+                if n % 100 == 0 {
+                    body += " haystack needle ";
+                }
+                let qp = body.replace('ü', "=C3=BC");
+                let text = format!(
+                    "Received: from mx.example.net by store.example.org; Mon, 2 Jan 2023\n\
+                     From: Sender {n} <sender{n}@example.org>\n\
+                     To: reader@example.net\n\
+                     Subject: {subject}\n\
+                     Date: Mon, 02 Jan 2023 10:00:00 +0000\n\
+                     Message-ID: <{n}@example.org>\n\
+                     Content-Type: multipart/alternative; boundary=\"alt\"\n\n\
+                     --alt\n\
+                     Content-Type: text/plain; charset=utf-8\n\
+                     Content-Transfer-Encoding: quoted-printable\n\n\
+                     {qp}\n\
+                     --alt\n\
+                     Content-Type: text/html; charset=utf-8\n\n\
+                     <html><body><p>{body}</p></body></html>\n\
+                     --alt--\n"
+                );
+                stored(text.as_bytes(), Flags::default(), &[], (0, 0))
+            })
+            .collect();
+        let average = messages.iter().map(|m| m.raw.len()).sum::<usize>() / messages.len();
+        eprintln!("{COUNT} messages of {average} bytes on average");
+        let time = |label: &str, run: &dyn Fn(&Stored) -> bool| {
+            let start = Instant::now();
+            let hits = messages.iter().filter(|stored| run(stored)).count();
+            let each = start.elapsed() / COUNT;
+            eprintln!("{label:<30} {each:>10.1?} per message, {hits} hits");
+            hits
+        };
+        let search = |criteria: &str| {
+            let matcher = Matcher::new(&key(criteria), None, COUNT, COUNT);
+            move |stored: &Stored| matcher.matches(&candidate(stored, 1), &mut loader(stored))
+        };
+        time("mail-parser parse (defaults)", &|s| {
+            MessageParser::new().parse(&s.raw).is_some()
+        });
+        time("mail-parser parse_headers", &|s| {
+            MessageParser::new().parse_headers(&s.raw).is_some()
+        });
+        for (criteria, hits) in [
+            ("1:* FLAGGED", 0),
+            ("SUBJECT needle", 40),
+            ("FROM sender1", 1111),
+            ("BODY needle", 20),
+            ("TEXT haystack", 20),
+            ("BODY «ÜBER»", 2000),
+        ] {
+            assert_eq!(time(criteria, &search(criteria)), hits, "{criteria}");
+        }
+    }
 }
