@@ -19,8 +19,16 @@ impl Session {
         return_options: Option<Vec<SearchReturn>>,
         key: SearchKey,
     ) {
+        // RFC 5182 §2.1: a SEARCH ... RETURN (SAVE) answered with NO leaves
+        // `$` empty, so a pipelined `FETCH $` cannot act on an older result.
+        let saving = return_options
+            .as_ref()
+            .is_some_and(|o| o.contains(&SearchReturn::Save));
         if let Some(charset) = &charset {
             if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
+                if saving {
+                    self.saved = None;
+                }
                 return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
             }
         }
@@ -43,7 +51,12 @@ impl Session {
         };
         let found = match found {
             Ok(found) => found,
-            Err(e) => return self.store_failed(tag, &e),
+            Err(e) => {
+                if saving {
+                    self.saved = None;
+                }
+                return self.store_failed(tag, &e);
+            }
         };
         let State::Selected(view) = &self.state else {
             return;
@@ -56,7 +69,7 @@ impl Session {
         let options = return_options.clone().unwrap_or_default();
         let save = options.contains(&SearchReturn::Save);
         if save {
-            self.saved = Some(found);
+            self.saved = Some(saved_result(&options, found));
         }
         let esearch = return_options.is_some() || self.rev2;
         if !esearch {
@@ -94,6 +107,29 @@ impl Session {
         }
         self.ok(tag, "SEARCH completed");
     }
+}
+
+/// What SAVE keeps (RFC 5182 §2.4): with MIN and/or MAX but neither ALL
+/// nor COUNT, only the messages those name; otherwise the whole result.
+fn saved_result(options: &[SearchReturn], found: Vec<u32>) -> Vec<u32> {
+    let has = |o: SearchReturn| options.contains(&o);
+    if has(SearchReturn::All) || has(SearchReturn::Count) {
+        return found;
+    }
+    let (min, max) = (has(SearchReturn::Min), has(SearchReturn::Max));
+    if !min && !max {
+        return found;
+    }
+    let mut kept: Vec<u32> = Vec::new();
+    if let (true, Some(&first)) = (min, found.first()) {
+        kept.push(first);
+    }
+    if let (true, Some(&last)) = (max, found.last()) {
+        if kept.last() != Some(&last) {
+            kept.push(last);
+        }
+    }
+    kept
 }
 
 /// What the matcher may ask for, loaded only when it asks.

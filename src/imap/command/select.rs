@@ -71,6 +71,8 @@ impl Session {
             "[READ-WRITE] SELECT"
         };
         self.state = State::Selected(view);
+        // RFC 5182 §2.1: `$` starts out empty in every newly selected mailbox.
+        self.saved = None;
         self.ok(tag, &format!("{verb} completed"));
     }
 
