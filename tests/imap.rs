@@ -1055,3 +1055,840 @@ fn append_with_flags_dates_literals_and_appenduid() {
         ["* STATUS \"INBOX\" (MESSAGES 6 UIDNEXT 7)"]
     );
 }
+
+/// A multipart message with a quoted-printable text, a base64 attachment
+/// holding NUL and 0xFF, and an attached multipart message.
+const NESTED: &str = "From: Alice Example <alice@example.org>\r
+To: Bob <bob@example.org>, \"Carol C.\" <carol@example.org>\r
+Cc: dave@example.org\r
+Reply-To: replies@example.org\r
+Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= from the test\r
+Date: Tue, 03 Mar 2026 10:00:00 +0100\r
+Message-ID: <nested@example.org>\r
+In-Reply-To: <parent@example.org>\r
+MIME-Version: 1.0\r
+Content-Type: multipart/mixed; boundary=\"outer\"\r
+\r
+preamble\r
+--outer\r
+Content-Type: text/plain; charset=utf-8\r
+Content-Transfer-Encoding: quoted-printable\r
+\r
+Hello caf=C3=A9 world\r
+--outer\r
+Content-Type: application/octet-stream; name=\"bin.dat\"\r
+Content-Transfer-Encoding: base64\r
+Content-Disposition: attachment; filename=\"bin.dat\"\r
+\r
+AAECAwD/\r
+--outer\r
+Content-Type: message/rfc822\r
+\r
+From: Inner <inner@example.org>\r
+Subject: inner message\r
+Content-Type: multipart/alternative; boundary=\"inner\"\r
+\r
+--inner\r
+Content-Type: text/plain\r
+\r
+inner plain\r
+--inner\r
+Content-Type: text/html\r
+\r
+<p>inner html</p>\r
+--inner--\r
+--outer--\r
+";
+
+/// The text of `message` between the end of `after` and the start of `before`.
+fn between<'a>(message: &'a str, after: &str, before: &str) -> &'a str {
+    let start = message.find(after).unwrap() + after.len();
+    let end = start + message[start..].find(before).unwrap();
+    &message[start..end]
+}
+
+/// `* 1 FETCH (NAME {n}\r\nDATA)` for one literal item.
+fn fetched_literal(seq: u32, name: &str, data: &str) -> String {
+    format!("* {seq} FETCH ({name} {{{}}}\r\n{data})", data.len())
+}
+
+#[test]
+fn fetch_every_item_and_nested_sections() {
+    let server = started("fetch", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    let m = NESTED;
+    c.append("INBOX", "\"03-Mar-2026 10:00:05 +0100\"", m.as_bytes());
+    c.select("INBOX");
+    assert_eq!(
+        c.ok("FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE UID)"),
+        [format!(
+            "* 1 FETCH (FLAGS () INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE {} UID 1)",
+            m.len()
+        )]
+    );
+    let envelope = "(\"Tue, 03 Mar 2026 10:00:00 +0100\" \"=?UTF-8?Q?Gr=C3=BC=C3=9Fe?= from the test\" \
+        ((\"Alice Example\" NIL \"alice\" \"example.org\")) ((\"Alice Example\" NIL \"alice\" \"example.org\")) \
+        ((NIL NIL \"replies\" \"example.org\")) \
+        ((\"Bob\" NIL \"bob\" \"example.org\")(\"Carol C.\" NIL \"carol\" \"example.org\")) \
+        ((NIL NIL \"dave\" \"example.org\")) NIL \"<parent@example.org>\" \"<nested@example.org>\")";
+    assert_eq!(
+        c.ok("FETCH 1 ENVELOPE"),
+        [format!("* 1 FETCH (ENVELOPE {envelope})")]
+    );
+    let inner_envelope = "(NIL \"inner message\" ((\"Inner\" NIL \"inner\" \"example.org\")) \
+        ((\"Inner\" NIL \"inner\" \"example.org\")) ((\"Inner\" NIL \"inner\" \"example.org\")) \
+        NIL NIL NIL NIL NIL)";
+    let inner_len = between(m, "message/rfc822\r\n\r\n", "\r\n--outer--").len();
+    assert_eq!(
+        c.ok("FETCH 1 BODY"),
+        [format!(
+            "* 1 FETCH (BODY ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 21 0)\
+             (\"application\" \"octet-stream\" (\"name\" \"bin.dat\") NIL NIL \"base64\" 8)\
+             (\"message\" \"rfc822\" NIL NIL NIL \"7BIT\" {inner_len} {inner_envelope} \
+             ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 11 0)\
+             (\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 17 0) \"alternative\") 12) \"mixed\"))"
+        )]
+    );
+    assert_eq!(
+        c.ok("FETCH 1 BODYSTRUCTURE"),
+        [format!(
+            "* 1 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 21 0 NIL NIL NIL NIL)\
+             (\"application\" \"octet-stream\" (\"name\" \"bin.dat\") NIL NIL \"base64\" 8 NIL (\"attachment\" (\"filename\" \"bin.dat\")) NIL NIL)\
+             (\"message\" \"rfc822\" NIL NIL NIL \"7BIT\" {inner_len} {inner_envelope} \
+             ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 11 0 NIL NIL NIL NIL)\
+             (\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 17 0 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"inner\") NIL NIL NIL) \
+             12 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"outer\") NIL NIL NIL))"
+        )]
+    );
+    // The macros.
+    let all = c.ok("FETCH 1 ALL");
+    assert!(all[0].starts_with(
+        "* 1 FETCH (FLAGS () INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE "
+    ));
+    assert!(all[0].ends_with(&format!("ENVELOPE {envelope})")));
+    assert_eq!(
+        c.ok("FETCH 1 FAST"),
+        [format!(
+            "* 1 FETCH (FLAGS () INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE {})",
+            m.len()
+        )]
+    );
+    assert!(c.ok("FETCH 1 FULL")[0].contains(" BODY ((\"text\" \"plain\""));
+
+    // Sections, each against the bytes of the message.
+    let header = &m[..m.find("\r\n\r\n").unwrap() + 4];
+    let text = &m[header.len()..];
+    let inner = between(m, "message/rfc822\r\n\r\n", "\r\n--outer--");
+    let inner_header = &inner[..inner.find("\r\n\r\n").unwrap() + 4];
+    let sections: Vec<(&str, String)> = vec![
+        ("", m.to_string()),
+        ("HEADER", header.to_string()),
+        ("TEXT", text.to_string()),
+        ("1", "Hello caf=C3=A9 world".to_string()),
+        (
+            "1.MIME",
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                .to_string(),
+        ),
+        ("2", "AAECAwD/".to_string()),
+        ("3", inner.to_string()),
+        ("3.MIME", "Content-Type: message/rfc822\r\n\r\n".to_string()),
+        ("3.HEADER", inner_header.to_string()),
+        ("3.TEXT", inner[inner_header.len()..].to_string()),
+        ("3.1", "inner plain".to_string()),
+        ("3.2", "<p>inner html</p>".to_string()),
+        ("3.2.MIME", "Content-Type: text/html\r\n\r\n".to_string()),
+        (
+            "HEADER.FIELDS (Subject TO)",
+            "To: Bob <bob@example.org>, \"Carol C.\" <carol@example.org>\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= from the test\r\n\r\n"
+                .to_string(),
+        ),
+        (
+            "HEADER.FIELDS.NOT (Subject To From Cc Date Message-ID In-Reply-To MIME-Version)",
+            "Reply-To: replies@example.org\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n"
+                .to_string(),
+        ),
+        ("HEADER.FIELDS (X-Absent)", "\r\n".to_string()),
+        ("3.HEADER.FIELDS (subject)", "Subject: inner message\r\n\r\n".to_string()),
+    ];
+    for (section, want) in &sections {
+        assert_eq!(
+            c.ok(&format!("FETCH 1 BODY.PEEK[{section}]")),
+            [fetched_literal(1, &format!("BODY[{section}]"), want)],
+            "BODY[{section}]"
+        );
+    }
+    // Parts that do not exist are NIL.
+    for section in ["4", "3.3", "1.TEXT", "2.HEADER"] {
+        assert_eq!(
+            c.ok(&format!("FETCH 1 BODY.PEEK[{section}]")),
+            [format!("* 1 FETCH (BODY[{section}] NIL)")]
+        );
+    }
+    // Partial fetches: the response names only the origin.
+    assert_eq!(
+        c.ok("FETCH 1 (BODY.PEEK[]<0.20> BODY.PEEK[1]<6.4> BODY.PEEK[TEXT]<100000.5>)"),
+        ["* 1 FETCH (BODY[]<0> {20}\r\nFrom: Alice Example  BODY[1]<6> {4}\r\ncaf= BODY[TEXT]<100000> {0}\r\n)"]
+    );
+    // RFC822 forms.
+    assert_eq!(
+        c.ok("FETCH 1 RFC822.HEADER"),
+        [fetched_literal(1, "RFC822.HEADER", header)]
+    );
+    // BINARY: the content-transfer-encoding undone (RFC 3516); NUL makes a literal8.
+    let binary = c.call("FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[2] BINARY.SIZE[2] BINARY.SIZE[1] BINARY.PEEK[2]<4.10> BINARY.PEEK[3.1])");
+    assert_eq!(
+        binary.lines,
+        ["* 1 FETCH (BINARY[1] {17}\r\nHello café world BINARY[2] ~{6}\r\n\0\u{1}\u{2}\u{3}\0\u{FFFD} BINARY.SIZE[2] 6 BINARY.SIZE[1] 17 BINARY[2]<4> ~{2}\r\n\0\u{FFFD} BINARY[3.1] {11}\r\ninner plain)"]
+    );
+    assert_eq!(binary.tagged, "OK FETCH completed");
+    // The byte really is 0xFF.
+    c.send(b"b1 FETCH 1 BINARY.PEEK[2]\r\n");
+    assert!(c.line_bytes().ends_with(b"\0\x01\x02\x03\0\xff)"));
+    assert!(c.reply("b1").is_ok());
+    // Nothing so far set \Seen.
+    assert_eq!(c.ok("FETCH 1 FLAGS"), ["* 1 FETCH (FLAGS ())"]);
+
+    // Unknown items and malformed sections are BAD.
+    for bad in [
+        "FETCH 1 BODY[MIME]",
+        "FETCH 1 BODY[1.]",
+        "FETCH 1 BODY[0]",
+        "FETCH 1 BODY[HEADER.FIELDS ()]",
+        "FETCH 1 BODY[]<1.0>",
+        "FETCH 1 BODY[]<a.1>",
+        "FETCH 1 BOGUS",
+        "FETCH 1 (FLAGS",
+        "FETCH 1 ()",
+        "FETCH 1",
+        "FETCH FLAGS",
+        "FETCH 1 BINARY[TEXT]",
+    ] {
+        assert!(c.only_tagged(bad).starts_with("BAD "), "{bad}");
+    }
+}
+
+#[test]
+fn fetch_sets_seen_except_for_peek_and_header_items() {
+    let server = started("seen", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    let m = simple_message("seen", "the body");
+    c.append("INBOX", "", &m);
+    c.select("INBOX");
+    let body = "the body\r\n";
+    // These leave \Seen alone.
+    for item in [
+        "BODY.PEEK[]",
+        "BODY.PEEK[TEXT]",
+        "BINARY.PEEK[1]",
+        "RFC822.HEADER",
+        "RFC822.SIZE",
+        "BODY.PEEK[HEADER]",
+        "BODYSTRUCTURE",
+        "ENVELOPE",
+        "BINARY.SIZE[1]",
+    ] {
+        c.ok(&format!("FETCH 1 {item}"));
+        assert_eq!(c.ok("FETCH 1 FLAGS"), ["* 1 FETCH (FLAGS ())"], "{item}");
+    }
+    // These set it, and say so in the same response (RFC 9051 §6.4.5).
+    for (item, shown) in [
+        ("BODY[TEXT]", fetched_literal(1, "BODY[TEXT]", body)),
+        ("BODY[1]", fetched_literal(1, "BODY[1]", body)),
+        ("BINARY[1]", fetched_literal(1, "BINARY[1]", body)),
+        ("RFC822.TEXT", fetched_literal(1, "RFC822.TEXT", body)),
+        ("RFC822", fetched_literal(1, "RFC822", &lossy(&m))),
+        ("BODY[]", fetched_literal(1, "BODY[]", &lossy(&m))),
+    ] {
+        assert_eq!(
+            c.ok(&format!("FETCH 1 {item}")),
+            [format!(
+                "{} FLAGS (\\Seen))",
+                shown.strip_suffix(')').unwrap()
+            )],
+            "{item}"
+        );
+        // Already seen: no FLAGS the second time.
+        assert_eq!(c.ok(&format!("FETCH 1 {item}")), [shown], "{item}");
+        c.ok("STORE 1 -FLAGS.SILENT (\\Seen)");
+    }
+    // UID FETCH adds UID, and BODY[] with FLAGS asked for shows them once.
+    assert_eq!(
+        c.ok("UID FETCH 1 (FLAGS BODY[TEXT])"),
+        [format!(
+            "* 1 FETCH (UID 1 FLAGS (\\Seen) BODY[TEXT] {{{}}}\r\n{body})",
+            body.len()
+        )]
+    );
+    // A single-part message: part 1 is its body; BODYSTRUCTURE is flat.
+    assert_eq!(
+        c.ok("FETCH 1 BODYSTRUCTURE"),
+        ["* 1 FETCH (BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 10 1 NIL NIL NIL NIL))"]
+    );
+    // An encoding letterbox cannot decode.
+    c.append(
+        "INBOX",
+        "",
+        b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n",
+    );
+    c.ok("NOOP");
+    let unknown = c.call("FETCH 2 BINARY.PEEK[1]");
+    assert_eq!(unknown.lines, ["* 2 FETCH (BINARY[1] NIL)"]);
+    assert!(
+        unknown.tagged.starts_with("NO [UNKNOWN-CTE]"),
+        "{unknown:?}"
+    );
+}
+
+/// Logs in, APPENDs `n` messages "m1".."mn" to INBOX and selects it.
+fn mailbox_with(server: &Server, n: u32) -> Client {
+    let mut c = Client::login(server.ports.imap, "alice");
+    for i in 1..=n {
+        c.append(
+            "INBOX",
+            "",
+            &simple_message(&format!("m{i}"), &format!("body {i}")),
+        );
+    }
+    c.select("INBOX");
+    c
+}
+
+#[test]
+fn store_flags_keywords_and_silent() {
+    let server = started("store", &["alice"]);
+    let mut c = mailbox_with(&server, 4);
+    // RFC 9051 §6.4.6's example, with this server's flag order.
+    c.ok("STORE 2 FLAGS (\\Seen)");
+    c.ok("STORE 4 FLAGS (\\Flagged \\Seen)");
+    let r = c.call("STORE 2:4 +FLAGS (\\Deleted)");
+    assert_eq!(
+        r.lines,
+        lines(&[
+            "* 2 FETCH (FLAGS (\\Deleted \\Seen))",
+            "* 3 FETCH (FLAGS (\\Deleted))",
+            "* 4 FETCH (FLAGS (\\Flagged \\Deleted \\Seen))",
+        ])
+    );
+    assert_eq!(r.tagged, "OK STORE completed");
+    assert_eq!(
+        c.ok("STORE 2:4 -FLAGS (\\Deleted \\Seen)"),
+        lines(&[
+            "* 2 FETCH (FLAGS ())",
+            "* 3 FETCH (FLAGS ())",
+            "* 4 FETCH (FLAGS (\\Flagged))",
+        ])
+    );
+    // Flags without parentheses, every system flag, and keywords.
+    assert_eq!(
+        c.ok("STORE 1 FLAGS \\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk"),
+        ["* 1 FETCH (FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk))"]
+    );
+    assert_eq!(
+        c.ok("STORE 1 -FLAGS ($label1 \\DRAFT)"),
+        ["* 1 FETCH (FLAGS (\\Answered \\Flagged \\Deleted \\Seen Junk))"],
+        "keywords and flags match case-insensitively"
+    );
+    assert_eq!(c.ok("STORE 1 FLAGS ()"), ["* 1 FETCH (FLAGS ())"]);
+    // .SILENT says nothing, but the flags are set.
+    assert!(c
+        .ok("STORE 1:2 +FLAGS.SILENT ($Work \\Answered)")
+        .is_empty());
+    assert!(c.ok("STORE 2 -FLAGS.SILENT (\\Answered)").is_empty());
+    assert!(c.ok("STORE 3 FLAGS.SILENT (\\Draft)").is_empty());
+    assert_eq!(
+        c.ok("FETCH 1:3 FLAGS"),
+        lines(&[
+            "* 1 FETCH (FLAGS (\\Answered $Work))",
+            "* 2 FETCH (FLAGS ($Work))",
+            "* 3 FETCH (FLAGS (\\Draft))",
+        ])
+    );
+    // UID STORE includes the UID; `*` and ranges in either order.
+    assert_eq!(
+        c.ok("UID STORE 4:3 +FLAGS (\\Seen)"),
+        lines(&[
+            "* 3 FETCH (FLAGS (\\Seen \\Draft) UID 3)",
+            "* 4 FETCH (FLAGS (\\Flagged \\Seen) UID 4)",
+        ])
+    );
+    assert_eq!(
+        c.ok("STORE * +FLAGS (\\Answered)"),
+        ["* 4 FETCH (FLAGS (\\Answered \\Flagged \\Seen))"]
+    );
+    // New keywords are permanent (\* in PERMANENTFLAGS) and show in FLAGS.
+    let select = c.select("INBOX");
+    assert_eq!(select[0], "* OK [CLOSED] Previous mailbox closed");
+    assert_eq!(
+        select[1],
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)"
+    );
+    assert!(select[2].contains("\\*)]"), "{select:?}");
+    // Flags that cannot be set.
+    for bad in [
+        "STORE 1 +FLAGS (\\Recent)",
+        "STORE 1 +FLAGS (\\*)",
+        "STORE 1 +FLAGS (\\Bogus)",
+        "STORE 1 FLAGS.LOUD (\\Seen)",
+        "STORE 1 +FLAGS",
+        "STORE 1 +FLAGS (a(b)",
+        "STORE 1 BOGUS (\\Seen)",
+    ] {
+        assert!(c.only_tagged(bad).starts_with("BAD "), "{bad}");
+    }
+    // Keywords are kept per message, and limited in number.
+    let many: Vec<String> = (0..65).map(|i| format!("k{i}")).collect();
+    assert!(c
+        .only_tagged(&format!("STORE 1 +FLAGS ({})", many.join(" ")))
+        .starts_with("NO [LIMIT]"));
+    // They survive a new session.
+    let mut other = Client::login(server.ports.imap, "alice");
+    other.select("INBOX");
+    assert_eq!(
+        other.ok("FETCH 1:* FLAGS"),
+        lines(&[
+            "* 1 FETCH (FLAGS (\\Answered $Work))",
+            "* 2 FETCH (FLAGS ($Work))",
+            "* 3 FETCH (FLAGS (\\Seen \\Draft))",
+            "* 4 FETCH (FLAGS (\\Answered \\Flagged \\Seen))",
+        ])
+    );
+}
+
+#[test]
+fn copy_move_expunge_and_uid_expunge() {
+    let server = started("copymove", &["alice"]);
+    let mut c = mailbox_with(&server, 11);
+    c.ok("CREATE Meeting");
+    let validity = |c: &mut Client, mailbox: &str| -> u32 {
+        let status = c.ok(&format!("STATUS {mailbox} (UIDVALIDITY)"));
+        status[0]
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .parse()
+            .unwrap()
+    };
+    let meeting = validity(&mut c, "Meeting");
+    // COPY keeps flags and answers with COPYUID (RFC 4315).
+    c.ok("STORE 2 +FLAGS.SILENT (\\Flagged $Work)");
+    assert_eq!(
+        c.only_tagged("COPY 2:4 Meeting"),
+        format!("OK [COPYUID {meeting} 2:4 1:3] COPY completed")
+    );
+    assert_eq!(
+        c.only_tagged("UID COPY 8,6 Meeting"),
+        format!("OK [COPYUID {meeting} 6,8 4:5] COPY completed")
+    );
+    assert_eq!(
+        c.only_tagged("COPY 1 Nope"),
+        "NO [TRYCREATE] No such mailbox"
+    );
+    let mut other = Client::login(server.ports.imap, "alice");
+    other.select("Meeting");
+    assert_eq!(
+        other.ok("FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (Subject)])"),
+        (1..=5)
+            .zip([2, 3, 4, 6, 8])
+            .map(|(seq, n)| {
+                let flags = if n == 2 { "\\Flagged $Work" } else { "" };
+                let subject = format!("Subject: m{n}\r\n\r\n");
+                format!(
+                    "* {seq} FETCH (UID {seq} FLAGS ({flags}) BODY[HEADER.FIELDS (Subject)] {{{}}}\r\n{subject})",
+                    subject.len()
+                )
+            })
+            .collect::<Vec<_>>()
+    );
+    // COPY into the selected mailbox itself: the new message shows up.
+    let r = c.call("COPY 1 INBOX");
+    assert_eq!(r.lines, ["* 12 EXISTS"]);
+    assert!(r.tagged.starts_with("OK [COPYUID "), "{r:?}");
+
+    // EXPUNGE: RFC 9051 §6.4.3's example (messages 3, 4, 7 and 11 deleted).
+    // Sequence numbers shift with each EXPUNGE line, whatever the order.
+    c.ok("STORE 3,4,7,11 +FLAGS.SILENT (\\Deleted)");
+    let r = c.call("EXPUNGE");
+    assert_eq!(r.tagged, "OK EXPUNGE completed");
+    let mut view: Vec<u32> = (1..=12).collect();
+    for line in &r.lines {
+        let seq: usize = line
+            .strip_prefix("* ")
+            .and_then(|l| l.strip_suffix(" EXPUNGE"))
+            .unwrap_or_else(|| panic!("{line}"))
+            .parse()
+            .unwrap();
+        view.remove(seq - 1);
+    }
+    assert_eq!(view, [1, 2, 5, 6, 8, 9, 10, 12]);
+    let uids = c.ok("FETCH 1:* UID");
+    assert_eq!(
+        uids,
+        view.iter()
+            .enumerate()
+            .map(|(i, uid)| format!("* {} FETCH (UID {uid})", i + 1))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(c.only_tagged("EXPUNGE"), "OK EXPUNGE completed");
+
+    // UID EXPUNGE removes only the listed UIDs that are \Deleted.
+    c.ok("UID STORE 1,2,5 +FLAGS.SILENT (\\Deleted)");
+    let r = c.call("UID EXPUNGE 2:5,9");
+    assert_eq!(r.lines, lines(&["* 3 EXPUNGE", "* 2 EXPUNGE"]));
+    assert_eq!(
+        c.ok("UID FETCH 1 FLAGS"),
+        ["* 1 FETCH (UID 1 FLAGS (\\Deleted))"]
+    );
+
+    // MOVE (RFC 6851): COPYUID first, then the EXPUNGEs, then OK.
+    let r = c.call("MOVE 2:3 Meeting");
+    assert_eq!(
+        r.lines,
+        lines(&[
+            &format!("* OK [COPYUID {meeting} 6,8 6:7] Moved"),
+            "* 3 EXPUNGE",
+            "* 2 EXPUNGE",
+        ])
+    );
+    assert_eq!(r.tagged, "OK MOVE completed");
+    let r = c.call("UID MOVE 12 Meeting");
+    assert_eq!(
+        r.lines,
+        lines(&[
+            &format!("* OK [COPYUID {meeting} 12 8] Moved"),
+            "* 4 EXPUNGE"
+        ])
+    );
+    assert_eq!(
+        c.only_tagged("MOVE 1 Nope"),
+        "NO [TRYCREATE] No such mailbox"
+    );
+    assert_eq!(
+        c.ok("STATUS Meeting (MESSAGES UIDNEXT)"),
+        ["* STATUS \"Meeting\" (MESSAGES 8 UIDNEXT 9)"]
+    );
+    // The other session, idle in Meeting, learns of all eight at its next NOOP.
+    assert_eq!(other.ok("NOOP"), ["* 8 EXISTS"]);
+    // An empty result: a UID set that matches nothing.
+    assert_eq!(
+        c.only_tagged("UID COPY 1000:2000 Meeting"),
+        "OK COPY completed"
+    );
+    assert_eq!(
+        c.only_tagged("UID MOVE 1000:2000 Meeting"),
+        "OK MOVE completed"
+    );
+}
+
+/// Five messages with known headers, bodies, dates, sizes and flags, for SEARCH.
+fn search_corpus() -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        (
+            "(\\Seen)",
+            "\"02-Feb-2026 09:00:00 +0000\"",
+            "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nCc: carol@example.org\r\n\
+             Subject: Quarterly report\r\nDate: Mon, 2 Feb 2026 09:00:00 +0000\r\n\r\nnumbers are up\r\n"
+                .to_string(),
+        ),
+        (
+            "(\\Flagged $Work)",
+            "\"10-Feb-2026 12:00:00 +0100\"",
+            "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\n\
+             Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_M=C3=BCnchen?=\r\nDate: Tue, 10 Feb 2026 12:00:00 +0100\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\nSch=C3=B6ne Gr=C3=BC=C3=9Fe\r\n"
+                .to_string(),
+        ),
+        (
+            "(\\Deleted \\Answered)",
+            "\"20-Feb-2026 08:00:00 +0000\"",
+            format!(
+                "From: Carol <carol@example.org>\r\nTo: alice@example.org\r\nSubject: large\r\n\
+                 Date: Fri, 20 Feb 2026 08:00:00 +0000\r\n\r\n{}\r\n",
+                "x".repeat(5000)
+            ),
+        ),
+        (
+            "(\\Draft)",
+            "\"01-Mar-2026 10:00:00 +0000\"",
+            "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nBcc: dave@example.org\r\n\
+             Subject: Re: Quarterly report\r\nX-Priority: 1\r\nDate: Sun, 1 Mar 2026 10:00:00 +0000\r\n\r\n\
+             see attached\r\n"
+                .to_string(),
+        ),
+        (
+            "()",
+            // Late on 1 March in New York: 2 March in UTC.
+            "\"01-Mar-2026 23:30:00 -0500\"",
+            "From: Dave <dave@example.org>\r\nTo: alice@example.org\r\nSubject: lunch\r\n\r\nnoon?\r\n"
+                .to_string(),
+        ),
+    ]
+}
+
+#[test]
+fn search_keys() {
+    let server = started("search", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    let corpus = search_corpus();
+    for (flags, date, message) in &corpus {
+        c.append("INBOX", &format!("{flags} {date}"), message.as_bytes());
+    }
+    c.select("INBOX");
+    let mut search = |c: &mut Client, criteria: &str| -> String {
+        let r = c.call(&format!("SEARCH {criteria}"));
+        assert_eq!(r.tagged, "OK SEARCH completed", "{criteria}");
+        assert_eq!(r.lines.len(), 1, "{criteria}: {r:?}");
+        r.lines[0]
+            .strip_prefix("* SEARCH")
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let sizes: Vec<usize> = corpus.iter().map(|m| m.2.len()).collect();
+    let cases: Vec<(String, &str)> = vec![
+        ("ALL".into(), "1 2 3 4 5"),
+        ("SEEN".into(), "1"),
+        ("UNSEEN".into(), "2 3 4 5"),
+        ("FLAGGED".into(), "2"),
+        ("UNFLAGGED".into(), "1 3 4 5"),
+        ("DELETED".into(), "3"),
+        ("UNDELETED".into(), "1 2 4 5"),
+        ("ANSWERED".into(), "3"),
+        ("UNANSWERED".into(), "1 2 4 5"),
+        ("DRAFT".into(), "4"),
+        ("UNDRAFT".into(), "1 2 3 5"),
+        ("KEYWORD $Work".into(), "2"),
+        ("UNKEYWORD $Work".into(), "1 3 4 5"),
+        ("KEYWORD $Nothing".into(), ""),
+        ("RECENT".into(), ""),
+        ("NEW".into(), ""),
+        ("OLD".into(), "1 2 3 4 5"),
+        ("FROM alice".into(), "1 4"),
+        ("FROM \"ALICE@EXAMPLE\"".into(), "1 4"),
+        ("TO alice".into(), "2 3 5"),
+        ("CC carol".into(), "1"),
+        ("BCC dave".into(), "4"),
+        ("SUBJECT quarterly".into(), "1 4"),
+        ("SUBJECT \"Re: Q\"".into(), "4"),
+        ("HEADER X-Priority 1".into(), "4"),
+        ("HEADER x-priority \"\"".into(), "4"),
+        ("HEADER Message-ID \"\"".into(), ""),
+        ("BODY numbers".into(), "1"),
+        ("BODY quarterly".into(), ""),
+        ("TEXT quarterly".into(), "1 4"),
+        ("TEXT noon".into(), "5"),
+        ("BODY xxxxxxxx".into(), "3"),
+        ("OR SEEN FLAGGED".into(), "1 2"),
+        ("OR (SEEN DRAFT) OR FLAGGED DELETED".into(), "2 3"),
+        ("NOT SEEN".into(), "2 3 4 5"),
+        ("NOT (FROM alice SUBJECT report)".into(), "2 3 5"),
+        ("FROM alice NOT DRAFT".into(), "1"),
+        ("((((SEEN))))".into(), "1"),
+        (format!("LARGER {}", sizes[2] - 1), "3"),
+        (format!("LARGER {}", sizes[2]), ""),
+        (format!("SMALLER {}", sizes[4] + 1), "5"),
+        ("SMALLER 1".into(), ""),
+        ("BEFORE 10-Feb-2026".into(), "1"),
+        ("ON 10-Feb-2026".into(), "2"),
+        ("SINCE 20-Feb-2026".into(), "3 4 5"),
+        // INTERNALDATE comparisons ignore time and zone: message 5 is on 1 March.
+        ("ON 1-Mar-2026".into(), "4 5"),
+        ("ON 2-Mar-2026".into(), ""),
+        ("SENTBEFORE 10-Feb-2026".into(), "1"),
+        ("SENTON 2-Feb-2026".into(), "1"),
+        ("SENTSINCE 20-Feb-2026".into(), "3 4"),
+        ("SENTON \"1-Mar-2026\"".into(), "4"),
+        ("1:3".into(), "1 2 3"),
+        ("2,4:*".into(), "2 4 5"),
+        ("*".into(), "5"),
+        ("*:4".into(), "4 5"),
+        ("1:* NOT 3".into(), "1 2 4 5"),
+        ("UID 2:4".into(), "2 3 4"),
+        ("UID *".into(), "5"),
+        ("UID 6:100".into(), ""),
+        ("UID 100:*".into(), "5"),
+        ("2:3 UID 3:5".into(), "3"),
+        ("CHARSET US-ASCII SUBJECT lunch".into(), "5"),
+        ("CHARSET \"UTF-8\" SUBJECT lunch".into(), "5"),
+    ];
+    for (criteria, want) in &cases {
+        assert_eq!(search(&mut c, criteria), *want, "SEARCH {criteria}");
+    }
+    // Non-ASCII search strings as literals, matched against decoded
+    // headers (RFC 2047) and bodies (quoted-printable).
+    for (key, text, want) in [
+        ("SUBJECT", "münchen", "2"),
+        ("SUBJECT", "Grüße", "2"),
+        ("BODY", "schöne", "2"),
+        ("TEXT", "grüße", "2"),
+    ] {
+        let tag = c.tag();
+        c.send(format!("{tag} SEARCH CHARSET UTF-8 {key} {{{}}}\r\n", text.len()).as_bytes());
+        assert_eq!(c.line(), "+ Ready for literal data");
+        c.send(format!("{text}\r\n").as_bytes());
+        let r = c.reply(&tag);
+        assert_eq!(r.tagged, "OK SEARCH completed");
+        assert_eq!(
+            r.lines,
+            [format!("* SEARCH {want}").trim_end()],
+            "{key} {text}"
+        );
+    }
+    // The same with LITERAL+ and a UTF-8 quoted string.
+    c.send("x1 SEARCH CHARSET UTF-8 SUBJECT {8+}\r\nmünchen\r\n".as_bytes());
+    assert_eq!(c.reply("x1").lines, ["* SEARCH 2"]);
+    c.send("x2 SEARCH CHARSET UTF-8 BODY \"Grüße\"\r\n".as_bytes());
+    assert_eq!(c.reply("x2").lines, ["* SEARCH 2"]);
+    // UID SEARCH answers with UIDs. (Message 3 was \Deleted already.)
+    c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(c.ok("EXPUNGE"), lines(&["* 3 EXPUNGE", "* 1 EXPUNGE"]));
+    assert_eq!(c.ok("SEARCH FLAGGED"), ["* SEARCH 1"]);
+    assert_eq!(c.ok("UID SEARCH FLAGGED"), ["* SEARCH 2"]);
+    assert_eq!(c.ok("UID SEARCH 1:2"), ["* SEARCH 2 4"]);
+    assert_eq!(c.ok("UID SEARCH UID 1:2"), ["* SEARCH 2"]);
+    // Refusals.
+    assert_eq!(
+        c.only_tagged("SEARCH CHARSET KOI8-R SUBJECT x"),
+        "NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"
+    );
+    for bad in [
+        "SEARCH",
+        "SEARCH BOGUS",
+        "SEARCH BEFORE 31-Feb-2026",
+        "SEARCH BEFORE 2026-02-01",
+        "SEARCH LARGER x",
+        "SEARCH (SEEN",
+        "SEARCH SEEN)",
+        "SEARCH OR SEEN",
+        "SEARCH NOT",
+        "SEARCH HEADER",
+        "SEARCH UID 0",
+        "SEARCH 0:3",
+        "SEARCH KEYWORD \\Seen",
+        "SEARCH RETURN (BOGUS) ALL",
+    ] {
+        assert!(c.only_tagged(bad).starts_with("BAD "), "{bad}");
+    }
+}
+
+#[test]
+fn esearch_return_options_and_the_saved_result() {
+    let server = started("esearch", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    for (flags, date, message) in search_corpus() {
+        c.append("INBOX", &format!("{flags} {date}"), message.as_bytes());
+    }
+    c.select("INBOX");
+    let mut esearch = |c: &mut Client, command: &str| -> String {
+        let tag = c.tag();
+        c.send(format!("{tag} {command}\r\n").as_bytes());
+        let r = c.reply(&tag);
+        assert_eq!(r.tagged, "OK SEARCH completed", "{command}");
+        match &r.lines[..] {
+            [] => String::new(),
+            [line] => line
+                .strip_prefix(&format!("* ESEARCH (TAG \"{tag}\")"))
+                .unwrap_or_else(|| panic!("{command}: {line}"))
+                .trim()
+                .to_string(),
+            more => panic!("{command}: {more:?}"),
+        }
+    };
+    // RFC 4731.
+    assert_eq!(
+        esearch(&mut c, "SEARCH RETURN (MIN MAX COUNT) UNSEEN"),
+        "MIN 2 MAX 5 COUNT 4"
+    );
+    assert_eq!(esearch(&mut c, "SEARCH RETURN (ALL) UNSEEN"), "ALL 2:5");
+    assert_eq!(esearch(&mut c, "SEARCH RETURN () OR SEEN DRAFT"), "ALL 1,4");
+    assert_eq!(esearch(&mut c, "SEARCH RETURN (COUNT) ALL"), "COUNT 5");
+    assert_eq!(
+        esearch(&mut c, "UID SEARCH RETURN (MIN MAX) ALL"),
+        "UID MIN 1 MAX 5"
+    );
+    assert_eq!(
+        esearch(&mut c, "UID SEARCH RETURN (ALL) UID 2:3,5"),
+        "UID ALL 2:3,5"
+    );
+    // No match: only COUNT has something to say.
+    assert_eq!(
+        esearch(&mut c, "SEARCH RETURN (MIN MAX ALL COUNT) KEYWORD none"),
+        "COUNT 0"
+    );
+    assert_eq!(esearch(&mut c, "SEARCH RETURN (MIN) KEYWORD none"), "");
+
+    // SAVE (RFC 5182): no ESEARCH of its own; `$` in later commands.
+    assert_eq!(esearch(&mut c, "SEARCH RETURN (SAVE) OR FLAGGED DRAFT"), "");
+    assert_eq!(
+        c.ok("FETCH $ (UID FLAGS)"),
+        lines(&[
+            "* 2 FETCH (UID 2 FLAGS (\\Flagged $Work))",
+            "* 4 FETCH (UID 4 FLAGS (\\Draft))",
+        ])
+    );
+    assert_eq!(c.ok("SEARCH $"), ["* SEARCH 2 4"]);
+    assert_eq!(c.ok("SEARCH UID $ SEEN"), ["* SEARCH"]);
+    assert_eq!(c.ok("UID SEARCH $"), ["* SEARCH 2 4"]);
+    assert_eq!(
+        c.ok("UID FETCH $ UID"),
+        lines(&["* 2 FETCH (UID 2)", "* 4 FETCH (UID 4)"])
+    );
+    assert_eq!(
+        c.ok("STORE $ +FLAGS ($Saved)"),
+        lines(&[
+            "* 2 FETCH (FLAGS (\\Flagged $Work $Saved))",
+            "* 4 FETCH (FLAGS (\\Draft $Saved))",
+        ])
+    );
+    assert!(c.only_tagged("COPY $ Trash").starts_with("OK [COPYUID "));
+    // SAVE with other options returns them and saves everything.
+    assert_eq!(
+        esearch(&mut c, "SEARCH RETURN (SAVE COUNT) UNSEEN"),
+        "COUNT 4"
+    );
+    assert_eq!(c.ok("SEARCH $"), ["* SEARCH 2 3 4 5"]);
+    // SAVE with only MIN and/or MAX saves just those (RFC 5182 §2.4).
+    assert_eq!(esearch(&mut c, "SEARCH RETURN (MIN SAVE) UNSEEN"), "MIN 2");
+    assert_eq!(c.ok("SEARCH $"), ["* SEARCH 2"]);
+    assert_eq!(
+        esearch(&mut c, "SEARCH RETURN (MAX MIN SAVE) UNSEEN"),
+        "MAX 5 MIN 2"
+    );
+    assert_eq!(c.ok("SEARCH $"), ["* SEARCH 2 5"]);
+    assert_eq!(
+        esearch(&mut c, "UID SEARCH RETURN (SAVE MAX) UNSEEN"),
+        "UID MAX 5"
+    );
+    assert_eq!(c.ok("SEARCH $"), ["* SEARCH 5"]);
+    assert_eq!(
+        esearch(&mut c, "SEARCH RETURN (SAVE MIN ALL) DRAFT"),
+        "MIN 4 ALL 4"
+    );
+    assert_eq!(c.ok("SEARCH $"), ["* SEARCH 4"]);
+    // `$` follows its messages: after an expunge it holds the rest.
+    assert_eq!(esearch(&mut c, "SEARCH RETURN (SAVE) 3:5"), "");
+    c.ok("STORE 4 +FLAGS.SILENT (\\Deleted)");
+    c.ok("UID EXPUNGE 4");
+    assert_eq!(
+        c.ok("FETCH $ UID"),
+        lines(&["* 3 FETCH (UID 3)", "* 4 FETCH (UID 5)"])
+    );
+    // A search that fails leaves `$` empty (RFC 5182 §2.1); an empty `$` is fine.
+    assert_eq!(
+        c.only_tagged("SEARCH RETURN (SAVE) CHARSET KOI8-R SUBJECT x"),
+        "NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"
+    );
+    assert!(c.ok("FETCH $ UID").is_empty());
+    assert!(c.only_tagged("FETCH $,1 UID").starts_with("BAD "));
+    // SELECT empties `$` too.
+    assert_eq!(esearch(&mut c, "SEARCH RETURN (SAVE) ALL"), "");
+    c.select("INBOX");
+    assert!(c.ok("FETCH $ UID").is_empty());
+    // rev2: SEARCH always answers with ESEARCH, ALL by default.
+    c.ok("ENABLE IMAP4rev2");
+    assert_eq!(esearch(&mut c, "SEARCH UNSEEN"), "ALL 2:4");
+    assert_eq!(esearch(&mut c, "UID SEARCH UNSEEN"), "UID ALL 2:3,5");
+    assert_eq!(esearch(&mut c, "SEARCH KEYWORD none"), "");
+}
