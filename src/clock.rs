@@ -15,6 +15,9 @@ pub fn now() -> (i64, i16) {
 
 /// The local offset at `unix`, from the C library's view of the time zone
 /// (TZ or /etc/localtime). Falls back to UTC.
+// musl marks time_t deprecated while it moves to 64 bits everywhere; the
+// value is only passed straight back to localtime_r.
+#[allow(deprecated)]
 pub fn local_offset_minutes(unix: i64) -> i16 {
     let t = unix as libc::time_t;
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -237,6 +237,11 @@ enum ListenerKind {
 
 /// Runs the server until SIGTERM or SIGINT. Errors are for a person to read.
 pub fn run(config: Config) -> Result<(), String> {
+    // The database holds everyone's mail: nothing we create is for others.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe {
+        libc::umask(0o027);
+    }
     raise_file_limit(config.max_connections);
     return_big_allocations_to_the_system();
     let run_as = privileges::target_user(config.run_as.as_deref())?;
@@ -380,7 +385,9 @@ fn prepare_data_dir(dir: &Path, run_as: Option<&privileges::Account>) -> Result<
                 dir.display()
             )
         })?;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750));
+        // Others may pass through (to reach lmtp.sock for `letterbox
+        // deliver`) but not list it; the files inside are not theirs to read.
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o751));
     }
     if let Some(account) = run_as {
         privileges::chown_tree(dir, account)?;
