@@ -29,14 +29,6 @@ impl Reply {
     fn is_ok(&self) -> bool {
         self.tagged.starts_with("OK")
     }
-    /// The untagged lines that start with `prefix` (after `* `).
-    fn with(&self, prefix: &str) -> Vec<&str> {
-        self.lines
-            .iter()
-            .filter_map(|l| l.strip_prefix("* "))
-            .filter(|l| l.starts_with(prefix))
-            .collect()
-    }
 }
 
 impl Client {
@@ -1636,7 +1628,7 @@ fn search_keys() {
         c.append("INBOX", &format!("{flags} {date}"), message.as_bytes());
     }
     c.select("INBOX");
-    let mut search = |c: &mut Client, criteria: &str| -> String {
+    let search = |c: &mut Client, criteria: &str| -> String {
         let r = c.call(&format!("SEARCH {criteria}"));
         assert_eq!(r.tagged, "OK SEARCH completed", "{criteria}");
         assert_eq!(r.lines.len(), 1, "{criteria}: {r:?}");
@@ -1781,7 +1773,7 @@ fn esearch_return_options_and_the_saved_result() {
         c.append("INBOX", &format!("{flags} {date}"), message.as_bytes());
     }
     c.select("INBOX");
-    let mut esearch = |c: &mut Client, command: &str| -> String {
+    let esearch = |c: &mut Client, command: &str| -> String {
         let tag = c.tag();
         c.send(format!("{tag} {command}\r\n").as_bytes());
         let r = c.reply(&tag);
@@ -1891,4 +1883,798 @@ fn esearch_return_options_and_the_saved_result() {
     assert_eq!(esearch(&mut c, "SEARCH UNSEEN"), "ALL 2:4");
     assert_eq!(esearch(&mut c, "UID SEARCH UNSEEN"), "UID ALL 2:3,5");
     assert_eq!(esearch(&mut c, "SEARCH KEYWORD none"), "");
+}
+
+#[test]
+fn two_sessions_see_each_others_changes() {
+    let server = started("sync", &["alice"]);
+    let mut a = mailbox_with(&server, 2);
+    let mut b = Client::login(server.ports.imap, "alice");
+    b.select("INBOX");
+    // Flags set by one session reach the other at its next command.
+    assert_eq!(
+        b.ok("STORE 1 +FLAGS (\\Flagged)"),
+        ["* 1 FETCH (FLAGS (\\Flagged))"]
+    );
+    assert_eq!(a.ok("NOOP"), ["* 1 FETCH (UID 1 FLAGS (\\Flagged))"]);
+    assert!(a.ok("NOOP").is_empty(), "reported once");
+    assert!(
+        b.ok("NOOP").is_empty(),
+        "a session's own change is not repeated"
+    );
+    // .SILENT hides the change from its own session only.
+    b.ok("STORE 2 +FLAGS.SILENT ($Work)");
+    assert_eq!(a.ok("NOOP"), ["* 2 FETCH (UID 2 FLAGS ($Work))"]);
+    // New mail, delivered or appended, arrives as EXISTS.
+    deliver(&server, "alice", "delivered", "hello");
+    assert_eq!(a.ok("NOOP"), ["* 3 EXISTS"]);
+    let appended = simple_message("appended", "x");
+    b.send(format!("ap APPEND INBOX (\\Seen) {{{}+}}\r\n", appended.len()).as_bytes());
+    b.send(&appended);
+    b.send(b"\r\n");
+    // The appending session learns of both new messages with its reply.
+    assert_eq!(b.reply("ap").lines, ["* 4 EXISTS"]);
+    assert!(b.ok("NOOP").is_empty());
+    assert_eq!(a.ok("CHECK"), ["* 4 EXISTS"]);
+    assert_eq!(
+        a.ok("FETCH 3:4 (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"),
+        lines(&[
+            "* 3 FETCH (UID 3 FLAGS () BODY[HEADER.FIELDS (SUBJECT)] {22}\r\nSubject: delivered\r\n\r\n)",
+            "* 4 FETCH (UID 4 FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {21}\r\nSubject: appended\r\n\r\n)",
+        ])
+    );
+    // An expunge in one session reaches the other as EXPUNGE.
+    a.ok("STORE 2 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(a.ok("EXPUNGE"), ["* 2 EXPUNGE"]);
+    // (The \Deleted flag may be told first; the EXPUNGE must come.)
+    let noop = b.ok("NOOP");
+    assert_eq!(noop.last().unwrap(), "* 2 EXPUNGE", "{noop:?}");
+    assert_eq!(
+        b.ok("FETCH 1:* UID"),
+        lines(&[
+            "* 1 FETCH (UID 1)",
+            "* 2 FETCH (UID 3)",
+            "* 3 FETCH (UID 4)"
+        ])
+    );
+    // Both sessions agree on STATUS-level counts.
+    assert_eq!(
+        a.ok("STATUS INBOX (MESSAGES UIDNEXT)"),
+        b.ok("STATUS INBOX (MESSAGES UIDNEXT)")
+    );
+    // A session in another mailbox hears nothing; one that selects later
+    // starts from the current state.
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.select("Trash");
+    b.ok("STORE 1 -FLAGS.SILENT (\\Flagged)");
+    assert!(c.ok("NOOP").is_empty());
+    a.ok("MOVE 1 Trash");
+    assert_eq!(c.ok("NOOP"), ["* 1 EXISTS"]);
+    assert_eq!(b.ok("NOOP"), ["* 1 EXPUNGE"]);
+}
+
+#[test]
+fn expunges_wait_for_a_command_that_may_report_them() {
+    let server = started("expunge-rule", &["alice"]);
+    let mut a = mailbox_with(&server, 3);
+    let mut b = Client::login(server.ports.imap, "alice");
+    b.select("INBOX");
+    b.ok("STORE 2 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(b.ok("EXPUNGE"), ["* 2 EXPUNGE"]);
+    b.ok("UID STORE 3 +FLAGS.SILENT (\\Flagged)");
+    deliver(&server, "alice", "new", "x");
+
+    // FETCH by sequence number: no EXPUNGE (RFC 9051 §7.5.1); message 3
+    // keeps its number; the flag change and the new message may be told.
+    let fetch = a.call("FETCH 1:3 (UID)");
+    assert!(
+        !fetch.lines.iter().any(|l| l.contains("EXPUNGE")),
+        "{fetch:?}"
+    );
+    assert!(
+        fetch.lines.contains(&"* 1 FETCH (UID 1)".to_string()),
+        "{fetch:?}"
+    );
+    assert!(
+        fetch.lines.contains(&"* 3 FETCH (UID 3)".to_string()),
+        "{fetch:?}"
+    );
+    assert!(fetch.lines.contains(&"* 4 EXISTS".to_string()), "{fetch:?}");
+    assert!(
+        fetch.tagged.starts_with("NO [EXPUNGEISSUED]") || fetch.is_ok(),
+        "{fetch:?}"
+    );
+    // STORE by sequence number: still no EXPUNGE, and still the old numbers.
+    let store = a.call("STORE 3 +FLAGS (\\Seen)");
+    assert_eq!(store.lines, ["* 3 FETCH (FLAGS (\\Flagged \\Seen))"]);
+    assert_eq!(store.tagged, "OK STORE completed");
+    // SEARCH by sequence number: none either; the expunged message is not found.
+    let search = a.call("SEARCH 1:4");
+    assert_eq!(search.lines, ["* SEARCH 1 3 4"]);
+    let search = a.call("SEARCH ALL");
+    assert_eq!(search.lines, ["* SEARCH 1 3 4"]);
+    // A command that may report it does: NOOP (or a UID command).
+    assert_eq!(a.ok("NOOP"), ["* 2 EXPUNGE"]);
+    assert_eq!(
+        a.ok("FETCH 1:* UID"),
+        lines(&[
+            "* 1 FETCH (UID 1)",
+            "* 2 FETCH (UID 3)",
+            "* 3 FETCH (UID 4)"
+        ])
+    );
+
+    // The same through a UID command, which may report it at once.
+    b.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)");
+    b.ok("UID EXPUNGE 1");
+    assert!(a
+        .call("FETCH 1 FLAGS")
+        .lines
+        .iter()
+        .all(|l| !l.contains("EXPUNGE")));
+    assert!(a
+        .call("STORE 1 -FLAGS (\\Answered)")
+        .lines
+        .iter()
+        .all(|l| !l.contains("EXPUNGE")));
+    let uid_fetch = a.call("UID FETCH 1:* (UID)");
+    assert_eq!(
+        uid_fetch.lines,
+        lines(&["* 1 EXPUNGE", "* 1 FETCH (UID 3)", "* 2 FETCH (UID 4)"])
+    );
+    assert_eq!(uid_fetch.tagged, "OK FETCH completed");
+}
+
+/// Reads one line with `timeout`, as an IDLEing client waits for a push.
+fn pushed(c: &mut Client, timeout: Duration) -> String {
+    c.set_timeout(timeout);
+    let line = c.line();
+    c.set_timeout(Duration::from_secs(20));
+    line
+}
+
+#[test]
+fn idle_is_woken_by_delivery_by_another_session_and_by_expunge() {
+    let server = started("idle", &["alice"]);
+    let mut a = mailbox_with(&server, 1);
+    let mut b = Client::login(server.ports.imap, "alice");
+    b.select("INBOX");
+    a.send(b"i1 IDLE\r\n");
+    assert_eq!(a.line(), "+ idling");
+    let wait = Duration::from_secs(5);
+    // An LMTP delivery.
+    deliver(&server, "alice", "pushed", "x");
+    assert_eq!(pushed(&mut a, wait), "* 2 EXISTS");
+    // Another session's STORE.
+    b.ok("NOOP");
+    b.ok("STORE 1 +FLAGS (\\Flagged)");
+    assert_eq!(pushed(&mut a, wait), "* 1 FETCH (UID 1 FLAGS (\\Flagged))");
+    // Another session's EXPUNGE (the EXPUNGE is allowed while idling).
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    let first = pushed(&mut a, wait);
+    assert_eq!(first, "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Deleted))");
+    b.ok("EXPUNGE");
+    assert_eq!(pushed(&mut a, wait), "* 1 EXPUNGE");
+    // An APPEND from another session.
+    b.append("INBOX", "", &simple_message("appended", "x"));
+    assert_eq!(pushed(&mut a, wait), "* 2 EXISTS");
+    a.send(b"DONE\r\n");
+    let done = a.reply("i1");
+    assert!(done.lines.is_empty(), "{done:?}");
+    assert_eq!(done.tagged, "OK IDLE terminated");
+    assert_eq!(
+        a.ok("FETCH 1:* UID"),
+        lines(&["* 1 FETCH (UID 2)", "* 2 FETCH (UID 3)"])
+    );
+
+    // Changes made just before IDLE are told when it starts.
+    b.ok("STORE 1 +FLAGS.SILENT (\\Seen)");
+    a.send(b"i2 IDLE\r\n");
+    let start = [a.line(), a.line()];
+    assert!(start.contains(&"+ idling".to_string()), "{start:?}");
+    assert!(
+        start.contains(&"* 1 FETCH (UID 2 FLAGS (\\Seen))".to_string()),
+        "{start:?}"
+    );
+    a.send(b"done\r\n");
+    assert_eq!(a.reply("i2").tagged, "OK IDLE terminated");
+    // Anything but DONE ends IDLE with BAD.
+    a.send(b"i3 IDLE\r\n");
+    assert_eq!(a.line(), "+ idling");
+    a.send(b"i4 NOOP\r\n");
+    assert_eq!(a.reply("i3").tagged, "BAD Expected DONE to end IDLE");
+    assert_eq!(a.only_tagged("NOOP"), "OK NOOP completed");
+    // IDLE without a selected mailbox waits for DONE all the same.
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.send(b"i5 IDLE\r\n");
+    assert_eq!(c.line(), "+ idling");
+    deliver(&server, "alice", "unseen by c", "x");
+    c.send(b"DONE\r\n");
+    assert_eq!(c.reply("i5").tagged, "OK IDLE terminated");
+}
+
+#[test]
+fn idle_done_pipelined_with_the_next_command() {
+    let server = started("idle-pipe", &["alice"]);
+    let mut a = mailbox_with(&server, 1);
+    // As iOS Mail does: DONE and the next command in one write.
+    for round in 0..3 {
+        a.send(format!("i{round} IDLE\r\n").as_bytes());
+        assert_eq!(a.line(), "+ idling");
+        deliver(&server, "alice", "more", "x");
+        assert_eq!(
+            pushed(&mut a, Duration::from_secs(5)),
+            format!("* {} EXISTS", round + 2)
+        );
+        a.send(format!("DONE\r\nn{round} FETCH * (UID)\r\nm{round} NOOP\r\n").as_bytes());
+        assert_eq!(a.reply(&format!("i{round}")).tagged, "OK IDLE terminated");
+        let fetch = a.reply(&format!("n{round}"));
+        assert_eq!(fetch.lines, [format!("* {0} FETCH (UID {0})", round + 2)]);
+        assert_eq!(a.reply(&format!("m{round}")).tagged, "OK NOOP completed");
+    }
+    // IDLE, DONE and more, all in one write.
+    a.send(b"x1 IDLE\r\nDONE\r\nx2 NOOP\r\n");
+    assert_eq!(a.line(), "+ idling");
+    assert_eq!(a.reply("x1").tagged, "OK IDLE terminated");
+    assert_eq!(a.reply("x2").tagged, "OK NOOP completed");
+}
+
+/// The session still answers, and a second client can log in and work.
+fn still_healthy(server: &Server, c: &mut Client) {
+    assert_eq!(c.only_tagged("NOOP"), "OK NOOP completed");
+    let mut other = Client::login(server.ports.imap, "alice");
+    other.select("INBOX");
+    assert_eq!(other.only_tagged("NOOP"), "OK NOOP completed");
+    other.ok("LOGOUT");
+}
+
+#[test]
+fn unterminated_and_oversized_literals() {
+    let mut server = Server::new("literals", &["alice"]);
+    server.extra_args = vec!["--max-message-size".into(), "2000".into()];
+    server.start();
+    // A client that announces a literal and sends less holds only itself.
+    let mut stuck = Client::connect(server.ports.imap);
+    stuck.send(b"s1 LOGIN alice {100}\r\n");
+    assert_eq!(stuck.line(), "+ Ready for literal data");
+    stuck.send(b"only part");
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.select("INBOX");
+    still_healthy(&server, &mut c);
+    // ... and when it hangs up mid-literal, nothing is left behind.
+    drop(stuck);
+    let mut lplus = Client::connect(server.ports.imap);
+    lplus.send(b"s2 APPEND INBOX {100+}\r\nshort");
+    drop(lplus);
+    still_healthy(&server, &mut c);
+
+    // A synchronizing literal over the limit is declined before it is sent.
+    assert_eq!(
+        c.only_tagged("APPEND INBOX {999999999}"),
+        "NO [TOOBIG] literal of 999999999 bytes is over the limit of 2000 bytes"
+    );
+    assert_eq!(
+        c.only_tagged("APPEND INBOX {2001}"),
+        "NO [TOOBIG] literal of 2001 bytes is over the limit of 2000 bytes"
+    );
+    assert_eq!(
+        c.only_tagged("APPEND INBOX (\\Seen) {99999999999999999999999}"),
+        "NO [TOOBIG] literal of 18446744073709551615 bytes is over the limit of 2000 bytes"
+    );
+    still_healthy(&server, &mut c);
+    // A non-synchronizing one is already on its way: skipped, then refused.
+    let mut refused = b"n1 APPEND INBOX {2500+}\r\n".to_vec();
+    refused.extend(std::iter::repeat_n(b'x', 2500));
+    refused.extend(b"\r\nn2 NOOP\r\n");
+    c.send(&refused);
+    assert_eq!(
+        c.reply("n1").tagged,
+        "BAD [TOOBIG] literal of 2500 bytes is over the limit of 2000 bytes"
+    );
+    assert_eq!(c.reply("n2").tagged, "OK NOOP completed");
+    // Under the limit, the message goes in.
+    let fits = vec![b'y'; 2000];
+    c.send(b"n3 APPEND INBOX {2000+}\r\n");
+    c.send(&fits);
+    c.send(b"\r\n");
+    let reply = c.reply("n3");
+    assert!(reply.tagged.starts_with("OK [APPENDUID "), "{reply:?}");
+    // A literal in a command that is not APPEND counts against the command
+    // size limit (64 KiB), not the message limit.
+    let mut d = Client::connect(server.ports.imap);
+    assert!(d
+        .only_tagged("LOGIN alice {70000}")
+        .starts_with("NO [TOOBIG]"));
+    still_healthy(&server, &mut d);
+    // One too big to be worth skipping ends the connection.
+    let mut e = Client::login(server.ports.imap, "alice");
+    e.send(b"h1 APPEND INBOX {999999999+}\r\nxxxx");
+    assert_eq!(
+        e.line(),
+        "h1 BAD [TOOBIG] literal of 999999999 bytes is over the limit of 2000 bytes"
+    );
+    assert!(e.closed());
+    still_healthy(&server, &mut c);
+    // APPENDLIMIT tells clients the limit.
+    assert!(c.ok("CAPABILITY")[0].ends_with(" APPENDLIMIT=2000"));
+}
+
+#[test]
+fn hostile_syntax_is_refused_and_the_session_goes_on() {
+    let server = started("hostile", &["alice"]);
+    let mut c = mailbox_with(&server, 3);
+    let bad = |c: &mut Client, command: &[u8]| -> String {
+        let tag = c.tag();
+        let mut line = format!("{tag} ").into_bytes();
+        line.extend_from_slice(command);
+        line.extend_from_slice(b"\r\n");
+        c.send(&line);
+        let reply = c.reply(&tag);
+        assert!(
+            reply.tagged.starts_with("BAD "),
+            "{}: {reply:?}",
+            lossy(command)
+        );
+        assert!(reply.lines.is_empty(), "{reply:?}");
+        reply.tagged
+    };
+    // 10,000 levels of parentheses: over the line limit, refused unparsed.
+    let deep = format!("SEARCH {}ALL{}", "(".repeat(10_000), ")".repeat(10_000));
+    assert_eq!(
+        bad(&mut c, deep.as_bytes()),
+        "BAD [TOOBIG] line longer than the limit of 8192 bytes"
+    );
+    // 4,000 levels fit in a line and meet the parser's depth limit.
+    let deep = format!("SEARCH {}ALL{}", "(".repeat(4000), ")".repeat(4000));
+    assert_eq!(
+        bad(&mut c, deep.as_bytes()),
+        "BAD parentheses nested deeper than 64"
+    );
+    let nots = format!("SEARCH {}ALL", "NOT ".repeat(2000));
+    assert_eq!(
+        bad(&mut c, nots.as_bytes()),
+        "BAD search keys nested deeper than 64"
+    );
+    let ors = format!("SEARCH {}ALL{}", "OR ALL ".repeat(1000), "");
+    assert!(bad(&mut c, ors.as_bytes()).contains("nested deeper than 64"));
+    // Sixty levels are fine.
+    assert_eq!(
+        c.ok(&format!("SEARCH {}SEEN{}", "(".repeat(60), ")".repeat(60))),
+        ["* SEARCH"]
+    );
+    // Invalid sequence sets.
+    for set in [
+        "0",
+        "0:*",
+        "*:4294967296",
+        "1:4294967296",
+        "4294967296",
+        "1,,2",
+        "1:",
+        ":1",
+        "-1",
+        "1.5",
+        "a",
+    ] {
+        bad(&mut c, format!("FETCH {set} FLAGS").as_bytes());
+        bad(&mut c, format!("UID FETCH {set} FLAGS").as_bytes());
+        bad(&mut c, format!("STORE {set} +FLAGS (\\Seen)").as_bytes());
+    }
+    assert!(c.ok("FETCH 4294967295 FLAGS").is_empty());
+    assert!(c.ok("UID FETCH 4294967295:* UID") == ["* 3 FETCH (UID 3)"]);
+    // 1,000 ranges are accepted; 1,001 are not.
+    let ranges = |n: u32| {
+        (0..n)
+            .map(|i| (2 * i + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    assert_eq!(
+        c.ok(&format!("UID FETCH {} UID", ranges(1000))),
+        lines(&["* 1 FETCH (UID 1)", "* 3 FETCH (UID 3)"])
+    );
+    assert_eq!(
+        bad(&mut c, format!("UID FETCH {} UID", ranges(1001)).as_bytes()),
+        "BAD sequence set has more than 1000 ranges"
+    );
+    // Garbage after a command, and unknown commands.
+    for garbage in [
+        "NOOP garbage",
+        "CAPABILITY now",
+        "CHECK 1",
+        "LOGOUT please",
+        "SELECT INBOX extra",
+        "FETCH 1 FLAGS extra",
+        "UID FETCH 1 FLAGS (CHANGEDSINCE)",
+        "EXPUNGE 1",
+        "STATUS INBOX (MESSAGES) x",
+        "LIST \"\" * x",
+        "FROB",
+        "UID FROB 1",
+        "UID",
+        "X-UNKNOWN arg",
+        "SELECT",
+        "SELECT \"INBOX",
+        "SELECT \"IN\\BOX\"",
+        "COPY 1",
+        "COPY",
+        "ENABLE",
+    ] {
+        bad(&mut c, garbage.as_bytes());
+    }
+    assert_eq!(c.only_tagged("FROB"), "BAD unknown command FROB");
+    // Untagged junk and empty lines.
+    c.send(b"\r\n");
+    assert_eq!(c.line(), "* BAD empty command line");
+    c.send(b"* NOOP\r\n");
+    assert_eq!(c.line(), "* BAD invalid or missing tag");
+    c.send(b"+ NOOP\r\n");
+    assert_eq!(c.line(), "* BAD invalid or missing tag");
+    c.send(b"tag\r\n");
+    assert_eq!(c.line(), "tag BAD missing command after tag");
+    // An overlong line (100 KB), with its tag in the reply.
+    let mut long = b"long1 FETCH 1 (FLAGS".to_vec();
+    long.extend(std::iter::repeat_n(b' ', 100_000));
+    long.extend(b")\r\n");
+    c.send(&long);
+    assert_eq!(
+        c.line(),
+        "long1 BAD [TOOBIG] line longer than the limit of 8192 bytes"
+    );
+    // An overlong line without a line end in sight yet, then its end.
+    c.send(&vec![b'z'; 50_000]);
+    c.send(b"\r\n");
+    assert!(c.line().starts_with("z"));
+    // NUL bytes.
+    bad(&mut c, b"NOOP\0");
+    bad(&mut c, b"SELECT IN\0BOX");
+    assert_eq!(
+        bad(&mut c, b"SELECT \"IN\0BOX\""),
+        "BAD CR, LF or NUL in quoted string"
+    );
+    bad(&mut c, b"\0\0\0");
+    // A literal is read before the command is judged; the refusal follows.
+    c.send(b"n1 LOGIN {5}\r\n");
+    assert_eq!(c.line(), "+ Ready for literal data");
+    c.send(b"alice pw\r\n");
+    assert_eq!(
+        c.reply("n1").tagged,
+        "BAD Command is only valid before login"
+    );
+    still_healthy(&server, &mut c);
+    // 8-bit bytes where only ASCII belongs.
+    bad(&mut c, b"FETCH 1 B\xc3\xbcDY[]");
+    assert_eq!(c.ok("FETCH 1:* UID").len(), 3);
+    still_healthy(&server, &mut c);
+}
+
+/// Python's imaplib does the everyday things: the same script runs over
+/// plain IMAP, STARTTLS and IMAPS.
+const IMAPLIB_SESSION: &str = r#"
+import os, imaplib, ssl, smtplib, socket, time, re
+port, sport, lport = int(os.environ['IMAP_PORT']), int(os.environ['IMAPS_PORT']), int(os.environ['LMTP_PORT'])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+mode = os.environ['MODE']
+if mode == 'plain':
+    M = imaplib.IMAP4('127.0.0.1', port)
+    assert 'STARTTLS' in M.capabilities, M.capabilities
+elif mode == 'starttls':
+    M = imaplib.IMAP4('127.0.0.1', port)
+    typ, _ = M.starttls(ssl_context=ctx)
+    assert typ == 'OK'
+    assert 'STARTTLS' not in M.capabilities, M.capabilities
+else:
+    M = imaplib.IMAP4_SSL('127.0.0.1', sport, ssl_context=ctx)
+    assert 'STARTTLS' not in M.capabilities, M.capabilities
+assert 'AUTH=PLAIN' in M.capabilities, M.capabilities
+typ, data = M.login('alice', 'pw-alice')
+assert typ == 'OK', data
+box = 'Box-' + mode
+typ, data = M.create(box); assert typ == 'OK', data
+typ, data = M.list()
+names = [l.decode() for l in data]
+assert any(n.endswith('"/" "INBOX"') for n in names), names
+assert any(n.endswith('"/" "%s"' % box) for n in names), names
+msg = b'From: a@example.org\r\nSubject: hello ' + mode.encode() + b'\r\n\r\nbody text\r\n'
+typ, data = M.append(box, '(\\Seen)', imaplib.Time2Internaldate(time.time()), msg)
+assert typ == 'OK' and b'APPENDUID' in data[0], data
+typ, data = M.append(box, None, None, b'Subject: second\r\n\r\nmore\r\n')
+assert typ == 'OK', data
+typ, data = M.select(box)
+assert typ == 'OK' and data == [b'2'], data
+typ, data = M.fetch('1', '(FLAGS RFC822)')
+assert typ == 'OK' and data[0][1] == msg and b'\\Seen' in data[0][0], data
+typ, data = M.uid('FETCH', '1:*', '(UID RFC822.SIZE)')
+assert typ == 'OK' and len(data) == 2, data
+typ, data = M.search(None, 'SUBJECT', '"hello"')
+assert data == [b'1'], data
+typ, data = M.search('UTF-8', 'BODY', 'more')
+assert data == [b'2'], data
+typ, data = M.store('2', '+FLAGS', '(\\Flagged)')
+assert typ == 'OK' and b'\\Flagged' in data[0], data
+typ, data = M.copy('1:2', 'INBOX')
+assert typ == 'OK' and b'COPYUID' in data[0], data
+typ, data = M.store('1', '+FLAGS', '\\Deleted')
+typ, data = M.expunge()
+assert typ == 'OK' and data == [b'1'], data
+typ, data = M.status(box, '(MESSAGES UNSEEN)')
+assert b'MESSAGES 1 UNSEEN 1' in data[0], data
+# IDLE through raw commands on imaplib's connection.
+tag = M._new_tag()
+M.send(tag + b' IDLE\r\n')
+assert M.readline().startswith(b'+'), 'no continuation'
+M.sock.settimeout(5)
+l = smtplib.LMTP('127.0.0.1', lport)
+l.sendmail('s@example.org', ['alice+' + box + '@example.org'], b'Subject: pushed\r\n\r\nx\r\n')
+l.quit()
+line = M.readline()
+assert line == b'* 2 EXISTS\r\n', line
+M.send(b'DONE\r\n')
+line = M.readline()
+assert line.startswith(tag + b' OK'), line
+M.sock.settimeout(None)
+typ, data = M.noop()
+assert typ == 'OK'
+M.close()
+M.logout()
+print('ok')
+"#;
+
+#[test]
+fn imaplib_over_plain_starttls_and_imaps() {
+    let server = started("imaplib", &["alice"]);
+    for mode in ["plain", "starttls", "imaps"] {
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
+            .arg(IMAPLIB_SESSION)
+            .env("IMAP_PORT", server.ports.imap.to_string())
+            .env("IMAPS_PORT", server.ports.imaps.to_string())
+            .env("LMTP_PORT", server.ports.lmtp.to_string())
+            .env("MODE", mode);
+        let out = run_with_stdin(cmd, b"");
+        assert!(
+            out.status.success() && out.stdout_text().trim() == "ok",
+            "{mode}: {}\n{}",
+            out.stdout_text(),
+            out.stderr_text()
+        );
+    }
+    // Every session's INBOX copies landed in INBOX.
+    let mut c = Client::login(server.ports.imap, "alice");
+    assert_eq!(
+        c.ok("STATUS INBOX (MESSAGES)"),
+        ["* STATUS \"INBOX\" (MESSAGES 6)"]
+    );
+}
+
+#[test]
+fn imaplib_refuses_bad_passwords_and_reports_errors() {
+    let server = started("imaplib-errors", &["alice"]);
+    python_ok(
+        &server,
+        r#"
+import os, imaplib
+M = imaplib.IMAP4('127.0.0.1', int(os.environ['IMAP_PORT']))
+try:
+    M.login('alice', 'wrong'); raise SystemExit('accepted a wrong password')
+except imaplib.IMAP4.error as e:
+    assert 'AUTHENTICATIONFAILED' in str(e), e
+typ, data = M.authenticate('PLAIN', lambda _: b'\0alice\0pw-alice')
+assert typ == 'OK', data
+typ, data = M.select('Nope')
+assert typ == 'NO' and b'NONEXISTENT' in data[0], data
+M.select('INBOX')
+try:
+    M.fetch('0', '(FLAGS)'); raise SystemExit('FETCH 0 accepted')
+except imaplib.IMAP4.error as e:
+    assert 'numbers start at 1' in str(e), e
+typ, data = M.noop()
+assert typ == 'OK'
+M.logout()
+print('ok')
+"#,
+    );
+}
+
+#[test]
+fn curl_lists_fetches_appends_and_searches_over_imap_and_imaps() {
+    let server = started("curl", &["alice"]);
+    let message = "From: curl@example.org\r\nSubject: uploaded by curl\r\n\r\nhello from curl\r\n";
+    let file = server.dir.0.join("upload.eml");
+    std::fs::write(&file, message).unwrap();
+    let file = file.to_str().unwrap();
+    for (scheme, port, tls) in [
+        ("imap", server.ports.imap, &[][..]),
+        ("imaps", server.ports.imaps, &["-k"][..]),
+        ("imap", server.ports.imap, &["-k", "--ssl-reqd"][..]),
+    ] {
+        let base = format!("{scheme}://127.0.0.1:{port}/");
+        let run = |extra: &[&str]| {
+            let mut args = tls.to_vec();
+            args.extend_from_slice(&["-u", "alice:pw-alice"]);
+            args.extend_from_slice(extra);
+            let out = curl(&args);
+            out.assert_ok();
+            out.stdout_text()
+        };
+        let list = run(&[&base]);
+        assert!(
+            list.contains("* LIST (\\HasNoChildren) \"/\" \"INBOX\""),
+            "{list}"
+        );
+        assert!(list.contains("\\Sent) \"/\" \"Sent\""), "{list}");
+        // Upload is an APPEND.
+        run(&["-T", file, &format!("{base}INBOX")]);
+        let search = run(&[
+            "-X",
+            "SEARCH SUBJECT \"uploaded by curl\"",
+            &format!("{base}INBOX"),
+        ]);
+        let found: Vec<&str> = search
+            .trim()
+            .strip_prefix("* SEARCH")
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert!(!found.is_empty(), "{search}");
+        let uid = found.last().unwrap();
+        let fetched = run(&[&format!("{base}INBOX;UID={uid}")]);
+        assert_eq!(fetched, message);
+        let section = run(&[&format!("{base}INBOX;UID={uid};SECTION=TEXT")]);
+        assert_eq!(section, "hello from curl\r\n");
+        let nothing = run(&[
+            "-X",
+            "SEARCH SUBJECT \"not there\"",
+            &format!("{base}INBOX"),
+        ]);
+        assert_eq!(nothing.trim(), "* SEARCH");
+    }
+    // A wrong password fails.
+    let wrong = curl(&[
+        "-u",
+        "alice:nope",
+        &format!("imap://127.0.0.1:{}/", server.ports.imap),
+    ]);
+    assert!(!wrong.status.success());
+    let mut c = Client::login(server.ports.imap, "alice");
+    assert_eq!(
+        c.ok("STATUS INBOX (MESSAGES)"),
+        ["* STATUS \"INBOX\" (MESSAGES 3)"]
+    );
+}
+
+#[test]
+fn logindisabled_off_loopback_until_starttls() {
+    let Some(host) = TestHost::create() else {
+        eprintln!("skipped: making a network namespace needs root and iproute2");
+        return;
+    };
+    let script = r#"
+import os, imaplib, ssl
+ip, port = os.environ['SERVER_IP'], int(os.environ['IMAP_PORT'])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+M = imaplib.IMAP4(ip, port, timeout=20)
+caps = M.capabilities
+print('caps', 'LOGINDISABLED' in caps, 'STARTTLS' in caps, 'AUTH=PLAIN' in caps)
+for attempt in ('login', 'authenticate'):
+    P = imaplib.IMAP4(ip, port, timeout=20)
+    try:
+        if attempt == 'login':
+            P.login('alice', 'pw-alice')
+        else:
+            P.authenticate('PLAIN', lambda _: b'\0alice\0pw-alice')
+        print(attempt, 'accepted')
+    except imaplib.IMAP4.error as e:
+        print(attempt, 'refused', e)
+M.starttls(ssl_context=ctx)
+caps = M.capabilities
+print('after tls', 'LOGINDISABLED' in caps, 'STARTTLS' in caps, 'AUTH=PLAIN' in caps)
+typ, _ = M.login('alice', 'pw-alice')
+print('login over STARTTLS', typ)
+M.logout()
+"#;
+    for allow in [false, true] {
+        let mut server = Server::new("offloopback", &["alice"]);
+        server.bind_ip = "0.0.0.0".into();
+        if allow {
+            server.extra_args.push("--allow-plaintext-auth".into());
+        }
+        server.start();
+        let out = host.python(
+            script,
+            &[
+                ("SERVER_IP", TestHost::SERVER_IP.into()),
+                ("IMAP_PORT", server.ports.imap.to_string()),
+            ],
+        );
+        let text = out.stdout_text();
+        assert!(out.status.success(), "{text}\n{}", out.stderr_text());
+        if allow {
+            assert!(text.contains("caps False True True"), "{text}");
+            assert!(text.contains("login accepted"), "{text}");
+            assert!(text.contains("authenticate accepted"), "{text}");
+            assert!(text.contains("login over STARTTLS OK"), "{text}");
+        } else {
+            assert!(text.contains("caps True True False"), "{text}");
+            assert!(
+                text.contains("[PRIVACYREQUIRED] Plaintext login is not allowed"),
+                "{text}"
+            );
+            assert!(
+                text.contains("authenticate refused [PRIVACYREQUIRED]"),
+                "{text}"
+            );
+            assert!(text.contains("after tls False False True"), "{text}");
+            assert!(text.contains("login over STARTTLS OK"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn connections_per_ip_are_limited() {
+    let mut server = Server::new("limit", &["alice"]);
+    server.extra_args = vec!["--max-connections-per-ip".into(), "3".into()];
+    server.start();
+    let mut open: Vec<Client> = (0..3).map(|_| Client::connect(server.ports.imap)).collect();
+    let (mut fourth, greeting) = Client::connect_greeting(server.ports.imap);
+    assert!(greeting.starts_with("* BYE [UNAVAILABLE] "), "{greeting}");
+    assert!(fourth.closed());
+    // IMAPS counts too: turned away (how it is told is the next test's business).
+    let tls = python(
+        &server,
+        r#"
+import os, imaplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+try:
+    imaplib.IMAP4_SSL('127.0.0.1', int(os.environ['IMAPS_PORT']), ssl_context=ctx)
+    print('accepted')
+except Exception as e:
+    print('refused', e)
+"#,
+    );
+    assert!(
+        tls.stdout_text().starts_with("refused"),
+        "{}",
+        tls.stdout_text()
+    );
+    // The ones let in work; when one leaves, a newcomer gets its place.
+    assert_eq!(open[0].only_tagged("NOOP"), "OK NOOP completed");
+    open.pop().unwrap().ok("LOGOUT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (mut c, greeting) = Client::connect_greeting(server.ports.imap);
+        if greeting.starts_with("* OK ") {
+            assert!(c.call("LOGIN alice pw-alice").is_ok());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was not given back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "src/server.rs admit() writes the IMAPS refusal before the TLS handshake: the client sees an SSL error, not the BYE"]
+fn imaps_connections_over_the_limit_are_told_why_inside_tls() {
+    let mut server = Server::new("limit-tls", &["alice"]);
+    server.extra_args = vec!["--max-connections-per-ip".into(), "1".into()];
+    server.start();
+    let _first = Client::connect(server.ports.imap);
+    let out = python(
+        &server,
+        r#"
+import os, socket, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(os.environ['IMAPS_PORT']))))
+print(s.recv(1000).decode())
+"#,
+    );
+    assert!(
+        out.stdout_text().starts_with("* BYE [UNAVAILABLE] "),
+        "{}\n{}",
+        out.stdout_text(),
+        out.stderr_text()
+    );
 }
