@@ -88,8 +88,11 @@ impl Session {
                 .store
                 .write(move |tx| tx.expunge_deleted(mailbox, None))
                 .await;
-            if let Err(e) = result {
-                return self.store_failed(tag, &e);
+            match result {
+                // Deleted under this session: nothing left to expunge, and
+                // the mailbox is closed all the same.
+                Ok(_) | Err(StoreError::NoSuchMailbox) => {}
+                Err(e) => return self.store_failed(tag, &e),
             }
         }
         self.ok(tag, "CLOSE completed");
