@@ -2678,3 +2678,237 @@ print(s.recv(1000).decode())
         out.stderr_text()
     );
 }
+
+#[test]
+fn odd_mailbox_names_round_trip() {
+    let server = started("names", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.ok("CREATE \"q\\\"uote\"");
+    c.ok("CREATE \"back\\\\slash\"");
+    c.send(b"l1 CREATE {6+}\r\nsp ace\r\n");
+    assert_eq!(c.reply("l1").tagged, "OK CREATE completed");
+    c.ok("CREATE \"T&AOQ-st\"");
+    assert_eq!(
+        c.ok("LIST \"\" *"),
+        lines(&[
+            "* LIST (\\HasNoChildren \\Archive) \"/\" \"Archive\"",
+            "* LIST (\\HasNoChildren \\Drafts) \"/\" \"Drafts\"",
+            "* LIST (\\HasNoChildren) \"/\" \"INBOX\"",
+            "* LIST (\\HasNoChildren \\Junk) \"/\" \"Junk\"",
+            "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"",
+            "* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"",
+            // In the order of the stored (UTF-8) names: "Täst".
+            "* LIST (\\HasNoChildren) \"/\" \"T&AOQ-st\"",
+            "* LIST (\\HasNoChildren) \"/\" \"back\\\\slash\"",
+            "* LIST (\\HasNoChildren) \"/\" \"q\\\"uote\"",
+            "* LIST (\\HasNoChildren) \"/\" \"sp ace\"",
+        ])
+    );
+    for name in [
+        "\"q\\\"uote\"",
+        "\"back\\\\slash\"",
+        "\"sp ace\"",
+        "T&AOQ-st",
+    ] {
+        c.select(name);
+        c.append(name, "", b"x");
+    }
+    assert_eq!(
+        c.ok("STATUS \"sp ace\" (MESSAGES)"),
+        ["* STATUS \"sp ace\" (MESSAGES 1)"]
+    );
+    // A rev1 client may not send broken modified UTF-7.
+    assert!(c.only_tagged("CREATE \"bad&utf7\"").starts_with("BAD "));
+    // The same name, UTF-8 once enabled.
+    c.ok("ENABLE UTF8=ACCEPT");
+    assert!(c
+        .ok("LIST \"\" T*")
+        .contains(&"* LIST (\\HasNoChildren) \"/\" \"Täst\"".to_string()));
+    assert_eq!(
+        c.only_tagged("CREATE \"Täst\""),
+        "NO [ALREADYEXISTS] Mailbox already exists"
+    );
+    assert_eq!(
+        c.ok("STATUS \"Täst\" (MESSAGES)"),
+        ["* STATUS \"Täst\" (MESSAGES 1)"]
+    );
+    // Empty names are refused.
+    assert_eq!(c.only_tagged("CREATE \"\""), "BAD Empty mailbox name");
+    assert_eq!(c.call("SELECT \"\"").tagged, "BAD Empty mailbox name");
+}
+
+#[test]
+fn a_selected_mailbox_deleted_or_renamed_elsewhere() {
+    let server = started("gone", &["alice"]);
+    let mut a = Client::login(server.ports.imap, "alice");
+    a.ok("CREATE Tmp");
+    a.append("Tmp", "", b"one");
+    a.append("Tmp", "", b"two");
+    a.select("Tmp");
+    let mut b = Client::login(server.ports.imap, "alice");
+    // Renamed: the session keeps its messages.
+    b.ok("RENAME Tmp Tmp2");
+    assert!(a.ok("NOOP").is_empty());
+    assert_eq!(
+        a.ok("FETCH 1:* UID"),
+        lines(&["* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)"])
+    );
+    // Deleted: every message goes, reported as EXPUNGE when allowed.
+    b.ok("DELETE Tmp2");
+    let fetch = a.call("FETCH 1:* UID");
+    assert!(
+        !fetch.lines.iter().any(|l| l.contains("EXPUNGE")),
+        "{fetch:?}"
+    );
+    assert_eq!(a.ok("NOOP"), lines(&["* 2 EXPUNGE", "* 1 EXPUNGE"]));
+    assert!(a.ok("FETCH 1:* UID").is_empty());
+    assert!(a.ok("SEARCH ALL") == ["* SEARCH"]);
+    assert_eq!(a.only_tagged("EXPUNGE"), "NO [NONEXISTENT] No such mailbox");
+    // A new mailbox of the same name is a different mailbox.
+    b.ok("CREATE Tmp2");
+    b.append("Tmp2", "", b"three");
+    assert!(a.ok("NOOP").is_empty());
+    assert_eq!(a.only_tagged("CLOSE"), "OK CLOSE completed");
+    let select = a.select("Tmp2");
+    assert!(select.contains(&"* 1 EXISTS".to_string()), "{select:?}");
+}
+
+#[test]
+fn starttls_drops_pipelined_plaintext_and_cannot_be_repeated() {
+    let server = started("starttls", &["alice"]);
+    python_ok(
+        &server,
+        r#"
+import os, socket, ssl
+port, sport = int(os.environ['IMAP_PORT']), int(os.environ['IMAPS_PORT'])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection(('127.0.0.1', port))
+f = s.makefile('rb')
+assert f.readline().startswith(b'* OK')
+# A command injected behind STARTTLS in the same packet must not run inside TLS.
+s.sendall(b'a STARTTLS\r\nb LOGIN alice pw-alice\r\n')
+line = f.readline()
+assert line == b'a OK Begin TLS negotiation now\r\n', line
+t = ctx.wrap_socket(s)
+g = t.makefile('rb')
+t.sendall(b'c NOOP\r\nd STARTTLS\r\ne SELECT INBOX\r\nf CAPABILITY\r\n')
+got = [g.readline() for _ in range(5)]
+assert got[0] == b'c OK NOOP completed\r\n', got
+assert got[1] == b'd BAD TLS is already active\r\n', got
+assert got[2] == b'e BAD Command is only valid after login\r\n', got
+assert b'STARTTLS' not in got[3] and b'AUTH=PLAIN' in got[3], got
+# IMAPS: STARTTLS makes no sense either.
+u = ctx.wrap_socket(socket.create_connection(('127.0.0.1', sport)))
+h = u.makefile('rb')
+greeting = h.readline()
+assert b'STARTTLS' not in greeting, greeting
+u.sendall(b'a STARTTLS\r\n')
+assert h.readline() == b'a BAD TLS is already active\r\n'
+print('ok')
+"#,
+    );
+}
+
+#[test]
+fn large_fetches_arrive_whole() {
+    let server = started("large", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    for i in 0..10 {
+        let body = format!("{i:04} {}\r\n", "x".repeat(2000));
+        c.append("INBOX", "", &simple_message(&format!("big{i}"), &body));
+    }
+    c.select("INBOX");
+    // Double up to 320 messages, some 650 KB in all: several flushes and
+    // yields in one FETCH.
+    for exists in [20, 40, 80, 160, 320] {
+        let copy = c.call("COPY 1:* INBOX");
+        assert_eq!(copy.lines, [format!("* {exists} EXISTS")]);
+    }
+    let fetch = c.call("FETCH 1:* (UID RFC822.SIZE BODY.PEEK[TEXT])");
+    assert_eq!(fetch.tagged, "OK FETCH completed");
+    assert_eq!(fetch.lines.len(), 320);
+    for (i, line) in fetch.lines.iter().enumerate() {
+        let n = i % 10;
+        assert!(
+            line.starts_with(&format!("* {} FETCH (UID {} RFC822.SIZE ", i + 1, i + 1)),
+            "{}",
+            &line[..60]
+        );
+        assert!(
+            line.ends_with(&format!("{n:04} {}\r\n\r\n)", "x".repeat(2000))),
+            "{i}"
+        );
+    }
+    // The same with UIDs and pipelined behind another command.
+    c.send(b"p1 UID FETCH 1:* (FLAGS)\r\np2 NOOP\r\n");
+    assert_eq!(c.reply("p1").lines.len(), 320);
+    assert_eq!(c.reply("p2").tagged, "OK NOOP completed");
+    assert_eq!(
+        c.ok("SEARCH BODY 0007"),
+        [format!(
+            "* SEARCH {}",
+            (1..=32)
+                .map(|k| (10 * (k - 1) + 8).to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )]
+    );
+}
+
+#[test]
+fn every_uid_command_takes_uids() {
+    let server = started("uids", &["alice"]);
+    let mut c = mailbox_with(&server, 6);
+    // Gaps, so that UIDs and sequence numbers differ: UIDs 2 3 5 6.
+    c.ok("STORE 1,4 +FLAGS.SILENT (\\Deleted)");
+    c.ok("EXPUNGE");
+    assert_eq!(
+        c.ok("UID FETCH 3:5 (FLAGS)"),
+        lines(&["* 2 FETCH (UID 3 FLAGS ())", "* 3 FETCH (UID 5 FLAGS ())"])
+    );
+    // `*` is the highest UID, even below the range's start (RFC 9051 §9).
+    assert_eq!(c.ok("UID FETCH 100:* UID"), ["* 4 FETCH (UID 6)"]);
+    assert_eq!(c.ok("UID FETCH 4 UID"), Vec::<String>::new());
+    assert_eq!(c.ok("UID SEARCH UID 1:4"), ["* SEARCH 2 3"]);
+    assert_eq!(c.ok("UID SEARCH 2"), ["* SEARCH 3"]);
+    assert_eq!(
+        c.ok("UID STORE 5:6 +FLAGS (\\Answered)"),
+        lines(&[
+            "* 3 FETCH (FLAGS (\\Answered) UID 5)",
+            "* 4 FETCH (FLAGS (\\Answered) UID 6)",
+        ])
+    );
+    let validity = c.ok("STATUS Trash (UIDVALIDITY)")[0]
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_string();
+    assert_eq!(
+        c.only_tagged("UID COPY 1:3 Trash"),
+        format!("OK [COPYUID {validity} 2:3 1:2] COPY completed")
+    );
+    let moved = c.call("UID MOVE 6,3 Trash");
+    assert_eq!(
+        moved.lines,
+        lines(&[
+            &format!("* OK [COPYUID {validity} 3,6 3:4] Moved"),
+            "* 4 EXPUNGE",
+            "* 2 EXPUNGE",
+        ])
+    );
+    c.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(c.ok("UID EXPUNGE 1:4"), ["* 1 EXPUNGE"]);
+    assert_eq!(c.ok("UID FETCH 1:* UID"), ["* 1 FETCH (UID 5)"]);
+    // RFC 9051 §6.4.5's example, by UID.
+    c.append("INBOX", "", b"Date: Wed, 17 Jul 1996 02:23:25 -0700\r\nFrom: Terry Gray <gray@cac.washington.edu>\r\nSubject: IMAP4rev2 WG mtg summary\r\n\r\nbody\r\n");
+    c.ok("NOOP");
+    let want = "Date: Wed, 17 Jul 1996 02:23:25 -0700\r\nFrom: Terry Gray <gray@cac.washington.edu>\r\n\r\n";
+    assert_eq!(
+        c.ok("UID FETCH 7 (FLAGS BODY[HEADER.FIELDS (DATE FROM)])"),
+        [format!(
+            "* 2 FETCH (UID 7 FLAGS (\\Seen) BODY[HEADER.FIELDS (DATE FROM)] {{{}}}\r\n{want})",
+            want.len()
+        )]
+    );
+}
