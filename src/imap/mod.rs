@@ -198,6 +198,15 @@ async fn authenticate(
             session.bad(tag, "Authentication cancelled");
             Flow::Continue
         }
+        // A well-formed request that is refused, not a protocol error
+        // (RFC 4616 §2, RFC 5530).
+        Err(sasl::SaslError::AuthzidMismatch) => {
+            session.no(
+                tag,
+                "[AUTHORIZATIONFAILED] Logging in as another user (an authorization identity) is not supported",
+            );
+            Flow::Continue
+        }
         Err(e) => {
             session.bad(tag, &format!("Bad authentication exchange: {e}"));
             Flow::Continue
