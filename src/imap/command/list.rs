@@ -44,7 +44,8 @@ impl Session {
                 Err(e) => return self.bad(tag, &e),
             }
         }
-        if full.len() == 1 && full[0].is_empty() {
+        // An empty pattern asks for the delimiter, whatever the reference.
+        if patterns.len() == 1 && patterns[0].is_empty() {
             // The hierarchy delimiter and root (RFC 9051 §6.3.9).
             self.untagged("LIST (\\Noselect) \"/\" \"\"");
             return self.ok(tag, "LIST completed");
