@@ -472,6 +472,11 @@ fn authenticate_plain_and_login_with_and_without_sasl_ir() {
     c.send(b"not base64!\r\n");
     assert!(c.reply("b").tagged.starts_with("BAD "));
     assert!(c.only_tagged("AUTHENTICATE PLAIN ***").starts_with("BAD "));
+    // Acting as another user (an authorization identity) is refused; the
+    // same user named twice is fine.
+    assert!(c
+        .only_tagged("AUTHENTICATE PLAIN Ym9iAGFsaWNlAHB3LWFsaWNl")
+        .starts_with("NO [AUTHORIZATIONFAILED] "));
     assert_eq!(
         c.only_tagged("AUTHENTICATE CRAM-MD5"),
         "NO Unsupported authentication mechanism (PLAIN and LOGIN are offered)"
@@ -480,7 +485,7 @@ fn authenticate_plain_and_login_with_and_without_sasl_ir() {
         c.only_tagged("SELECT INBOX"),
         "BAD Command is only valid after login"
     );
-    let r = c.call(&format!("AUTHENTICATE PLAIN {plain}"));
+    let r = c.call("AUTHENTICATE PLAIN YWxpY2UAYWxpY2UAcHctYWxpY2U=");
     assert!(r.is_ok(), "{r:?}");
 }
 
@@ -549,6 +554,7 @@ fn list_lsub_and_list_extended() {
     );
     // The hierarchy delimiter (RFC 9051 §6.3.9).
     assert_eq!(c.ok("LIST \"\" \"\""), ["* LIST (\\Noselect) \"/\" \"\""]);
+    assert_eq!(c.ok("LIST Work/ \"\""), ["* LIST (\\Noselect) \"/\" \"\""]);
     c.ok("CREATE Work/Projects/2026");
     // A trailing delimiter declares a parent; it is not part of the name.
     c.ok("CREATE Work/Old/");
