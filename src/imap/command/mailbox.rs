@@ -104,14 +104,29 @@ impl Session {
             (Ok(from), Ok(to)) => (from, to.trim_end_matches('/').to_string()),
             (Err(e), _) | (_, Err(e)) => return self.bad(tag, &e),
         };
-        if to.is_empty() || to.contains(['*', '%']) || to.contains("//") {
-            return self.no(tag, "[CANNOT] Invalid mailbox name");
+        if to.is_empty() || to.contains(['*', '%']) || to.starts_with('/') || to.contains("//") {
+            return self.no(
+                tag,
+                "[CANNOT] Invalid mailbox name (no *, %, empty levels or leading /)",
+            );
         }
         let user = self.user.clone();
         match self
             .shared
             .store
-            .write(move |tx| tx.rename_mailbox(&user, &from, &to))
+            .write(move |tx| {
+                tx.rename_mailbox(&user, &from, &to)?;
+                // RFC 9051 §6.3.6: superior names the new name needs SHOULD
+                // be created, as CREATE does, so the hierarchy has no holes.
+                let mut parent = to.as_str();
+                while let Some((above, _)) = parent.rsplit_once('/') {
+                    if tx.mailbox_id(&user, above)?.is_none() {
+                        tx.create_mailbox(&user, above, None)?;
+                    }
+                    parent = above;
+                }
+                Ok(())
+            })
             .await
         {
             Ok(()) => self.ok(tag, "RENAME completed"),
