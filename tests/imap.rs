@@ -779,12 +779,28 @@ fn create_delete_and_rename_with_children_and_inbox() {
         c.only_tagged("RENAME nope other"),
         "NO [NONEXISTENT] No such mailbox"
     );
-    // RENAME to a deeper name.
+    // RENAME to a deeper name makes the levels above it (RFC 9051 §6.3.6).
     c.ok("RENAME z/b/c Deep/er/c");
     assert_eq!(
         c.ok("STATUS Deep/er/c (MESSAGES)"),
         ["* STATUS \"Deep/er/c\" (MESSAGES 1)"]
     );
+    assert_eq!(
+        c.ok("LIST \"\" Deep*"),
+        lines(&[
+            "* LIST (\\HasChildren) \"/\" \"Deep\"",
+            "* LIST (\\HasChildren) \"/\" \"Deep/er\"",
+            "* LIST (\\HasNoChildren) \"/\" \"Deep/er/c\"",
+        ])
+    );
+    c.ok("SELECT Deep/er");
+    for bad in ["/lead", "a//b", "x*", "%"] {
+        assert!(
+            c.only_tagged(&format!("RENAME z \"{bad}\""))
+                .starts_with("NO [CANNOT]"),
+            "{bad}"
+        );
+    }
 
     // Renaming INBOX moves its messages to the new name and leaves INBOX
     // empty; its children stay where they are (RFC 9051 §6.3.6).
@@ -2859,6 +2875,25 @@ fn large_fetches_arrive_whole() {
                 .join(" ")
         )]
     );
+    // A client that hangs up in the middle of a large FETCH harms no one.
+    for _ in 0..3 {
+        let mut quitter = Client::login(server.ports.imap, "alice");
+        quitter.select("INBOX");
+        quitter.send(b"q1 FETCH 1:* BODY.PEEK[]\r\n");
+        quitter.line();
+    }
+    still_healthy(&server, &mut c);
+    // Two thousand commands in one write are all answered, in order.
+    let mut burst = Vec::new();
+    for i in 0..2000 {
+        burst.extend_from_slice(format!("b{i} FETCH {} (UID)\r\n", i % 320 + 1).as_bytes());
+    }
+    c.send(&burst);
+    for i in 0..2000 {
+        let reply = c.reply(&format!("b{i}"));
+        assert_eq!(reply.tagged, "OK FETCH completed");
+        assert_eq!(reply.lines, [format!("* {0} FETCH (UID {0})", i % 320 + 1)]);
+    }
 }
 
 #[test]
@@ -2916,5 +2951,34 @@ fn every_uid_command_takes_uids() {
             "* 2 FETCH (UID 7 FLAGS (\\Seen) BODY[HEADER.FIELDS (DATE FROM)] {{{}}}\r\n{want})",
             want.len()
         )]
+    );
+}
+
+#[test]
+fn a_refused_rename_changes_nothing() {
+    let server = started("rename-atomic", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.ok("CREATE aa/b");
+    c.ok("CREATE aa/c");
+    // RENAME makes the levels above its new name, so "zz" exists here too.
+    c.ok("CREATE y/b");
+    c.ok("RENAME y/b zz/b");
+    let before = c.ok("LIST \"\" *");
+    assert!(
+        before.contains(&"* LIST (\\HasChildren) \"/\" \"zz\"".to_string()),
+        "{before:?}"
+    );
+    assert_eq!(
+        c.only_tagged("RENAME aa zz"),
+        "NO [ALREADYEXISTS] Mailbox already exists"
+    );
+    assert_eq!(
+        c.only_tagged("RENAME aa/b zz/b"),
+        "NO [ALREADYEXISTS] Mailbox already exists"
+    );
+    assert_eq!(
+        c.ok("LIST \"\" *"),
+        before,
+        "a refused RENAME must change nothing"
     );
 }
