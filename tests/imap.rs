@@ -396,6 +396,14 @@ fn login_forms_and_failures() {
     assert!(c.reply("a1").tagged.starts_with("OK [CAPABILITY "));
     c.ok("LOGOUT");
 
+    // Both arguments as synchronizing literals: two continuation requests.
+    let mut c = Client::connect(server.ports.imap);
+    c.send(b"a1 LOGIN {5}\r\n");
+    assert_eq!(c.line(), "+ Ready for literal data");
+    c.send(b"alice {8}\r\n");
+    assert_eq!(c.line(), "+ Ready for literal data");
+    c.send(b"pw-alice\r\n");
+    assert!(c.reply("a1").is_ok());
     // User names are case-insensitive; the same with LITERAL+.
     let mut c = Client::connect(server.ports.imap);
     c.send(b"a1 LOGIN BOB {6+}\r\npw-bob\r\n");
@@ -1044,6 +1052,28 @@ fn append_with_flags_dates_literals_and_appenduid() {
     assert_eq!(reply.lines, ["* 6 EXISTS"]);
     assert_eq!(appenduid(&reply.tagged), (validity, 6));
 
+    // RFC 6855's UTF8 form, with a literal8.
+    c.send("u1 APPEND INBOX (\\Seen) UTF8 (~{6}\r\n".as_bytes());
+    assert_eq!(c.line(), "+ Ready for literal data");
+    c.send("héllo)\r\n".as_bytes());
+    let reply = c.reply("u1");
+    assert_eq!(reply.lines, ["* 7 EXISTS"]);
+    assert_eq!(appenduid(&reply.tagged), (validity, 7));
+    assert_eq!(
+        c.ok("FETCH 7 BODY.PEEK[]"),
+        ["* 7 FETCH (BODY[] {6}\r\nhéllo)"]
+    );
+    c.send(b"u2 APPEND INBOX UTF8 (~{5+}\r\nhe\0lo)\r\n");
+    assert_eq!(c.reply("u2").tagged, "BAD UTF8 message contains NUL");
+    c.send(b"u3 APPEND INBOX UTF8 ({5+}\r\nhello)\r\n");
+    assert!(c.reply("u3").tagged.starts_with("BAD "));
+    // A literal8 anywhere but an APPEND's message is refused.
+    c.send(b"u4 SELECT ~{5+}\r\nINBOX\r\n");
+    assert_eq!(
+        c.reply("u4").tagged,
+        "BAD literal8 (~{n}) is only allowed for an APPEND message"
+    );
+
     // Refusals.
     c.send(b"b1 APPEND Nope {1+}\r\nx\r\n");
     assert_eq!(c.reply("b1").tagged, "NO [TRYCREATE] No such mailbox");
@@ -1066,7 +1096,7 @@ fn append_with_flags_dates_literals_and_appenduid() {
     assert_eq!(c.ok("NOOP"), Vec::<String>::new());
     assert_eq!(
         c.ok("STATUS INBOX (MESSAGES UIDNEXT)"),
-        ["* STATUS \"INBOX\" (MESSAGES 6 UIDNEXT 7)"]
+        ["* STATUS \"INBOX\" (MESSAGES 7 UIDNEXT 8)"]
     );
 }
 
@@ -2980,5 +3010,175 @@ fn a_refused_rename_changes_nothing() {
         c.ok("LIST \"\" *"),
         before,
         "a refused RENAME must change nothing"
+    );
+}
+
+#[test]
+fn random_command_lines_never_break_the_session() {
+    let server = started("random", &["alice"]);
+    let mut c = mailbox_with(&server, 5);
+    c.ok("STORE 2 +FLAGS ($Work \\Seen)");
+    const TOKENS: &[&str] = &[
+        "FETCH",
+        "UID",
+        "SEARCH",
+        "STORE",
+        "COPY",
+        "MOVE",
+        "EXPUNGE",
+        "LIST",
+        "LSUB",
+        "STATUS",
+        "SELECT",
+        "EXAMINE",
+        "CREATE",
+        "ENABLE",
+        "ID",
+        "NOOP",
+        "CHECK",
+        "NAMESPACE",
+        "LOGIN",
+        "1",
+        "2",
+        "*",
+        "0",
+        "4294967295",
+        "4294967296",
+        "99999999999999999999",
+        ":",
+        ",",
+        "$",
+        "(",
+        ")",
+        "[",
+        "]",
+        "<",
+        ">",
+        ".",
+        "\"",
+        "\\",
+        "{",
+        "}",
+        "+",
+        "-",
+        "~",
+        "%",
+        "=",
+        "BODY",
+        "BODY.PEEK",
+        "BINARY",
+        "BINARY.SIZE",
+        "HEADER",
+        "HEADER.FIELDS",
+        "HEADER.FIELDS.NOT",
+        "TEXT",
+        "MIME",
+        "ENVELOPE",
+        "BODYSTRUCTURE",
+        "FLAGS",
+        "+FLAGS",
+        "-FLAGS.SILENT",
+        "\\Seen",
+        "\\Deleted",
+        "\\Recent",
+        "\\*",
+        "$Work",
+        "ALL",
+        "OR",
+        "NOT",
+        "RETURN",
+        "MIN",
+        "MAX",
+        "COUNT",
+        "SAVE",
+        "CHARSET",
+        "UTF-8",
+        "SUBJECT",
+        "HEADER",
+        "BEFORE",
+        "1-Jan-2026",
+        "31-Feb-2026",
+        "LARGER",
+        "SMALLER",
+        "INBOX",
+        "Trash",
+        "NIL",
+        "SUBSCRIBED",
+        "CHILDREN",
+        "SPECIAL-USE",
+        "MESSAGES",
+        "UIDNEXT",
+        "IMAP4rev2",
+        "UTF8=ACCEPT",
+        "\u{e9}",
+        "\u{7f}",
+        "\t",
+        "\0",
+        " ",
+        " ",
+        " ",
+        " ",
+    ];
+    let mut seed: u64 = 0x5eed_1e77_e2b0_c0de;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % n
+    };
+    for i in 0..3000 {
+        let mut line = String::new();
+        for _ in 0..1 + next(12) {
+            line.push_str(TOKENS[next(TOKENS.len())]);
+            if next(3) > 0 {
+                line.push(' ');
+            }
+        }
+        // A literal announcement at the end would wait for its data.
+        if line.trim_end().ends_with('}') {
+            line.push_str(" x");
+        }
+        let tag = format!("r{i}");
+        c.send(format!("{tag} {line}\r\n").as_bytes());
+        let reply = c.reply(&tag);
+        assert!(
+            ["OK ", "NO ", "BAD "]
+                .iter()
+                .any(|s| reply.tagged.starts_with(s)),
+            "{line:?}: {reply:?}"
+        );
+        if !matches!(c.call("NOOP").tagged.as_str(), "OK NOOP completed") {
+            panic!("after {line:?} the session is broken");
+        }
+        // SELECT and EXAMINE that fail leave no mailbox selected.
+        if i % 50 == 0 {
+            c.call("SELECT INBOX");
+        }
+    }
+    still_healthy(&server, &mut c);
+}
+
+#[test]
+fn uidvalidity_and_uids_survive_a_restart_and_are_never_reused() {
+    let mut server = started("restart", &["alice"]);
+    let mut c = mailbox_with(&server, 3);
+    c.ok("STORE 3 +FLAGS.SILENT (\\Deleted)");
+    c.ok("EXPUNGE");
+    let before = c.ok("STATUS INBOX (UIDNEXT UIDVALIDITY MESSAGES)");
+    assert!(before[0].contains("UIDNEXT 4 "), "{before:?}");
+    drop(c);
+    server.stop();
+    server.start();
+    let mut c = Client::login(server.ports.imap, "alice");
+    assert_eq!(c.ok("STATUS INBOX (UIDNEXT UIDVALIDITY MESSAGES)"), before);
+    assert_eq!(appenduid(&c.call("APPEND INBOX {1+}\r\nx").tagged).1, 4);
+    c.select("INBOX");
+    assert_eq!(
+        c.ok("UID FETCH 1:* UID"),
+        lines(&[
+            "* 1 FETCH (UID 1)",
+            "* 2 FETCH (UID 2)",
+            "* 3 FETCH (UID 4)"
+        ])
     );
 }
