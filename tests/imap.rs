@@ -246,8 +246,34 @@ fn python_ok(server: &Server, script: &str) -> String {
 
 fn started(name: &str, users: &[&str]) -> Server {
     let mut server = Server::new(name, users);
-    server.start();
+    start(&mut server);
     server
+}
+
+/// Starts the server, on fresh ports if one of its ports was taken in the
+/// meantime: the harness hands out ports that were free a moment ago, and
+/// the other tests running in parallel (and their clients) may take one first.
+fn start(server: &mut Server) {
+    for attempt in 1.. {
+        let log_start = server.log_text().len();
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            server.start();
+        }));
+        let Err(panic) = started else { return };
+        let taken = server.log_text()[log_start..].contains("Address already in use");
+        if !taken || attempt == 5 {
+            std::panic::resume_unwind(panic);
+        }
+        // wait_ready saw the child exit, so it has been reaped.
+        server.child = None;
+        server.ports = Ports {
+            imap: free_port(),
+            imaps: free_port(),
+            pop3: free_port(),
+            pop3s: free_port(),
+            lmtp: free_port(),
+        };
+    }
 }
 
 /// A simple message with a date and a body.
@@ -2045,6 +2071,19 @@ fn expunges_wait_for_a_command_that_may_report_them() {
     assert_eq!(search.lines, ["* SEARCH 1 3 4"]);
     let search = a.call("SEARCH ALL");
     assert_eq!(search.lines, ["* SEARCH 1 3 4"]);
+    // Asking for the expunged message itself: NO [EXPUNGEISSUED], no data.
+    let gone = a.call("FETCH 2 (UID FLAGS)");
+    assert!(gone.lines.is_empty(), "{gone:?}");
+    assert_eq!(
+        gone.tagged,
+        "NO [EXPUNGEISSUED] Some of the messages were expunged"
+    );
+    let gone = a.call("STORE 2 +FLAGS (\\Seen)");
+    assert!(gone.lines.is_empty(), "{gone:?}");
+    assert_eq!(
+        gone.tagged,
+        "NO [EXPUNGEISSUED] Some of the messages were expunged"
+    );
     // A command that may report it does: NOOP (or a UID command).
     assert_eq!(a.ok("NOOP"), ["* 2 EXPUNGE"]);
     assert_eq!(
@@ -2184,7 +2223,7 @@ fn still_healthy(server: &Server, c: &mut Client) {
 fn unterminated_and_oversized_literals() {
     let mut server = Server::new("literals", &["alice"]);
     server.extra_args = vec!["--max-message-size".into(), "2000".into()];
-    server.start();
+    start(&mut server);
     // A client that announces a literal and sends less holds only itself.
     let mut stuck = Client::connect(server.ports.imap);
     stuck.send(b"s1 LOGIN alice {100}\r\n");
@@ -2631,7 +2670,7 @@ M.logout()
         if allow {
             server.extra_args.push("--allow-plaintext-auth".into());
         }
-        server.start();
+        start(&mut server);
         let out = host.python(
             script,
             &[
@@ -2666,7 +2705,7 @@ M.logout()
 fn connections_per_ip_are_limited() {
     let mut server = Server::new("limit", &["alice"]);
     server.extra_args = vec!["--max-connections-per-ip".into(), "3".into()];
-    server.start();
+    start(&mut server);
     let mut open: Vec<Client> = (0..3).map(|_| Client::connect(server.ports.imap)).collect();
     let (mut fourth, greeting) = Client::connect_greeting(server.ports.imap);
     assert!(greeting.starts_with("* BYE [UNAVAILABLE] "), "{greeting}");
@@ -2712,7 +2751,7 @@ except Exception as e:
 fn imaps_connections_over_the_limit_are_told_why_inside_tls() {
     let mut server = Server::new("limit-tls", &["alice"]);
     server.extra_args = vec!["--max-connections-per-ip".into(), "1".into()];
-    server.start();
+    start(&mut server);
     let _first = Client::connect(server.ports.imap);
     let out = python(
         &server,
@@ -3168,7 +3207,7 @@ fn uidvalidity_and_uids_survive_a_restart_and_are_never_reused() {
     assert!(before[0].contains("UIDNEXT 4 "), "{before:?}");
     drop(c);
     server.stop();
-    server.start();
+    start(&mut server);
     let mut c = Client::login(server.ports.imap, "alice");
     assert_eq!(c.ok("STATUS INBOX (UIDNEXT UIDVALIDITY MESSAGES)"), before);
     assert_eq!(appenduid(&c.call("APPEND INBOX {1+}\r\nx").tagged).1, 4);
