@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_rustls::TlsAcceptor;
@@ -107,7 +108,9 @@ pub struct Shared {
     limits: Rc<ConnectionLimits>,
     /// Bounds CPU-heavy work (password hashing, MIME parsing) run on blocking
     /// threads, so a burst of logins cannot starve the board.
-    heavy: Semaphore,
+    heavy: Arc<Semaphore>,
+    /// How many blocking threads heavy work may use at once.
+    pub heavy_threads: usize,
     next_conn_id: Cell<u64>,
     /// Users whose POP3 maildrop is held by a session (RFC 1939's lock).
     pub pop3_locked: RefCell<HashSet<String>>,
@@ -155,6 +158,43 @@ impl Shared {
     ) -> T {
         let _permit = self.heavy.acquire().await;
         smol::unblock(work).await
+    }
+
+    /// Runs several pieces of heavy work side by side, each taking its own
+    /// place under the same bound; returns their results in order.
+    pub async fn run_heavy_parallel<T: Send + 'static>(
+        &self,
+        jobs: Vec<Box<dyn FnOnce() -> T + Send + 'static>>,
+    ) -> Vec<T> {
+        let mut tasks = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let permit = self.heavy.acquire_arc().await;
+            // unblock starts the job at once; awaiting the tasks in turn
+            // below does not serialise them.
+            tasks.push(smol::unblock(move || {
+                let result = job();
+                drop(permit);
+                result
+            }));
+        }
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await);
+        }
+        results
+    }
+
+    /// Works out, off the event loop, what is stored beside a new message:
+    /// its IMAP structure and the header SEARCH reads.
+    pub async fn analyse(&self, raw: Vec<u8>) -> (Vec<u8>, crate::store::Analysis) {
+        self.run_heavy(move || {
+            let analysis = crate::store::Analysis {
+                parsed: crate::mime::MessageInfo::parse(&raw).encode(),
+                search_header: crate::imap::matcher::search_header(&raw),
+            };
+            (raw, analysis)
+        })
+        .await
     }
 
     /// Checks a password, after the throttle's delay for this address and
@@ -281,7 +321,8 @@ pub fn run(config: Config) -> Result<(), String> {
         )),
         tls: RefCell::new(Some(acceptor)),
         tls_files,
-        heavy: Semaphore::new(heavy_threads),
+        heavy: Arc::new(Semaphore::new(heavy_threads)),
+        heavy_threads,
         next_conn_id: Cell::new(1),
         pop3_locked: RefCell::default(),
     });

@@ -65,6 +65,17 @@ pub struct Candidate<'a> {
 pub trait Content {
     fn info(&mut self) -> Option<&MessageInfo>;
     fn raw(&mut self) -> Option<&[u8]>;
+    /// The header as [`search_header`] prepared it at delivery, if stored:
+    /// header keys then need neither the message nor a parse.
+    fn search_header(&mut self) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// The decoded, lowercased header a SEARCH header key looks at, worked out
+/// once at delivery and stored beside the message.
+pub fn search_header(raw: &[u8]) -> Vec<u8> {
+    HeaderText::parse(raw).encode()
 }
 
 /// A compiled SEARCH program, reusable for every message of the mailbox.
@@ -337,8 +348,12 @@ impl Loaded<'_> {
 
     fn header(&mut self) -> &HeaderText {
         let content = &mut self.content;
-        self.header
-            .get_or_insert_with(|| content.raw().map(HeaderText::parse).unwrap_or_default())
+        self.header.get_or_insert_with(|| {
+            if let Some(text) = content.search_header().and_then(HeaderText::decode) {
+                return text;
+            }
+            content.raw().map(HeaderText::parse).unwrap_or_default()
+        })
     }
 
     fn body(&mut self) -> &[String] {
@@ -410,7 +425,79 @@ fn body_parser() -> &'static MessageParser {
     })
 }
 
+/// The stored form's version; an unknown one is parsed afresh from the message.
+const HEADER_TEXT_V1: u8 = 1;
+
+fn field_code(field: TextField) -> u8 {
+    match field {
+        TextField::From => 1,
+        TextField::To => 2,
+        TextField::Cc => 3,
+        TextField::Bcc => 4,
+        _ => 0,
+    }
+}
+
 impl HeaderText {
+    /// Version byte, then entries: kind (0 a field, 1-4 an address of From,
+    /// To, Cc, Bcc), name length (u16, fields only), name, value length
+    /// (u32), value.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![HEADER_TEXT_V1];
+        let mut put = |kind: u8, name: &str, value: &str| {
+            out.push(kind);
+            if kind == 0 {
+                let name = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
+                out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                out.extend_from_slice(name);
+            }
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            out.extend_from_slice(value.as_bytes());
+        };
+        for (name, value) in &self.fields {
+            put(0, name, value);
+        }
+        for (field, value) in &self.addresses {
+            put(field_code(*field), "", value);
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<HeaderText> {
+        let (&version, mut rest) = bytes.split_first()?;
+        if version != HEADER_TEXT_V1 {
+            return None;
+        }
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            rest = tail;
+            Some(head)
+        };
+        let mut text = HeaderText::default();
+        loop {
+            let Some(kind) = take(1) else {
+                return Some(text);
+            };
+            let kind = kind[0];
+            let name = if kind == 0 {
+                let len = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+                String::from_utf8(take(len)?.to_vec()).ok()?
+            } else {
+                String::new()
+            };
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+            let value = String::from_utf8(take(len)?.to_vec()).ok()?;
+            match kind {
+                0 => text.fields.push((name, value)),
+                1 => text.addresses.push((TextField::From, value)),
+                2 => text.addresses.push((TextField::To, value)),
+                3 => text.addresses.push((TextField::Cc, value)),
+                4 => text.addresses.push((TextField::Bcc, value)),
+                _ => return None,
+            }
+        }
+    }
+
     fn parse(raw: &[u8]) -> HeaderText {
         let mut text = HeaderText::default();
         // mail-parser has debug_asserts on odd input; a panic there must
@@ -492,6 +579,30 @@ fn body_text(raw: &[u8]) -> Vec<String> {
         }
     }
     texts
+}
+
+#[cfg(test)]
+mod stored_header_tests {
+    use super::*;
+
+    #[test]
+    fn stored_header_round_trips_and_rejects_garbage() {
+        let raw = b"From: =?UTF-8?Q?J=C3=B6rg?= <jorg@example.org>\r\nSubject: Hello\r\nTo: a@b, c@d\r\n\r\nbody\r\n";
+        let parsed = HeaderText::parse(raw);
+        let decoded = HeaderText::decode(&search_header(raw)).unwrap();
+        assert_eq!(decoded.fields, parsed.fields);
+        assert_eq!(decoded.addresses, parsed.addresses);
+        assert!(decoded
+            .addresses
+            .iter()
+            .any(|(f, v)| *f == TextField::From && v == "jörg"));
+        assert!(HeaderText::decode(&[9, 0]).is_none());
+        let stored = search_header(raw);
+        for cut in 1..stored.len() {
+            // Truncated data either decodes to a prefix or is refused; it never panics.
+            let _ = HeaderText::decode(&stored[..cut]);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -97,16 +97,11 @@ async fn store(
     .into_bytes();
     raw.extend_from_slice(&message);
     drop(message);
-    let (raw, parsed) = shared
-        .run_heavy(move || {
-            let parsed = crate::mime::MessageInfo::parse(&raw).encode();
-            (raw, parsed)
-        })
-        .await;
+    let (raw, analysis) = shared.analyse(raw).await;
     let size = raw.len();
     let outcome = shared
         .store
-        .write(move |tx| tx.deliver(&raw, &parsed, (now, offset), &targets))
+        .write(move |tx| tx.deliver(&raw, &analysis, (now, offset), &targets))
         .await;
     match &outcome {
         Ok(done) => {

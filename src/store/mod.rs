@@ -16,7 +16,7 @@ use std::sync::Arc;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use events::{Change, Hub};
-pub use ops::{Delivered, DeliveryTarget, FlagChange};
+pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
 pub use writer::WriteCtx;
 
@@ -36,6 +36,9 @@ const BLOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("blobs");
 /// recipient rewrites four bytes, not the whole message.
 const BLOB_REFS: TableDefinition<u64, u32> = TableDefinition::new("blob_refs");
 const PARSED: TableDefinition<u64, &[u8]> = TableDefinition::new("parsed");
+/// The decoded, lowercased header SEARCH's header keys read, made at
+/// delivery: a header search reads this small record instead of the message.
+const SEARCH_HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("search_headers");
 const EXPUNGED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("expunged");
 
 /// The mailboxes every user starts with, and their special use.
@@ -205,6 +208,7 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(BLOBS)?;
         txn.open_table(BLOB_REFS)?;
         txn.open_table(PARSED)?;
+        txn.open_table(SEARCH_HEADERS)?;
         txn.open_table(EXPUNGED)?;
     }
     txn.commit()?;
@@ -299,6 +303,7 @@ impl Snapshot {
         Ok(Content {
             blobs: self.txn.open_table(BLOBS)?,
             parsed: self.txn.open_table(PARSED)?,
+            search_headers: self.txn.open_table(SEARCH_HEADERS)?,
         })
     }
 
@@ -348,6 +353,7 @@ impl Snapshot {
 pub struct Content {
     blobs: redb::ReadOnlyTable<u64, &'static [u8]>,
     parsed: redb::ReadOnlyTable<u64, &'static [u8]>,
+    search_headers: redb::ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl Content {
@@ -357,6 +363,10 @@ impl Content {
 
     pub fn parsed(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.parsed.get(blob)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn search_header(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.search_headers.get(blob)?.map(|v| v.value().to_vec()))
     }
 }
 

@@ -10,6 +10,15 @@ use super::{
     DEFAULT_MAILBOXES,
 };
 
+/// What is worked out about a message once, when it arrives, and stored
+/// beside it: the IMAP structure ([`crate::mime::MessageInfo::encode`]) and
+/// the header SEARCH reads ([`crate::imap::matcher::search_header`]).
+#[derive(Clone, Debug, Default)]
+pub struct Analysis {
+    pub parsed: Vec<u8>,
+    pub search_header: Vec<u8>,
+}
+
 /// One recipient of a delivery: `user`, and the folder named by a
 /// `user+folder@domain` address, if any.
 #[derive(Clone, Debug)]
@@ -135,12 +144,14 @@ impl WriteCtx<'_> {
         Ok(inbox)
     }
 
-    /// Stores a message's bytes once and returns its blob id with one
-    /// reference per recipient still to be added by `append`.
-    pub fn put_blob(&mut self, raw: &[u8], parsed: &[u8]) -> Result<BlobId, StoreError> {
+    /// Stores a message's bytes once, with what delivery worked out about
+    /// them, and returns its blob id; `append` adds the references.
+    pub fn put_blob(&mut self, raw: &[u8], analysis: &Analysis) -> Result<BlobId, StoreError> {
         let blob = self.next_counter("next_blob_id", 1)?;
         self.blobs.insert(blob, raw)?;
-        self.parsed.insert(blob, parsed)?;
+        self.parsed.insert(blob, analysis.parsed.as_slice())?;
+        self.search_headers
+            .insert(blob, analysis.search_header.as_slice())?;
         self.blob_refs.insert(blob, 0)?;
         Ok(blob)
     }
@@ -157,6 +168,7 @@ impl WriteCtx<'_> {
             self.blob_refs.remove(blob)?;
             self.blobs.remove(blob)?;
             self.parsed.remove(blob)?;
+            self.search_headers.remove(blob)?;
         } else {
             self.blob_refs.insert(blob, refs - 1)?;
         }
@@ -214,13 +226,13 @@ impl WriteCtx<'_> {
     pub fn deliver(
         &mut self,
         raw: &[u8],
-        parsed: &[u8],
+        analysis: &Analysis,
         internal_date: (i64, i16),
         targets: &[DeliveryTarget],
     ) -> Result<Vec<Delivered>, StoreError> {
         let size = u32::try_from(raw.len())
             .map_err(|_| StoreError::Storage("message larger than 4 GiB".into()))?;
-        let blob = self.put_blob(raw, parsed)?;
+        let blob = self.put_blob(raw, analysis)?;
         let mut delivered = Vec::with_capacity(targets.len());
         for target in targets {
             let inbox = self.ensure_user(&target.user)?;
@@ -255,7 +267,7 @@ impl WriteCtx<'_> {
         &mut self,
         mailbox: MailboxId,
         raw: &[u8],
-        parsed: &[u8],
+        analysis: &Analysis,
         flags: Flags,
         keywords: Vec<String>,
         internal_date: (i64, i16),
@@ -263,7 +275,7 @@ impl WriteCtx<'_> {
         self.load_mailbox(mailbox)?;
         let size = u32::try_from(raw.len())
             .map_err(|_| StoreError::Storage("message larger than 4 GiB".into()))?;
-        let blob = self.put_blob(raw, parsed)?;
+        let blob = self.put_blob(raw, analysis)?;
         self.append(mailbox, blob, size, flags, keywords, internal_date)
     }
 
@@ -604,7 +616,7 @@ mod tests {
             .write_blocking(|tx| {
                 tx.deliver(
                     b"Subject: hi\r\n\r\nbody\r\n",
-                    b"",
+                    &Analysis::default(),
                     (0, 0),
                     &[target("alice", None), target("bob", Some("Junk"))],
                 )
@@ -636,7 +648,12 @@ mod tests {
         let (_dir, store) = temp_store();
         let delivered = store
             .write_blocking(|tx| {
-                tx.deliver(b"x", b"", (0, 0), &[target("a", None), target("b", None)])
+                tx.deliver(
+                    b"x",
+                    &Analysis::default(),
+                    (0, 0),
+                    &[target("a", None), target("b", None)],
+                )
             })
             .unwrap();
         let blob = store
@@ -664,8 +681,8 @@ mod tests {
         let (_dir, store) = temp_store();
         let inbox = store
             .write_blocking(|tx| {
-                tx.deliver(b"m", b"", (0, 0), &[target("a", None)])?;
-                tx.deliver(b"n", b"", (0, 0), &[target("a", None)])?;
+                tx.deliver(b"m", &Analysis::default(), (0, 0), &[target("a", None)])?;
+                tx.deliver(b"n", &Analysis::default(), (0, 0), &[target("a", None)])?;
                 tx.ensure_user("a")
             })
             .unwrap();
@@ -701,8 +718,13 @@ mod tests {
                 tx.create_mailbox("u", "Lists", None)?;
                 tx.create_mailbox("u", "Lists-old", None)?;
                 tx.create_mailbox("u", "Lists/rust", None)?;
-                tx.deliver(b"m", b"", (0, 0), &[target("u", None)])?;
-                tx.deliver(b"n", b"", (0, 0), &[target("u", Some("Lists/rust"))])
+                tx.deliver(b"m", &Analysis::default(), (0, 0), &[target("u", None)])?;
+                tx.deliver(
+                    b"n",
+                    &Analysis::default(),
+                    (0, 0),
+                    &[target("u", Some("Lists/rust"))],
+                )
             })
             .unwrap();
         store

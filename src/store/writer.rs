@@ -21,7 +21,7 @@ use smol::channel::{Receiver, Sender};
 
 use super::{
     Change, StoreError, BLOBS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES, MESSAGES, META,
-    PARSED,
+    PARSED, SEARCH_HEADERS,
 };
 
 /// The most jobs one transaction takes, so that one commit stays short and a
@@ -40,6 +40,7 @@ pub struct WriteCtx<'t> {
     pub(super) blobs: Table<'t, u64, &'static [u8]>,
     pub(super) blob_refs: Table<'t, u64, u32>,
     pub(super) parsed: Table<'t, u64, &'static [u8]>,
+    pub(super) search_headers: Table<'t, u64, &'static [u8]>,
     pub(super) expunged: Table<'t, (u64, u64), &'static [u8]>,
     /// What this batch changed, published to the event loop after the commit.
     pub(super) changes: Vec<Change>,
@@ -221,6 +222,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError>
         blobs: txn.open_table(BLOBS)?,
         blob_refs: txn.open_table(BLOB_REFS)?,
         parsed: txn.open_table(PARSED)?,
+        search_headers: txn.open_table(SEARCH_HEADERS)?,
         expunged: txn.open_table(EXPUNGED)?,
         changes: Vec::new(),
     })

@@ -110,18 +110,12 @@ impl Session {
             Err(e) => return self.store_failed(tag, &e),
         };
         let when = date.map_or_else(crate::clock::now, |d| (d.unix, d.offset_minutes));
-        let (message, parsed) = self
-            .shared
-            .run_heavy(move || {
-                let parsed = crate::mime::MessageInfo::parse(&message).encode();
-                (message, parsed)
-            })
-            .await;
+        let (message, analysis) = self.shared.analyse(message).await;
         let result = self
             .shared
             .store
             .write(move |tx| {
-                let uid = tx.append_message(mailbox, &message, &parsed, bits, keywords, when)?;
+                let uid = tx.append_message(mailbox, &message, &analysis, bits, keywords, when)?;
                 let validity = tx.uid_validity(mailbox)?;
                 Ok((validity, uid))
             })

@@ -2,6 +2,8 @@
 //! SAVE. Keys that read message content run on a blocking thread, so a
 //! SEARCH BODY over a large mailbox never stalls the other sessions.
 
+use std::sync::Arc;
+
 use crate::imap::matcher::{Candidate, Content, Matcher};
 use crate::imap::parser::{SearchKey, SearchReturn};
 use crate::imap::session::{Session, State};
@@ -9,6 +11,11 @@ use crate::mime::MessageInfo;
 use crate::store::{MailboxId, Store, StoreError};
 
 use super::messages::compress_set;
+
+/// Mailboxes at least this large have content searches split across threads.
+const PARALLEL_FROM: usize = 4096;
+
+type SearchJob = Box<dyn FnOnce() -> Result<Vec<u32>, StoreError> + Send>;
 
 impl Session {
     pub(in crate::imap) async fn search(
@@ -43,11 +50,38 @@ impl Session {
         );
         let store = self.shared.store.clone();
         let found = if matcher.needs_content() {
-            self.shared
-                .run_heavy(move || run(&store, mailbox, &uids, &matcher))
-                .await
+            // Content keys cost microseconds a message: a large mailbox is
+            // split across the blocking threads, each with its own snapshot.
+            let pieces = if uids.len() >= PARALLEL_FROM {
+                self.shared.heavy_threads.max(1)
+            } else {
+                1
+            };
+            let matcher = Arc::new(matcher);
+            let uids = Arc::new(uids);
+            let chunk = uids.len().div_ceil(pieces).max(1);
+            let jobs: Vec<SearchJob> = (0..pieces)
+                .map(|i| {
+                    let (store, matcher, uids) = (store.clone(), matcher.clone(), uids.clone());
+                    let range = (i * chunk).min(uids.len())..((i + 1) * chunk).min(uids.len());
+                    Box::new(move || {
+                        run(&store, mailbox, &uids[range.clone()], range.start, &matcher)
+                    }) as SearchJob
+                })
+                .collect();
+            let mut found = Ok(Vec::new());
+            for piece in self.shared.run_heavy_parallel(jobs).await {
+                found = match (found, piece) {
+                    (Ok(mut all), Ok(part)) => {
+                        all.extend(part);
+                        Ok(all)
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+            }
+            found
         } else {
-            run(&store, mailbox, &uids, &matcher)
+            run(&store, mailbox, &uids, 0, &matcher)
         };
         let found = match found {
             Ok(found) => found,
@@ -138,6 +172,7 @@ struct Lazy<'a> {
     blob: u64,
     info: Option<Option<MessageInfo>>,
     raw: Option<Option<Vec<u8>>>,
+    header: Option<Option<Vec<u8>>>,
 }
 
 impl Content for Lazy<'_> {
@@ -160,13 +195,22 @@ impl Content for Lazy<'_> {
         }
         self.raw.as_ref().and_then(|r| r.as_deref())
     }
+
+    fn search_header(&mut self) -> Option<&[u8]> {
+        if self.header.is_none() {
+            self.header = Some(self.content.search_header(self.blob).ok().flatten());
+        }
+        self.header.as_ref().and_then(|r| r.as_deref())
+    }
 }
 
-/// Evaluates the search over the view's messages; returns matching UIDs.
+/// Evaluates the search over some of the view's messages (`uids`, whose
+/// first has sequence number `first_index + 1`); returns matching UIDs.
 fn run(
     store: &Store,
     mailbox: MailboxId,
     uids: &[u32],
+    first_index: usize,
     matcher: &Matcher,
 ) -> Result<Vec<u32>, StoreError> {
     let snapshot = store.snapshot()?;
@@ -178,7 +222,7 @@ fn run(
     let mut found = Vec::new();
     let mut records = records.into_iter().peekable();
     for (index, &uid) in uids.iter().enumerate() {
-        let seq = index as u32 + 1;
+        let seq = (first_index + index) as u32 + 1;
         while records.peek().is_some_and(|(u, _)| *u < uid) {
             records.next();
         }
@@ -199,6 +243,7 @@ fn run(
             blob: record.blob,
             info: None,
             raw: None,
+            header: None,
         };
         if matcher.matches(&candidate, &mut lazy) {
             found.push(uid);
