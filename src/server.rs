@@ -594,6 +594,12 @@ fn admit(
             Ok(slot) => slot,
             Err(refused) => {
                 log::warn!("{peer}: refused: {refused}");
+                // On an implicit-TLS port the reason must go inside TLS, or
+                // the client only sees a broken handshake.
+                let mut peer = peer;
+                let Some(stream) = implicit_tls(&shared, protocol, stream, &mut peer).await else {
+                    return;
+                };
                 let mut conn = Conn::new(stream, peer, Duration::from_secs(10));
                 let _ = conn
                     .write(protocol.refusal(&refused.to_string()).as_bytes())
@@ -607,6 +613,35 @@ fn admit(
     .detach();
 }
 
+/// For IMAPS and POP3S, runs the TLS handshake; other streams pass through.
+/// None when the handshake fails.
+async fn implicit_tls(
+    shared: &Shared,
+    protocol: Protocol,
+    stream: Stream,
+    peer: &mut Peer,
+) -> Option<Stream> {
+    match (protocol, stream) {
+        (
+            Protocol::Imap { implicit_tls: true } | Protocol::Pop3 { implicit_tls: true },
+            Stream::Tcp(tcp),
+        ) => {
+            let acceptor = shared.tls_acceptor()?;
+            match accept_tls(&acceptor, tcp).await {
+                Ok(tls) => {
+                    peer.tls = true;
+                    Some(Stream::Tls(Box::new(tls)))
+                }
+                Err(e) => {
+                    log::info!("{peer}: TLS handshake failed: {e}");
+                    None
+                }
+            }
+        }
+        (_, stream) => Some(stream),
+    }
+}
+
 async fn serve_connection(
     shared: Rc<Shared>,
     protocol: Protocol,
@@ -615,26 +650,8 @@ async fn serve_connection(
     _slot: Slot,
 ) {
     log::info!("{peer}: {} connection", protocol.name());
-    let stream = match (protocol, stream) {
-        (
-            Protocol::Imap { implicit_tls: true } | Protocol::Pop3 { implicit_tls: true },
-            Stream::Tcp(tcp),
-        ) => {
-            let Some(acceptor) = shared.tls_acceptor() else {
-                return;
-            };
-            match accept_tls(&acceptor, tcp).await {
-                Ok(tls) => {
-                    peer.tls = true;
-                    Stream::Tls(Box::new(tls))
-                }
-                Err(e) => {
-                    log::info!("{peer}: TLS handshake failed: {e}");
-                    return;
-                }
-            }
-        }
-        (_, stream) => stream,
+    let Some(stream) = implicit_tls(&shared, protocol, stream, &mut peer).await else {
+        return;
     };
     let conn = Conn::new(stream, peer.clone(), Duration::from_secs(60));
     let session = async {

@@ -2747,7 +2747,6 @@ except Exception as e:
 }
 
 #[test]
-#[ignore = "src/server.rs admit() writes the IMAPS refusal before the TLS handshake: the client sees an SSL error, not the BYE"]
 fn imaps_connections_over_the_limit_are_told_why_inside_tls() {
     let mut server = Server::new("limit-tls", &["alice"]);
     server.extra_args = vec!["--max-connections-per-ip".into(), "1".into()];

@@ -398,11 +398,17 @@ impl WriteCtx<'_> {
             self.expunge(inbox, &uids)?;
             return Ok(());
         }
-        for (old_name, id) in self.family(user, &from)? {
+        let family = self.family(user, &from)?;
+        // Every new name is checked before anything moves: an error must
+        // leave the store as it was (see writer.rs).
+        for (old_name, _) in &family {
             let new_name = format!("{to}{}", &old_name[from.len()..]);
             if self.mailbox_id(user, &new_name)?.is_some() {
                 return Err(StoreError::MailboxExists);
             }
+        }
+        for (old_name, id) in family {
+            let new_name = format!("{to}{}", &old_name[from.len()..]);
             let mut record = self.load_mailbox(id)?;
             record.name = new_name.clone();
             self.save_mailbox(id, &record)?;

@@ -118,6 +118,27 @@ impl Server {
 
     pub fn start_with(&mut self, args: &[&str]) -> &mut Server {
         assert!(self.child.is_none());
+        // free_port() only says a port was free a moment ago; a test running
+        // in parallel may take it first. Then start again on new ports.
+        for _ in 0..5 {
+            match self.spawn(args) {
+                Ok(()) => return self,
+                Err(log) if log.contains("in use") => {
+                    self.ports = Ports {
+                        imap: free_port(),
+                        imaps: free_port(),
+                        pop3: free_port(),
+                        pop3s: free_port(),
+                        lmtp: free_port(),
+                    };
+                }
+                Err(log) => panic!("server did not start:\n{log}"),
+            }
+        }
+        panic!("no free ports after five tries:\n{}", self.log_text());
+    }
+
+    fn spawn(&mut self, args: &[&str]) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -144,34 +165,23 @@ impl Server {
         }
         let log_start = self.log_text().len();
         self.child = Some(cmd.spawn().expect("start letterbox"));
-        self.wait_ready(log_start);
-        self
-    }
-
-    fn wait_ready(&mut self, log_start: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            // Ports accept connections from the moment they are bound, before
-            // the store and TLS are ready; the log says when serving starts.
-            let ready = format!("LMTP listening on 127.0.0.1:{}", self.ports.lmtp);
-            if self
+            let new_log = self
                 .log_text()
                 .get(log_start..)
-                .is_some_and(|new| new.contains(&ready))
-            {
-                return;
+                .unwrap_or_default()
+                .to_string();
+            // Ports accept connections from the moment they are bound, before
+            // the store and TLS are ready; the log says when serving starts.
+            if new_log.contains(&format!("LMTP listening on 127.0.0.1:{}", self.ports.lmtp)) {
+                return Ok(());
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "server exited with {status} during startup:\n{}",
-                    self.log_text()
-                );
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                self.child = None;
+                return Err(new_log);
             }
-            assert!(
-                Instant::now() < deadline,
-                "server not ready:\n{}",
-                self.log_text()
-            );
+            assert!(Instant::now() < deadline, "server not ready:\n{new_log}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
