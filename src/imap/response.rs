@@ -35,24 +35,10 @@ pub fn flag_list(out: &mut Vec<u8>, flags: Flags, keywords: &[String]) {
     out.push(b')');
 }
 
-/// A string as a quoted string when it can be one, else as a literal.
+/// A string as a quoted string when it can be one, else as a literal (the
+/// same rule ENVELOPE and BODYSTRUCTURE follow).
 pub fn string(out: &mut Vec<u8>, value: &[u8]) {
-    let quotable = value.len() < 1024
-        && value
-            .iter()
-            .all(|&b| b != b'\r' && b != b'\n' && b != 0 && b < 0x80);
-    if quotable {
-        out.push(b'"');
-        for &b in value {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        literal(out, value);
-    }
+    crate::mime::imap_syntax::string(out, value);
 }
 
 /// `{n}\r\n` and the bytes.

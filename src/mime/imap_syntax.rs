@@ -8,7 +8,7 @@ use super::{Entity, LineIndex, Shape};
 
 /// Writes `v` as a quoted string when IMAP allows it (7-bit, no CR/LF),
 /// otherwise as a literal. NUL is legal in neither form, so it is dropped.
-pub(super) fn string(out: &mut Vec<u8>, v: &[u8]) {
+pub(crate) fn string(out: &mut Vec<u8>, v: &[u8]) {
     let owned;
     let v = if v.contains(&0) {
         owned = v.iter().copied().filter(|&b| b != 0).collect::<Vec<u8>>();

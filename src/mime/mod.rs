@@ -26,7 +26,7 @@
 //! Offsets stay inside the parent; those siblings are just not listed.
 
 mod header;
-mod imap_syntax;
+pub(crate) mod imap_syntax;
 
 use mail_parser::{DateTime, Message, MessageParser, PartType};
 use std::ops::Range;

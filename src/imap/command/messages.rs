@@ -74,6 +74,27 @@ impl Session {
             .collect()
     }
 
+    /// The id of a mailbox a message is to go into; when it does not exist
+    /// the client is told to CREATE it (TRYCREATE) and None is returned.
+    fn existing_mailbox(&mut self, tag: &str, name: &str) -> Option<crate::store::MailboxId> {
+        let found = self
+            .shared
+            .store
+            .snapshot()
+            .and_then(|s| s.mailbox_id(&self.user, name));
+        match found {
+            Ok(Some(id)) => Some(id),
+            Ok(None) => {
+                self.no(tag, "[TRYCREATE] No such mailbox");
+                None
+            }
+            Err(e) => {
+                self.store_failed(tag, &e);
+                None
+            }
+        }
+    }
+
     pub(in crate::imap) async fn append(
         &mut self,
         tag: &str,
@@ -99,15 +120,8 @@ impl Session {
         if keywords.len() > MAX_KEYWORDS {
             return self.no(tag, "[LIMIT] Too many keywords");
         }
-        let mailbox = match self
-            .shared
-            .store
-            .snapshot()
-            .and_then(|s| s.mailbox_id(&self.user, &name))
-        {
-            Ok(Some(id)) => id,
-            Ok(None) => return self.no(tag, "[TRYCREATE] No such mailbox"),
-            Err(e) => return self.store_failed(tag, &e),
+        let Some(mailbox) = self.existing_mailbox(tag, &name) else {
+            return;
         };
         let when = date.map_or_else(crate::clock::now, |d| (d.unix, d.offset_minutes));
         let (message, analysis) = self.shared.analyse(message).await;
@@ -166,15 +180,8 @@ impl Session {
             Err(e) => return self.bad(tag, &e),
         };
         let uids = self.uids_of(set, uid);
-        let target = match self
-            .shared
-            .store
-            .snapshot()
-            .and_then(|s| s.mailbox_id(&self.user, &name))
-        {
-            Ok(Some(id)) => id,
-            Ok(None) => return self.no(tag, "[TRYCREATE] No such mailbox"),
-            Err(e) => return self.store_failed(tag, &e),
+        let Some(target) = self.existing_mailbox(tag, &name) else {
+            return;
         };
         if target == source && moving {
             return self.no(
