@@ -534,7 +534,8 @@ fn bench_pop3(o: &Options) {
     const USER: &str = "bench1";
     const COUNT: usize = 1000;
     let mut users: Vec<String> = (1..=BENCH_USERS).map(|i| format!("bench{i}")).collect();
-    users.extend((1..=200).map(|i| format!("mem{i}")));
+    // mem1 for the warm-up connection, mem2..mem201 for the 200 measured.
+    users.extend((1..=201).map(|i| format!("mem{i}")));
     let lb = Letterbox::start(&users);
     let dc = if o.dovecot { Dovecot::start() } else { None };
     fill(lb.ports.lmtp, USER, COUNT);
