@@ -1,6 +1,7 @@
 //! FETCH and UID FETCH. ENVELOPE, BODYSTRUCTURE and section offsets were
 //! worked out at delivery, so most items are lookups; only BINARY decodes.
 
+use std::io::Write as _;
 use std::ops::Range;
 
 use crate::imap::parser::{FetchItem, MessageSet, Partial, Section, SectionText};
@@ -107,7 +108,7 @@ impl Session {
                 records.next();
             }
             let record = match records.peek() {
-                Some((u, r)) if *u == msg_uid => r.clone(),
+                Some((u, r)) if *u == msg_uid => r,
                 _ => {
                     trouble.expunged = true;
                     continue;
@@ -151,12 +152,11 @@ impl Session {
             }
             let message = Message {
                 uid: msg_uid,
-                record: &record,
+                record,
                 raw: raw.as_deref().unwrap_or_default(),
                 info: info.as_ref(),
             };
-            self.out
-                .extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+            let _ = write!(self.out, "* {seq} FETCH (");
             let mut first = true;
             for item in &items {
                 if !first {
@@ -207,14 +207,16 @@ fn render(out: &mut Vec<u8>, item: &FetchItem, m: &Message<'_>, trouble: &mut Tr
             out.extend_from_slice(b"FLAGS ");
             flag_list(out, m.record.flags, &m.record.keywords);
         }
-        FetchItem::Uid => out.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+        FetchItem::Uid => {
+            let _ = write!(out, "UID {}", m.uid);
+        }
         FetchItem::InternalDate => {
             let date =
                 crate::clock::imap_datetime(m.record.internal_date, m.record.internal_date_offset);
             out.extend_from_slice(format!("INTERNALDATE \"{date}\"").as_bytes());
         }
         FetchItem::Rfc822Size => {
-            out.extend_from_slice(format!("RFC822.SIZE {}", m.record.size).as_bytes())
+            let _ = write!(out, "RFC822.SIZE {}", m.record.size);
         }
         FetchItem::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
