@@ -25,6 +25,23 @@ impl Session {
         self.mailbox_arg(raw)
     }
 
+    /// The user's mailboxes; on a storage error the client is told and
+    /// None is returned.
+    fn user_mailboxes(&mut self, tag: &str) -> Option<Vec<(u64, MailboxRecord)>> {
+        match self
+            .shared
+            .store
+            .snapshot()
+            .and_then(|s| s.mailboxes(&self.user))
+        {
+            Ok(mailboxes) => Some(mailboxes),
+            Err(e) => {
+                self.store_failed(tag, &e);
+                None
+            }
+        }
+    }
+
     pub(in crate::imap) fn list(
         &mut self,
         tag: &str,
@@ -50,14 +67,8 @@ impl Session {
             self.untagged("LIST (\\Noselect) \"/\" \"\"");
             return self.ok(tag, "LIST completed");
         }
-        let mailboxes = match self
-            .shared
-            .store
-            .snapshot()
-            .and_then(|s| s.mailboxes(&self.user))
-        {
-            Ok(m) => m,
-            Err(e) => return self.store_failed(tag, &e),
+        let Some(mailboxes) = self.user_mailboxes(tag) else {
+            return;
         };
         let tree = hierarchy(&mailboxes);
         let show_subscribed = selection.subscribed || returns.subscribed;
@@ -117,14 +128,8 @@ impl Session {
             (Err(e), _) | (_, Err(e)) => return self.bad(tag, &e),
         };
         let pattern = canonical_pattern(&format!("{reference}{pattern}"));
-        let mailboxes = match self
-            .shared
-            .store
-            .snapshot()
-            .and_then(|s| s.mailboxes(&self.user))
-        {
-            Ok(m) => m,
-            Err(e) => return self.store_failed(tag, &e),
+        let Some(mailboxes) = self.user_mailboxes(tag) else {
+            return;
         };
         let tree = hierarchy(&mailboxes);
         for (name, node) in &tree {
