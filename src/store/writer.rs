@@ -161,7 +161,7 @@ fn run(db: &redb::Database, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Ch
 
 /// Runs one batch; returns what it changed if the commit succeeded.
 fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Change>> {
-    let txn = match db.begin_write() {
+    let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
             let err = StoreError::from(e);
@@ -170,6 +170,13 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Cha
             return None;
         }
     };
+    // Quick repair saves the allocator state with every commit (and commits
+    // in two phases), so the first open after a crash or power cut is
+    // immediate instead of a walk over the whole file: measured 0.02 s
+    // against 0.44 s for a 570 MB file here, and the walk grows with the
+    // file and with a slow SD card. It costs about a fifth of the LMTP
+    // delivery rate (benches/README.md), which home mail can spare.
+    txn.set_quick_repair(true);
     let mut completions = Vec::with_capacity(batch.len());
     let mut changes = Vec::new();
     let mut failure = None;
