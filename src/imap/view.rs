@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::response::flag_list;
-use crate::store::{MailboxId, MessageRecord, Snapshot, StoreError};
+use crate::store::{Flags, MailboxId, MessageRecord, Snapshot, StoreError};
 
 pub struct View {
     pub mailbox: MailboxId,
@@ -16,6 +16,11 @@ pub struct View {
     pub uids: Vec<u32>,
     /// The MODSEQ of each message's flags as last shown, parallel to `uids`.
     modseqs: Vec<u64>,
+    /// Each message's flags as last synced, parallel to `uids`, and the
+    /// keywords of those that have any: `UID FETCH 1:* (UID FLAGS)`, which
+    /// clients send on every connect, is answered from here.
+    flags: Vec<Flags>,
+    keywords: HashMap<u32, Vec<String>>,
     /// The mailbox's MODSEQ and UIDNEXT when last synced: unchanged means
     /// nothing to do, without scanning the messages.
     highest_modseq: u64,
@@ -42,6 +47,12 @@ impl View {
             uid_validity: record.uid_validity,
             uids: messages.iter().map(|(uid, _)| *uid).collect(),
             modseqs: messages.iter().map(|(_, m)| m.modseq).collect(),
+            flags: messages.iter().map(|(_, m)| m.flags).collect(),
+            keywords: messages
+                .iter()
+                .filter(|(_, m)| !m.keywords.is_empty())
+                .map(|(uid, m)| (*uid, m.keywords.clone()))
+                .collect(),
             highest_modseq: record.highest_modseq,
             uid_next: record.uid_next,
             vanished: Vec::new(),
@@ -64,10 +75,29 @@ impl View {
 
     /// Notes that this session itself changed a message's flags (and told
     /// the client, or was told to be silent), so sync does not repeat it.
-    pub fn saw_flags(&mut self, uid: u32, modseq: u64) {
+    pub fn saw_flags(&mut self, uid: u32, message: &MessageRecord) {
         if let Ok(i) = self.uids.binary_search(&uid) {
-            self.modseqs[i] = modseq;
+            self.remember(i, message);
         }
+    }
+
+    fn remember(&mut self, index: usize, message: &MessageRecord) {
+        let uid = self.uids[index];
+        self.modseqs[index] = message.modseq;
+        self.flags[index] = message.flags;
+        if message.keywords.is_empty() {
+            self.keywords.remove(&uid);
+        } else {
+            self.keywords.insert(uid, message.keywords.clone());
+        }
+    }
+
+    /// The flags and keywords of the message at `index` (sequence number - 1)
+    /// as of the last sync.
+    pub fn flags_at(&self, index: usize) -> (Flags, &[String]) {
+        let uid = self.uids[index];
+        let keywords = self.keywords.get(&uid).map_or(&[][..], Vec::as_slice);
+        (self.flags[index], keywords)
     }
 
     /// Brings the view up to date with the store and writes the untagged
@@ -89,6 +119,8 @@ impl View {
                     }
                     self.uids.clear();
                     self.modseqs.clear();
+                    self.flags.clear();
+                    self.keywords.clear();
                 }
                 return Ok(());
             }
@@ -105,12 +137,23 @@ impl View {
         if allow_expunge {
             // Highest first, so each number still means what the client
             // thinks it means when it reads that line.
+            let mut gone = false;
             for i in (0..self.uids.len()).rev() {
                 if !current.contains_key(&self.uids[i]) {
                     out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-                    self.uids.remove(i);
-                    self.modseqs.remove(i);
+                    gone = true;
                 }
+            }
+            if gone {
+                // One pass, not one removal per message: expunging half of a
+                // large mailbox must not be quadratic.
+                let keep: Vec<bool> = self.uids.iter().map(|u| current.contains_key(u)).collect();
+                let mut keep_iter = keep.iter();
+                self.modseqs.retain(|_| *keep_iter.next().unwrap_or(&false));
+                let mut keep_iter = keep.iter();
+                self.flags.retain(|_| *keep_iter.next().unwrap_or(&false));
+                self.uids.retain(|u| current.contains_key(u));
+                self.keywords.retain(|u, _| current.contains_key(u));
             }
             self.vanished.clear();
         } else {
@@ -126,7 +169,7 @@ impl View {
                 continue;
             };
             if message.modseq > self.modseqs[i] {
-                self.modseqs[i] = message.modseq;
+                self.remember(i, message);
                 out.extend_from_slice(
                     format!("* {} FETCH (UID {} FLAGS ", i + 1, self.uids[i]).as_bytes(),
                 );
@@ -135,16 +178,20 @@ impl View {
             }
         }
         let last = self.uids.last().copied().unwrap_or(0);
-        let mut arrived: Vec<(u32, u64)> = current
+        let mut arrived: Vec<(u32, &MessageRecord)> = current
             .iter()
             .filter(|(uid, _)| **uid > last)
-            .map(|(uid, m)| (*uid, m.modseq))
+            .map(|(uid, m)| (*uid, m))
             .collect();
         if !arrived.is_empty() {
-            arrived.sort_unstable();
-            for (uid, modseq) in arrived {
+            arrived.sort_unstable_by_key(|(uid, _)| *uid);
+            for (uid, message) in arrived {
                 self.uids.push(uid);
-                self.modseqs.push(modseq);
+                self.modseqs.push(message.modseq);
+                self.flags.push(message.flags);
+                if !message.keywords.is_empty() {
+                    self.keywords.insert(uid, message.keywords.clone());
+                }
             }
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
         }

@@ -70,6 +70,12 @@ impl Session {
         if uid && !items.contains(&FetchItem::Uid) {
             items.insert(0, FetchItem::Uid);
         }
+        if items
+            .iter()
+            .all(|i| matches!(i, FetchItem::Uid | FetchItem::Flags))
+        {
+            return self.fetch_flags_from_view(tag, &uids, &items, conn).await;
+        }
         let mut seen_now: Vec<u32> = Vec::new();
         if !read_only && items.iter().any(sets_seen) && !uids.is_empty() {
             let wanted = uids.clone();
@@ -122,7 +128,7 @@ impl Session {
             };
             let flags_changed = seen_now.binary_search(&msg_uid).is_ok();
             if flags_changed {
-                view.saw_flags(msg_uid, record.modseq);
+                view.saw_flags(msg_uid, record);
             }
             let mut raw: Option<Vec<u8>> = None;
             let mut info: Option<MessageInfo> = None;
@@ -186,6 +192,67 @@ impl Session {
                 "[UNKNOWN-CTE] A part has a content-transfer-encoding letterbox cannot decode",
             );
         } else if trouble.expunged {
+            self.no(tag, "[EXPUNGEISSUED] Some of the messages were expunged");
+        } else {
+            self.ok(tag, "FETCH completed");
+        }
+    }
+}
+
+impl Session {
+    /// FETCH of nothing but UID and FLAGS, answered from the view (synced
+    /// just before), without reading the store: the command clients send on
+    /// every connect to learn what changed.
+    async fn fetch_flags_from_view(
+        &mut self,
+        tag: &str,
+        uids: &[u32],
+        items: &[FetchItem],
+        conn: &mut Conn,
+    ) {
+        let mut index = 0;
+        let mut expunged = false;
+        for (n, &uid) in uids.iter().enumerate() {
+            let State::Selected(view) = &self.state else {
+                return;
+            };
+            // Both lists are in UID order: walk forward instead of searching.
+            while view.uids.get(index).is_some_and(|&u| u < uid) {
+                index += 1;
+            }
+            if view.uids.get(index) != Some(&uid) {
+                continue;
+            }
+            // Gone from the store but not yet reported: no data for it.
+            if view.vanished.binary_search(&uid).is_ok() {
+                expunged = true;
+                continue;
+            }
+            let (flags, keywords) = view.flags_at(index);
+            let _ = write!(self.out, "* {} FETCH (", index + 1);
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b' ');
+                }
+                if *item == FetchItem::Uid {
+                    let _ = write!(self.out, "UID {uid}");
+                } else {
+                    self.out.extend_from_slice(b"FLAGS ");
+                    flag_list(&mut self.out, flags, keywords);
+                }
+            }
+            self.out.extend_from_slice(b")\r\n");
+            if self.out.len() >= FLUSH_AT {
+                if conn.write(&self.out).await.is_err() {
+                    return;
+                }
+                self.out.clear();
+            }
+            if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                smol::future::yield_now().await;
+            }
+        }
+        if expunged {
             self.no(tag, "[EXPUNGEISSUED] Some of the messages were expunged");
         } else {
             self.ok(tag, "FETCH completed");

@@ -290,7 +290,7 @@ impl Session {
                 continue;
             }
             found += 1;
-            view.saw_flags(*msg_uid, record.modseq);
+            view.saw_flags(*msg_uid, record);
             if silent {
                 continue;
             }
