@@ -103,6 +103,7 @@ impl Session {
             Err(e) => return self.store_failed(tag, &e),
         };
         let wants_content = items.iter().any(needs_info);
+        let wants_raw = items.iter().any(needs_raw);
         let content = match wants_content.then(|| snapshot.content()).transpose() {
             Ok(c) => c,
             Err(e) => return self.store_failed(tag, &e),
@@ -133,10 +134,10 @@ impl Session {
             let mut raw: Option<Vec<u8>> = None;
             let mut info: Option<MessageInfo> = None;
             if let Some(content) = &content {
-                if items.iter().any(needs_raw) {
+                if wants_raw {
                     raw = content.blob(record.blob).ok().flatten();
                 }
-                if items.iter().any(needs_info) {
+                if wants_content {
                     info = content
                         .parsed(record.blob)
                         .ok()
@@ -151,7 +152,7 @@ impl Session {
                         info = Some(MessageInfo::parse(&bytes));
                     }
                 }
-                if (items.iter().any(needs_raw) && raw.is_none()) || info.is_none() {
+                if (wants_raw && raw.is_none()) || info.is_none() {
                     trouble.expunged = true;
                     continue;
                 }
@@ -176,14 +177,8 @@ impl Session {
                 flag_list(&mut self.out, record.flags, &record.keywords);
             }
             self.out.extend_from_slice(b")\r\n");
-            if self.out.len() >= FLUSH_AT {
-                if conn.write(&self.out).await.is_err() {
-                    return;
-                }
-                self.out.clear();
-            }
-            if n % YIELD_EVERY == YIELD_EVERY - 1 {
-                smol::future::yield_now().await;
+            if !self.pace(n, conn).await {
+                return;
             }
         }
         if trouble.unknown_cte {
@@ -200,6 +195,21 @@ impl Session {
 }
 
 impl Session {
+    /// Between two messages of a long FETCH: sends what has piled up and
+    /// lets other sessions run now and then. False if the client is gone.
+    async fn pace(&mut self, n: usize, conn: &mut Conn) -> bool {
+        if self.out.len() >= FLUSH_AT {
+            if conn.write(&self.out).await.is_err() {
+                return false;
+            }
+            self.out.clear();
+        }
+        if n % YIELD_EVERY == YIELD_EVERY - 1 {
+            smol::future::yield_now().await;
+        }
+        true
+    }
+
     /// FETCH of nothing but UID and FLAGS, answered from the view (synced
     /// just before), without reading the store: the command clients send on
     /// every connect to learn what changed.
@@ -242,14 +252,8 @@ impl Session {
                 }
             }
             self.out.extend_from_slice(b")\r\n");
-            if self.out.len() >= FLUSH_AT {
-                if conn.write(&self.out).await.is_err() {
-                    return;
-                }
-                self.out.clear();
-            }
-            if n % YIELD_EVERY == YIELD_EVERY - 1 {
-                smol::future::yield_now().await;
+            if !self.pace(n, conn).await {
+                return;
             }
         }
         if expunged {
