@@ -927,7 +927,7 @@ fn select_and_examine_responses_and_close_versus_unselect() {
         select.lines,
         lines(&[
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)",
-            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] Flags permitted",
             "* 3 EXISTS",
             "* 0 RECENT",
             "* OK [UNSEEN 2] First unseen",
@@ -1486,12 +1486,13 @@ fn store_flags_keywords_and_silent() {
         c.ok("STORE * +FLAGS (\\Answered)"),
         ["* 4 FETCH (FLAGS (\\Answered \\Flagged \\Seen))"]
     );
-    // New keywords are permanent (\* in PERMANENTFLAGS) and show in FLAGS.
+    // New keywords are permanent (\* in PERMANENTFLAGS) and show in FLAGS;
+    // as in Dovecot, the mailbox's list keeps keywords no message has now.
     let select = c.select("INBOX");
     assert_eq!(select[0], "* OK [CLOSED] Previous mailbox closed");
     assert_eq!(
         select[1],
-        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)"
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk $Work)"
     );
     assert!(select[2].contains("\\*)]"), "{select:?}");
     // Flags that cannot be set.

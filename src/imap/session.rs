@@ -125,6 +125,7 @@ impl Session {
             StoreError::NoSuchMailbox => self.no(tag, "[NONEXISTENT] No such mailbox"),
             StoreError::MailboxExists => self.no(tag, "[ALREADYEXISTS] Mailbox already exists"),
             StoreError::Refused(why) => self.no(tag, &format!("[CANNOT] {why}")),
+            StoreError::Limit(why) => self.no(tag, &format!("[LIMIT] {why}")),
             other => {
                 log::error!("{}: store: {other}", self.peer);
                 self.no(tag, "[SERVERBUG] Internal storage error; try again later")

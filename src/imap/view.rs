@@ -6,7 +6,12 @@
 use std::collections::HashMap;
 
 use super::response::flag_list;
-use crate::store::{Flags, MailboxId, MessageRecord, Snapshot, StoreError};
+use crate::store::{
+    chunk_of, Flags, MailboxId, MailboxRecord, MessageRecord, Snapshot, StoreError, CHUNK_UIDS,
+};
+
+/// A message as sync found it: UID, MODSEQ, flags, keywords.
+type Message = (u32, u64, Flags, Vec<String>);
 
 pub struct View {
     pub mailbox: MailboxId,
@@ -31,33 +36,40 @@ pub struct View {
 }
 
 impl View {
-    /// Opens a view; the messages and the mailbox record come from one snapshot.
+    /// Opens a view from the mailbox's message index; the index and the
+    /// mailbox record come from one snapshot.
     pub fn open(
         snapshot: &Snapshot,
         mailbox: MailboxId,
         read_only: bool,
-    ) -> Result<(View, Vec<(u32, MessageRecord)>), StoreError> {
+    ) -> Result<(View, MailboxRecord), StoreError> {
         let record = snapshot
             .mailbox(mailbox)?
             .ok_or(StoreError::NoSuchMailbox)?;
-        let messages = snapshot.messages(mailbox)?;
-        let view = View {
+        let capacity = record.exists as usize;
+        let mut view = View {
             mailbox,
             read_only,
             uid_validity: record.uid_validity,
-            uids: messages.iter().map(|(uid, _)| *uid).collect(),
-            modseqs: messages.iter().map(|(_, m)| m.modseq).collect(),
-            flags: messages.iter().map(|(_, m)| m.flags).collect(),
-            keywords: messages
-                .iter()
-                .filter(|(_, m)| !m.keywords.is_empty())
-                .map(|(uid, m)| (*uid, m.keywords.clone()))
-                .collect(),
+            uids: Vec::with_capacity(capacity),
+            modseqs: Vec::with_capacity(capacity),
+            flags: Vec::with_capacity(capacity),
+            keywords: HashMap::new(),
             highest_modseq: record.highest_modseq,
             uid_next: record.uid_next,
             vanished: Vec::new(),
         };
-        Ok((view, messages))
+        snapshot.for_each_chunk(mailbox, |chunk| {
+            let first = view.uids.len();
+            view.uids.extend(chunk.uids());
+            view.modseqs.extend(chunk.modseqs());
+            view.flags.extend(chunk.flags());
+            for (position, keywords) in chunk.keywords()? {
+                view.keywords.insert(view.uids[first + position], keywords);
+            }
+            Ok(())
+        })?;
+        Ok((view, record))
     }
 
     pub fn uid_next(&self) -> u32 {
@@ -66,6 +78,11 @@ impl View {
 
     pub fn exists(&self) -> u32 {
         self.uids.len() as u32
+    }
+
+    /// The position (sequence number - 1) of the first message without \Seen.
+    pub fn first_unseen(&self) -> Option<usize> {
+        self.flags.iter().position(|f| !f.contains(Flags::SEEN))
     }
 
     /// The sequence number of a UID in this view.
@@ -101,29 +118,20 @@ impl View {
     }
 
     /// Brings the view up to date with the store and writes the untagged
-    /// responses that says so: EXPUNGE (only if `allow_expunge`), EXISTS,
-    /// and FETCH FLAGS for flags changed elsewhere.
+    /// responses that say so: EXPUNGE (only if `allow_expunge`), EXISTS, and
+    /// FETCH FLAGS for flags changed elsewhere. Only index chunks changed
+    /// since the last sync are read message by message.
     pub fn sync(
         &mut self,
         snapshot: &Snapshot,
         out: &mut Vec<u8>,
         allow_expunge: bool,
     ) -> Result<(), StoreError> {
-        let record = match snapshot.mailbox(self.mailbox)? {
-            Some(record) => record,
+        let Some(record) = snapshot.mailbox(self.mailbox)? else {
             // Deleted under us: every message is gone.
-            None => {
-                if allow_expunge {
-                    for seq in (1..=self.uids.len()).rev() {
-                        out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
-                    }
-                    self.uids.clear();
-                    self.modseqs.clear();
-                    self.flags.clear();
-                    self.keywords.clear();
-                }
-                return Ok(());
-            }
+            let all = self.uids.clone();
+            self.note_gone(all, out, allow_expunge);
+            return Ok(());
         };
         let pending_expunge = allow_expunge && !self.vanished.is_empty();
         if record.highest_modseq == self.highest_modseq
@@ -132,65 +140,36 @@ impl View {
         {
             return Ok(());
         }
-        let current: HashMap<u32, MessageRecord> =
-            snapshot.messages(self.mailbox)?.into_iter().collect();
-        if allow_expunge {
-            // Highest first, so each number still means what the client
-            // thinks it means when it reads that line.
-            let mut gone = false;
-            for i in (0..self.uids.len()).rev() {
-                if !current.contains_key(&self.uids[i]) {
-                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-                    gone = true;
-                }
-            }
-            if gone {
-                // One pass, not one removal per message: expunging half of a
-                // large mailbox must not be quadratic.
-                let keep: Vec<bool> = self.uids.iter().map(|u| current.contains_key(u)).collect();
-                let mut keep_iter = keep.iter();
-                self.modseqs.retain(|_| *keep_iter.next().unwrap_or(&false));
-                let mut keep_iter = keep.iter();
-                self.flags.retain(|_| *keep_iter.next().unwrap_or(&false));
-                self.uids.retain(|u| current.contains_key(u));
-                self.keywords.retain(|u, _| current.contains_key(u));
-            }
-            self.vanished.clear();
-        } else {
-            self.vanished = self
-                .uids
-                .iter()
-                .copied()
-                .filter(|uid| !current.contains_key(uid))
-                .collect();
+        let mut gone = Vec::new();
+        let mut changed = Vec::new();
+        let mut arrived = Vec::new();
+        if record.highest_modseq != self.highest_modseq || record.uid_next != self.uid_next {
+            self.diff(snapshot, &mut gone, &mut changed, &mut arrived)?;
         }
-        for i in 0..self.uids.len() {
-            let Some(message) = current.get(&self.uids[i]) else {
+        self.note_gone(gone, out, allow_expunge);
+        for (uid, modseq, flags, keywords) in changed {
+            // Gone messages were removed above, so look the UID up again.
+            let Ok(i) = self.uids.binary_search(&uid) else {
                 continue;
             };
-            if message.modseq > self.modseqs[i] {
-                self.remember(i, message);
-                out.extend_from_slice(
-                    format!("* {} FETCH (UID {} FLAGS ", i + 1, self.uids[i]).as_bytes(),
-                );
-                flag_list(out, message.flags, &message.keywords);
-                out.extend_from_slice(b")\r\n");
+            self.modseqs[i] = modseq;
+            self.flags[i] = flags;
+            out.extend_from_slice(format!("* {} FETCH (UID {uid} FLAGS ", i + 1).as_bytes());
+            flag_list(out, flags, &keywords);
+            out.extend_from_slice(b")\r\n");
+            if keywords.is_empty() {
+                self.keywords.remove(&uid);
+            } else {
+                self.keywords.insert(uid, keywords);
             }
         }
-        let last = self.uids.last().copied().unwrap_or(0);
-        let mut arrived: Vec<(u32, &MessageRecord)> = current
-            .iter()
-            .filter(|(uid, _)| **uid > last)
-            .map(|(uid, m)| (*uid, m))
-            .collect();
         if !arrived.is_empty() {
-            arrived.sort_unstable_by_key(|(uid, _)| *uid);
-            for (uid, message) in arrived {
+            for (uid, modseq, flags, keywords) in arrived {
                 self.uids.push(uid);
-                self.modseqs.push(message.modseq);
-                self.flags.push(message.flags);
-                if !message.keywords.is_empty() {
-                    self.keywords.insert(uid, message.keywords.clone());
+                self.modseqs.push(modseq);
+                self.flags.push(flags);
+                if !keywords.is_empty() {
+                    self.keywords.insert(uid, keywords);
                 }
             }
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
@@ -198,5 +177,176 @@ impl View {
         self.highest_modseq = record.highest_modseq;
         self.uid_next = record.uid_next;
         Ok(())
+    }
+
+    /// Compares the view with the store's index: which of the view's
+    /// messages are gone, whose flags changed, and which messages arrived.
+    /// Chunks whose MODSEQ is not past the view's are unchanged and skipped.
+    fn diff(
+        &self,
+        snapshot: &Snapshot,
+        gone: &mut Vec<u32>,
+        changed: &mut Vec<Message>,
+        arrived: &mut Vec<Message>,
+    ) -> Result<(), StoreError> {
+        let last = self.uids.last().copied().unwrap_or(0);
+        // Position in `self.uids` of the first UID not yet accounted for.
+        let mut pos = 0;
+        snapshot.for_each_chunk(self.mailbox, |chunk| {
+            let low = chunk.number.saturating_mul(CHUNK_UIDS);
+            // The view's UIDs before this chunk whose chunks no longer exist.
+            let skipped = self.uids[pos..].partition_point(|&u| u < low);
+            gone.extend_from_slice(&self.uids[pos..pos + skipped]);
+            pos += skipped;
+            let mine = self.uids[pos..].partition_point(|&u| chunk_of(u) == chunk.number);
+            let (start, end) = (pos, pos + mine);
+            pos = end;
+            if chunk.modseq <= self.highest_modseq {
+                return Ok(());
+            }
+            let mut keywords: HashMap<usize, Vec<String>> = chunk.keywords()?.into_iter().collect();
+            let mut i = start;
+            for (position, ((uid, modseq), flags)) in chunk
+                .uids()
+                .zip(chunk.modseqs())
+                .zip(chunk.flags())
+                .enumerate()
+            {
+                while i < end && self.uids[i] < uid {
+                    gone.push(self.uids[i]);
+                    i += 1;
+                }
+                if i < end && self.uids[i] == uid {
+                    if modseq > self.modseqs[i] {
+                        let k = keywords.remove(&position).unwrap_or_default();
+                        changed.push((uid, modseq, flags, k));
+                    }
+                    i += 1;
+                } else if uid > last {
+                    let k = keywords.remove(&position).unwrap_or_default();
+                    arrived.push((uid, modseq, flags, k));
+                }
+            }
+            gone.extend_from_slice(&self.uids[i..end]);
+            Ok(())
+        })?;
+        gone.extend_from_slice(&self.uids[pos..]);
+        Ok(())
+    }
+
+    /// Reports messages found gone from the store: as EXPUNGE now if allowed,
+    /// else kept in the view and remembered until it is.
+    fn note_gone(&mut self, gone: Vec<u32>, out: &mut Vec<u8>, allow_expunge: bool) {
+        self.vanished.extend(gone);
+        self.vanished.sort_unstable();
+        self.vanished.dedup();
+        if !allow_expunge || self.vanished.is_empty() {
+            return;
+        }
+        let doomed = std::mem::take(&mut self.vanished);
+        let keep: Vec<bool> = self
+            .uids
+            .iter()
+            .map(|u| doomed.binary_search(u).is_err())
+            .collect();
+        // Highest first, so each number still means what the client thinks
+        // it means when it reads that line.
+        for (i, _) in keep.iter().enumerate().rev().filter(|(_, k)| !**k) {
+            out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+        }
+        // One pass, not one removal per message: expunging half of a large
+        // mailbox must not be quadratic.
+        let mut k = keep.iter();
+        self.modseqs.retain(|_| *k.next().unwrap_or(&false));
+        let mut k = keep.iter();
+        self.flags.retain(|_| *k.next().unwrap_or(&false));
+        self.uids.retain(|u| doomed.binary_search(u).is_err());
+        self.keywords.retain(|u, _| doomed.binary_search(u).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{random_changes, temp_store, Lcg};
+
+    /// What a client knows of the mailbox, kept only from the responses it
+    /// was sent: the flags of each message by sequence number, where told.
+    fn apply(client: &mut Vec<Option<String>>, out: &[u8]) {
+        for line in std::str::from_utf8(out).unwrap().split_terminator("\r\n") {
+            let words: Vec<&str> = line.splitn(4, ' ').collect();
+            let n: usize = words[1].parse().unwrap();
+            match words[2] {
+                "EXPUNGE" => {
+                    assert!(n >= 1 && n <= client.len(), "{line}");
+                    client.remove(n - 1);
+                }
+                "EXISTS" => {
+                    assert!(n >= client.len(), "EXISTS may not shrink: {line}");
+                    client.resize(n, None);
+                }
+                "FETCH" => {
+                    let flags = &words[3][words[3].find("FLAGS ").unwrap() + 6..];
+                    client[n - 1] = Some(flags.strip_suffix(')').unwrap().to_string());
+                }
+                _ => panic!("unexpected {line}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sync_keeps_a_client_in_step_with_the_store() {
+        let (_dir, store) = temp_store();
+        let mailboxes = store
+            .write_blocking(|tx| {
+                let inbox = tx.ensure_user("alice")?;
+                let other = tx.create_mailbox("alice", "Other", None)?;
+                Ok(vec![inbox, other])
+            })
+            .unwrap();
+        let inbox = mailboxes[0];
+        let mut rng = Lcg(5);
+        let (mut view, _) = View::open(&store.snapshot().unwrap(), inbox, false).unwrap();
+        let mut client: Vec<Option<String>> = Vec::new();
+        for round in 0..60 {
+            let seed = rng.below(u64::MAX);
+            let list = mailboxes.clone();
+            store
+                .write_blocking(move |tx| random_changes(tx, &list, &mut Lcg(seed)))
+                .unwrap();
+            // Some commands may not report expunges (FETCH, STORE, SEARCH).
+            let allow_expunge = rng.below(3) != 0;
+            let mut out = Vec::new();
+            view.sync(&store.snapshot().unwrap(), &mut out, allow_expunge)
+                .unwrap();
+            apply(&mut client, &out);
+            assert_eq!(client.len(), view.uids.len(), "round {round}");
+            if allow_expunge {
+                let (fresh, _) = View::open(&store.snapshot().unwrap(), inbox, false).unwrap();
+                assert_eq!(view.uids, fresh.uids, "round {round}");
+                assert_eq!(view.flags, fresh.flags, "round {round}");
+            }
+        }
+        let mut out = Vec::new();
+        view.sync(&store.snapshot().unwrap(), &mut out, true).unwrap();
+        apply(&mut client, &out);
+        assert!(view.vanished.is_empty());
+
+        // The synced view and the client agree with a freshly opened view.
+        let (fresh, _) = View::open(&store.snapshot().unwrap(), inbox, false).unwrap();
+        assert!(fresh.exists() > 1000, "the changes should span chunks");
+        assert_eq!(view.uids, fresh.uids);
+        assert_eq!(view.modseqs, fresh.modseqs);
+        assert_eq!(view.flags, fresh.flags);
+        assert_eq!(view.keywords, fresh.keywords);
+        assert_eq!(client.len(), fresh.uids.len());
+        for (i, told) in client.iter().enumerate() {
+            if let Some(told) = told {
+                let (flags, keywords) = fresh.flags_at(i);
+                let mut expected = Vec::new();
+                flag_list(&mut expected, flags, keywords);
+                assert_eq!(told.as_bytes(), expected.as_slice(), "message {}", i + 1);
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! fsync (see [`writer`]). Protocols speak in users, mailboxes, UIDs and flags.
 
 mod events;
+mod index;
 mod ops;
 mod records;
 mod writer;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use events::{Change, Hub};
+pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
 pub use writer::WriteCtx;
@@ -24,8 +26,13 @@ pub type MailboxId = u64;
 pub type BlobId = u64;
 
 /// The schema this binary writes. A file with a newer one is refused, since an
-/// older binary cannot know what the newer one's records mean.
-pub const SCHEMA_VERSION: u32 = 1;
+/// older binary cannot know what the newer one's records mean (or, as with
+/// version 2's message index, would not keep them up to date).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The most distinct keywords one mailbox may hold: SELECT lists them all,
+/// and every write to the mailbox carries the list.
+pub const MAX_MAILBOX_KEYWORDS: usize = 256;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const MAILBOXES: TableDefinition<u64, &[u8]> = TableDefinition::new("mailboxes");
@@ -40,6 +47,8 @@ const PARSED: TableDefinition<u64, &[u8]> = TableDefinition::new("parsed");
 /// delivery: a header search reads this small record instead of the message.
 const SEARCH_HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("search_headers");
 const EXPUNGED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("expunged");
+/// (mailbox, UID / CHUNK_UIDS) → packed UIDs, MODSEQs and flags (index.rs).
+const MESSAGE_INDEX: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("message_index");
 
 /// The mailboxes every user starts with, and their special use.
 pub const DEFAULT_MAILBOXES: [(&str, Option<SpecialUse>); 6] = [
@@ -66,6 +75,8 @@ pub enum StoreError {
     MailboxExists,
     /// The operation is not allowed; the text says why.
     Refused(String),
+    /// The operation would pass one of the store's limits; the text says which.
+    Limit(String),
     /// The writer thread is gone (the server is shutting down).
     Closed,
 }
@@ -89,7 +100,7 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::NoSuchMailbox => write!(f, "no such mailbox"),
             StoreError::MailboxExists => write!(f, "mailbox already exists"),
-            StoreError::Refused(why) => write!(f, "{why}"),
+            StoreError::Refused(why) | StoreError::Limit(why) => write!(f, "{why}"),
             StoreError::Closed => write!(f, "the store is shutting down"),
         }
     }
@@ -194,6 +205,10 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 if version > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema(version));
                 }
+                if version < 2 {
+                    upgrade_to_v2(&txn)?;
+                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                }
             }
             None => {
                 meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
@@ -210,8 +225,56 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(PARSED)?;
         txn.open_table(SEARCH_HEADERS)?;
         txn.open_table(EXPUNGED)?;
+        txn.open_table(MESSAGE_INDEX)?;
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// Schema 1 → 2: builds the message index and each mailbox's keyword list
+/// from the message records.
+fn upgrade_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let messages = txn.open_table(MESSAGES)?;
+    let mut mailboxes = txn.open_table(MAILBOXES)?;
+    let mut chunks = txn.open_table(MESSAGE_INDEX)?;
+    let mut keywords: std::collections::HashMap<MailboxId, Vec<String>> = Default::default();
+    let mut current: Option<((MailboxId, u32), index::Chunk)> = None;
+    for entry in messages.iter()? {
+        let (key, value) = entry?;
+        let (mailbox, uid) = key.value();
+        let message = MessageRecord::decode(value.value())?;
+        let key = (mailbox, chunk_of(uid));
+        if current.as_ref().is_some_and(|(k, _)| *k != key) {
+            if let Some((k, chunk)) = current.take() {
+                chunks.insert(k, chunk.encode().as_slice())?;
+            }
+        }
+        let (_, chunk) = current.get_or_insert_with(|| (key, index::Chunk::default()));
+        chunk.modseq = chunk.modseq.max(message.modseq);
+        records::add_keywords(keywords.entry(mailbox).or_default(), &message.keywords);
+        chunk.entries.push(index::IndexEntry {
+            uid,
+            modseq: message.modseq,
+            flags: message.flags,
+            keywords: message.keywords,
+        });
+    }
+    if let Some((k, chunk)) = current {
+        chunks.insert(k, chunk.encode().as_slice())?;
+    }
+    let ids: Vec<MailboxId> = mailboxes
+        .iter()?
+        .map(|entry| entry.map(|(id, _)| id.value()))
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        let found = mailboxes.get(id)?;
+        let Some(mut record) = found.map(|v| MailboxRecord::decode(v.value())).transpose()? else {
+            continue;
+        };
+        record.keywords = keywords.remove(&id).unwrap_or_default();
+        mailboxes.insert(id, record.encode().as_slice())?;
+    }
+    log::info!("store: upgraded the database to schema 2 (message index built)");
     Ok(())
 }
 
@@ -280,6 +343,20 @@ impl Snapshot {
             out.push((key.value().1, MessageRecord::decode(value.value())?));
         }
         Ok(out)
+    }
+
+    /// Visits the mailbox's message index chunks in UID order (index.rs).
+    pub fn for_each_chunk(
+        &self,
+        mailbox: MailboxId,
+        mut visit: impl FnMut(ChunkRef<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+        for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
+            let (key, value) = entry?;
+            visit(ChunkRef::parse(key.value().1, value.value())?)?;
+        }
+        Ok(())
     }
 
     /// The messages of a mailbox with UIDs in `low..=high`, in UID order.
@@ -367,6 +444,128 @@ impl Content {
 
     pub fn search_header(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.search_headers.get(blob)?.map(|v| v.value().to_vec()))
+    }
+}
+
+/// Throwaway stores for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use redb::ReadableTable;
+
+    use super::Store;
+
+    pub fn temp_store() -> (tempdir::Dir, Store) {
+        let dir = tempdir::Dir::new();
+        let (store, _changes) = Store::open(&dir.path().join("t.redb"), 1 << 20).unwrap();
+        (dir, store)
+    }
+
+    /// A small deterministic generator, so a failing case can be replayed.
+    pub struct Lcg(pub u64);
+    impl Lcg {
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n.max(1)
+        }
+    }
+
+    /// One batch of random changes to `mailboxes`: arrivals (some with flags
+    /// and keywords), flag changes, copies, and expunges of single messages
+    /// and of long runs, so that chunks fill, split across boundaries and
+    /// empty.
+    pub fn random_changes(
+        tx: &mut super::WriteCtx,
+        mailboxes: &[super::MailboxId],
+        rng: &mut Lcg,
+    ) -> Result<(), super::StoreError> {
+        use super::{Analysis, FlagChange, Flags};
+        const KEYWORDS: [&str; 3] = ["$Forwarded", "work", "$Junk"];
+        let pick_keywords = |rng: &mut Lcg| -> Vec<String> {
+            (0..rng.below(3))
+                .map(|_| KEYWORDS[rng.below(3) as usize].to_string())
+                .collect()
+        };
+        for _ in 0..1 + rng.below(4) {
+            let mailbox = mailboxes[rng.below(mailboxes.len() as u64) as usize];
+            let uids: Vec<u32> = tx
+                .messages
+                .range((mailbox, 0)..=(mailbox, u32::MAX))?
+                .map(|entry| entry.map(|(key, _)| key.value().1))
+                .collect::<Result<_, _>>()?;
+            let some = |rng: &mut Lcg| -> Vec<u32> {
+                uids.iter()
+                    .copied()
+                    .filter(|_| rng.below(4) == 0)
+                    .collect()
+            };
+            match rng.below(6) {
+                0 | 1 => {
+                    for _ in 0..rng.below(700) {
+                        let flags = Flags(rng.below(32) as u16);
+                        let keywords = pick_keywords(rng);
+                        tx.append_message(
+                            mailbox,
+                            b"Subject: x\r\n\r\nbody\r\n",
+                            &Analysis::default(),
+                            flags,
+                            keywords,
+                            (0, 0),
+                        )?;
+                    }
+                }
+                2 => {
+                    let flags = Flags(rng.below(32) as u16);
+                    let change = match rng.below(3) {
+                        0 => FlagChange::Add(flags, pick_keywords(rng)),
+                        1 => FlagChange::Remove(flags, pick_keywords(rng)),
+                        _ => FlagChange::Replace(flags, pick_keywords(rng)),
+                    };
+                    tx.change_flags(mailbox, &some(rng), &change)?;
+                }
+                3 => {
+                    let to = mailboxes[rng.below(mailboxes.len() as u64) as usize];
+                    tx.copy_messages(mailbox, &some(rng), to)?;
+                }
+                4 => {
+                    tx.expunge(mailbox, &some(rng))?;
+                }
+                _ => {
+                    // A run of UIDs, often a whole chunk or more.
+                    let start = rng.below(uids.len() as u64 + 1) as usize;
+                    let len = rng.below(1500) as usize;
+                    let run = &uids[start..(start + len).min(uids.len())];
+                    tx.expunge(mailbox, run)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A throwaway directory, removed on drop.
+    pub mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = std::env::temp_dir()
+                    .join(format!("letterbox-store-test-{}-{n}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&path);
+                std::fs::create_dir_all(&path).unwrap();
+                Dir(path)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
     }
 }
 

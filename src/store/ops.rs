@@ -4,11 +4,31 @@
 
 use redb::ReadableTable;
 
-use super::records::{encode_uids, Flags, MailboxRecord, MessageRecord, SpecialUse};
+use super::index::IndexEntry;
+use super::records::{
+    add_keywords, encode_uids, Flags, MailboxRecord, MessageRecord, SpecialUse,
+};
 use super::{
     canonical_mailbox_name, now_unix, BlobId, Change, MailboxId, StoreError, WriteCtx,
-    DEFAULT_MAILBOXES,
+    DEFAULT_MAILBOXES, MAX_MAILBOX_KEYWORDS,
 };
+
+/// Checks that the mailbox's keyword list has room for `keywords`.
+fn keyword_room<'k>(
+    record: &MailboxRecord,
+    keywords: impl IntoIterator<Item = &'k String>,
+) -> Result<(), StoreError> {
+    let mut list = record.keywords.clone();
+    for k in keywords {
+        add_keywords(&mut list, std::slice::from_ref(k));
+        if list.len() > MAX_MAILBOX_KEYWORDS {
+            return Err(StoreError::Limit(format!(
+                "a mailbox holds at most {MAX_MAILBOX_KEYWORDS} different keywords"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// What is worked out about a message once, when it arrives, and stored
 /// beside it: the IMAP structure ([`crate::mime::MessageInfo::encode`]) and
@@ -119,6 +139,7 @@ impl WriteCtx<'_> {
             unseen: 0,
             deleted: 0,
             size: 0,
+            keywords: Vec::new(),
         };
         self.save_mailbox(id, &record)?;
         self.mailbox_names.insert((user, name.as_str()), id)?;
@@ -193,6 +214,9 @@ impl WriteCtx<'_> {
             // UIDVALIDITY, which a later version can offer as a repair.
             return Err(StoreError::Storage("mailbox has used up its UIDs".into()));
         }
+        keyword_room(&record, &keywords)?;
+        self.load_chunks(mailbox, [uid])?;
+        add_keywords(&mut record.keywords, &keywords);
         record.uid_next += 1;
         record.highest_modseq += 1;
         record.exists += 1;
@@ -215,6 +239,15 @@ impl WriteCtx<'_> {
         self.add_blob_ref(blob)?;
         self.messages
             .insert((mailbox, uid), message.encode().as_slice())?;
+        self.index_put(
+            mailbox,
+            IndexEntry {
+                uid,
+                modseq: message.modseq,
+                flags: message.flags,
+                keywords: message.keywords,
+            },
+        )?;
         self.save_mailbox(mailbox, &record)?;
         self.changes.push(Change::Mailbox(mailbox));
         Ok(uid)
@@ -272,7 +305,7 @@ impl WriteCtx<'_> {
         keywords: Vec<String>,
         internal_date: (i64, i16),
     ) -> Result<u32, StoreError> {
-        self.load_mailbox(mailbox)?;
+        keyword_room(&self.load_mailbox(mailbox)?, &keywords)?;
         let size = u32::try_from(raw.len())
             .map_err(|_| StoreError::Storage("message larger than 4 GiB".into()))?;
         let blob = self.put_blob(raw, analysis)?;
@@ -287,16 +320,17 @@ impl WriteCtx<'_> {
         uids: &[u32],
         to: MailboxId,
     ) -> Result<Vec<(u32, u32)>, StoreError> {
-        self.load_mailbox(to)?;
-        let mut pairs = Vec::with_capacity(uids.len());
+        let target = self.load_mailbox(to)?;
+        let mut sources = Vec::with_capacity(uids.len());
         for &uid in uids {
             let found = self.messages.get((from, uid))?;
-            let Some(message) = found
-                .map(|bytes| MessageRecord::decode(bytes.value()))
-                .transpose()?
-            else {
-                continue;
-            };
+            if let Some(bytes) = found {
+                sources.push((uid, MessageRecord::decode(bytes.value())?));
+            }
+        }
+        keyword_room(&target, sources.iter().flat_map(|(_, m)| &m.keywords))?;
+        let mut pairs = Vec::with_capacity(sources.len());
+        for (uid, message) in sources {
             // Letterbox-internal flags belong to the source copy only.
             let flags = message.flags.without(Flags::POP3_HIDDEN);
             let new_uid = self.append(
@@ -441,6 +475,8 @@ impl WriteCtx<'_> {
     /// Removes messages for good. Returns the UIDs that were there.
     pub fn expunge(&mut self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         let mut record = self.load_mailbox(mailbox)?;
+        self.load_chunks(mailbox, uids.iter().copied())?;
+        let modseq = record.highest_modseq + 1;
         let mut removed = Vec::with_capacity(uids.len());
         for &uid in uids {
             let Some(bytes) = self.messages.remove((mailbox, uid))? else {
@@ -448,6 +484,7 @@ impl WriteCtx<'_> {
             };
             let message = MessageRecord::decode(bytes.value())?;
             drop(bytes);
+            self.index_remove(mailbox, uid, modseq)?;
             record.exists = record.exists.saturating_sub(1);
             record.size = record.size.saturating_sub(u64::from(message.size));
             if !message.flags.contains(Flags::SEEN) {
@@ -460,7 +497,7 @@ impl WriteCtx<'_> {
             removed.push(uid);
         }
         if !removed.is_empty() {
-            record.highest_modseq += 1;
+            record.highest_modseq = modseq;
             self.expunged.insert(
                 (mailbox, record.highest_modseq),
                 encode_uids(&removed).as_slice(),
@@ -505,6 +542,11 @@ impl WriteCtx<'_> {
         change: &FlagChange,
     ) -> Result<Vec<Changed>, StoreError> {
         let mut record = self.load_mailbox(mailbox)?;
+        if let FlagChange::Add(_, keywords) | FlagChange::Replace(_, keywords) = change {
+            keyword_room(&record, keywords)?;
+            add_keywords(&mut record.keywords, keywords);
+        }
+        self.load_chunks(mailbox, uids.iter().copied())?;
         let mut changed = Vec::new();
         for &uid in uids {
             let found = self.messages.get((mailbox, uid))?;
@@ -557,6 +599,15 @@ impl WriteCtx<'_> {
             message.modseq = record.highest_modseq;
             self.messages
                 .insert((mailbox, uid), message.encode().as_slice())?;
+            self.index_put(
+                mailbox,
+                IndexEntry {
+                    uid,
+                    modseq: message.modseq,
+                    flags: message.flags,
+                    keywords: message.keywords.clone(),
+                },
+            )?;
             changed.push(Changed {
                 uid,
                 flags: message.flags,
@@ -574,39 +625,10 @@ impl WriteCtx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::testing::{temp_store, tempdir};
     use crate::store::{Store, StoreError};
 
     use super::*;
-
-    fn temp_store() -> (tempdir::Dir, Store) {
-        let dir = tempdir::Dir::new();
-        let (store, _changes) = Store::open(&dir.path().join("t.redb"), 1 << 20).unwrap();
-        (dir, store)
-    }
-
-    /// A throwaway directory, removed on drop; tests only.
-    mod tempdir {
-        pub struct Dir(std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = std::env::temp_dir()
-                    .join(format!("letterbox-store-test-{}-{n}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&path);
-                std::fs::create_dir_all(&path).unwrap();
-                Dir(path)
-            }
-            pub fn path(&self) -> &std::path::Path {
-                &self.0
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
 
     fn target(user: &str, folder: Option<&str>) -> DeliveryTarget {
         DeliveryTarget {

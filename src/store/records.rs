@@ -90,6 +90,9 @@ pub struct MailboxRecord {
     pub unseen: u32,
     pub deleted: u32,
     pub size: u64,
+    /// Every keyword ever set on a message here, in the order first seen: the
+    /// FLAGS that SELECT announces. Like Dovecot's, the list only grows.
+    pub keywords: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,12 +109,14 @@ pub struct MessageRecord {
 }
 
 const MAILBOX_V1: u8 = 1;
+/// Version 2 adds the keyword list.
+const MAILBOX_V2: u8 = 2;
 const MESSAGE_V1: u8 = 1;
 
 impl MailboxRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder(Vec::with_capacity(64 + self.name.len()));
-        e.u8(MAILBOX_V1);
+        e.u8(MAILBOX_V2);
         e.str(&self.owner);
         e.str(&self.name);
         e.u32(self.uid_validity);
@@ -123,16 +128,19 @@ impl MailboxRecord {
         e.u32(self.unseen);
         e.u32(self.deleted);
         e.u64(self.size);
+        e.u16(self.keywords.len() as u16);
+        self.keywords.iter().for_each(|k| e.str(k));
         e.0
     }
 
     pub fn decode(bytes: &[u8]) -> Result<MailboxRecord, StoreError> {
         let mut d = Decoder(bytes);
         let record = (|| {
-            if d.u8()? != MAILBOX_V1 {
+            let version = d.u8()?;
+            if version != MAILBOX_V1 && version != MAILBOX_V2 {
                 return None;
             }
-            Some(MailboxRecord {
+            let mut record = MailboxRecord {
                 owner: d.str()?,
                 name: d.str()?,
                 uid_validity: d.u32()?,
@@ -144,7 +152,14 @@ impl MailboxRecord {
                 unseen: d.u32()?,
                 deleted: d.u32()?,
                 size: d.u64()?,
-            })
+                keywords: Vec::new(),
+            };
+            if version >= MAILBOX_V2 {
+                for _ in 0..d.u16()? {
+                    record.keywords.push(d.str()?);
+                }
+            }
+            Some(record)
         })();
         record.ok_or_else(|| StoreError::Corrupt("mailbox record".into()))
     }
@@ -198,6 +213,18 @@ impl MessageRecord {
     }
 }
 
+/// Adds to `list` each of `new` it lacks (keywords compare without case).
+/// Returns how many were added.
+pub fn add_keywords(list: &mut Vec<String>, new: &[String]) -> usize {
+    let before = list.len();
+    for k in new {
+        if !list.iter().any(|have| have.eq_ignore_ascii_case(k)) {
+            list.push(k.clone());
+        }
+    }
+    list.len() - before
+}
+
 /// UIDs expunged at one MODSEQ, for QRESYNC's VANISHED.
 pub fn encode_uids(uids: &[u32]) -> Vec<u8> {
     let mut e = Encoder(Vec::with_capacity(1 + uids.len() * 4));
@@ -208,31 +235,31 @@ pub fn encode_uids(uids: &[u32]) -> Vec<u8> {
     e.0
 }
 
-struct Encoder(Vec<u8>);
+pub(super) struct Encoder(pub(super) Vec<u8>);
 
 impl Encoder {
-    fn u8(&mut self, v: u8) {
+    pub(super) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(super) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(super) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     /// Strings here are mailbox names, user names and keywords, all far below
     /// 64 KiB: their parsers enforce much smaller limits.
-    fn str(&mut self, s: &str) {
+    pub(super) fn str(&mut self, s: &str) {
         let len = s.len().min(u16::MAX as usize);
         self.u16(len as u16);
         self.0.extend_from_slice(&s.as_bytes()[..len]);
     }
 }
 
-struct Decoder<'a>(&'a [u8]);
+pub(super) struct Decoder<'a>(pub(super) &'a [u8]);
 
 impl Decoder<'_> {
     fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
@@ -240,19 +267,19 @@ impl Decoder<'_> {
         self.0 = rest;
         Some(*head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(super) fn u8(&mut self) -> Option<u8> {
         Some(self.take::<1>()?[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(super) fn u16(&mut self) -> Option<u16> {
         self.take().map(u16::from_le_bytes)
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(super) fn u32(&mut self) -> Option<u32> {
         self.take().map(u32::from_le_bytes)
     }
-    fn u64(&mut self) -> Option<u64> {
+    pub(super) fn u64(&mut self) -> Option<u64> {
         self.take().map(u64::from_le_bytes)
     }
-    fn str(&mut self) -> Option<String> {
+    pub(super) fn str(&mut self) -> Option<String> {
         let len = self.u16()? as usize;
         if self.0.len() < len {
             return None;
@@ -281,8 +308,16 @@ mod tests {
             unseen: 1,
             deleted: 0,
             size: 12345,
+            keywords: vec!["$Junk".into(), "todo".into()],
         };
-        assert_eq!(MailboxRecord::decode(&record.encode()).unwrap(), record);
+        let bytes = record.encode();
+        assert_eq!(MailboxRecord::decode(&bytes).unwrap(), record);
+        // A version 1 record is the same without the keyword list.
+        let mut v1 = bytes[..bytes.len() - (2 + 2 + 5 + 2 + 4)].to_vec();
+        v1[0] = 1;
+        let old = MailboxRecord::decode(&v1).unwrap();
+        assert_eq!(old.keywords, Vec::<String>::new());
+        assert_eq!(old.size, record.size);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! fails and every job in the batch is told so: nothing half-done is ever
 //! acknowledged.
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,9 +20,10 @@ use std::thread::JoinHandle;
 use redb::Table;
 use smol::channel::{Receiver, Sender};
 
+use super::index::PendingChunk;
 use super::{
-    Change, StoreError, BLOBS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES, MESSAGES, META,
-    PARSED, SEARCH_HEADERS,
+    Change, MailboxId, StoreError, BLOBS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES, MESSAGES,
+    MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS,
 };
 
 /// The most jobs one transaction takes, so that one commit stays short and a
@@ -42,6 +44,9 @@ pub struct WriteCtx<'t> {
     pub(super) parsed: Table<'t, u64, &'static [u8]>,
     pub(super) search_headers: Table<'t, u64, &'static [u8]>,
     pub(super) expunged: Table<'t, (u64, u64), &'static [u8]>,
+    pub(super) message_index: Table<'t, (u64, u32), &'static [u8]>,
+    /// Index chunks this batch is editing, written back before the commit.
+    pub(super) pending_chunks: BTreeMap<(MailboxId, u32), PendingChunk>,
     /// What this batch changed, published to the event loop after the commit.
     pub(super) changes: Vec<Change>,
 }
@@ -195,6 +200,8 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Cha
             }
             if let Some(err) = &failure {
                 jobs.for_each(|job| job.fail(err.clone()));
+            } else if let Err(err) = ctx.flush_index() {
+                failure = Some(err);
             }
             changes = std::mem::take(&mut ctx.changes);
         }
@@ -231,6 +238,8 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError>
         parsed: txn.open_table(PARSED)?,
         search_headers: txn.open_table(SEARCH_HEADERS)?,
         expunged: txn.open_table(EXPUNGED)?,
+        message_index: txn.open_table(MESSAGE_INDEX)?,
+        pending_chunks: BTreeMap::new(),
         changes: Vec::new(),
     })
 }

@@ -1,11 +1,9 @@
 //! SELECT, EXAMINE and CLOSE.
 
-use std::collections::BTreeSet;
-
 use crate::imap::response::mailbox_name;
 use crate::imap::session::{Session, State};
 use crate::imap::view::View;
-use crate::store::{Flags, StoreError};
+use crate::store::{StoreError, MAX_MAILBOX_KEYWORDS};
 
 impl Session {
     pub(in crate::imap) fn select(&mut self, tag: &str, raw: &[u8], read_only: bool) {
@@ -24,30 +22,31 @@ impl Session {
                 .ok_or(StoreError::NoSuchMailbox)?;
             View::open(&snapshot, id, read_only)
         });
-        let (view, messages) = match opened {
+        let (view, record) = match opened {
             Ok(opened) => opened,
             Err(e) => return self.store_failed(tag, &e),
         };
-        let keywords: BTreeSet<&str> = messages
-            .iter()
-            .flat_map(|(_, m)| m.keywords.iter().map(String::as_str))
-            .collect();
-        let keyword_list: String = keywords.iter().map(|k| format!(" {k}")).collect();
+        let keyword_list: String = record.keywords.iter().map(|k| format!(" {k}")).collect();
         self.untagged(&format!(
             "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_list})"
         ));
         if read_only {
             self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
         } else {
-            self.untagged("OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted");
+            // `\*` only while the mailbox can take another keyword.
+            let more = if record.keywords.len() < MAX_MAILBOX_KEYWORDS {
+                " \\*"
+            } else {
+                ""
+            };
+            self.untagged(&format!(
+                "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_list}{more})] Flags permitted"
+            ));
         }
         self.untagged(&format!("{} EXISTS", view.exists()));
         if !self.rev2 {
             self.untagged("0 RECENT");
-            if let Some(first) = messages
-                .iter()
-                .position(|(_, m)| !m.flags.contains(Flags::SEEN))
-            {
+            if let Some(first) = view.first_unseen() {
                 self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
             }
         }
