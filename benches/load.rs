@@ -866,7 +866,7 @@ fn bench_imap(o: &Options) {
         let medians: Vec<f64> = times.into_iter().map(median).collect();
         let mut line = format!("  {label:36}");
         for ((name, _, _), m) in servers.iter().zip(&medians) {
-            line.push_str(&format!(" {name} {m:8.3} s"));
+            line.push_str(&format!(" {name} {m:9.4} s"));
         }
         if medians.len() == 2 {
             line.push_str(&format!(

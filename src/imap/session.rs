@@ -221,6 +221,20 @@ impl Session {
                 return Flow::Continue;
             }
         }
+        if selected
+            && matches!(
+                body,
+                C::Expunge { .. }
+                    | C::Search { .. }
+                    | C::Fetch { .. }
+                    | C::Store { .. }
+                    | C::Copy { .. }
+                    | C::Move { .. }
+            )
+            && !self.load_view(&tag)
+        {
+            return Flow::Continue;
+        }
         // Expunges by others may be reported after most commands, but not
         // after FETCH, STORE or SEARCH by sequence number (RFC 9051 7.5.1).
         let allow_expunge = !matches!(
@@ -401,6 +415,26 @@ impl Session {
             .and_then(|snapshot| view.sync(&snapshot, &mut self.out, allow_expunge));
         if let Err(e) = result {
             log::error!("{}: cannot refresh the selected mailbox: {e}", self.peer);
+        }
+    }
+
+    /// Reads the selected mailbox's messages if SELECT has not yet (see
+    /// [`View::load`]); on failure answers the command and returns false.
+    fn load_view(&mut self, tag: &str) -> bool {
+        let State::Selected(view) = &mut self.state else {
+            return true;
+        };
+        let result = self
+            .shared
+            .store
+            .snapshot()
+            .and_then(|snapshot| view.load(&snapshot));
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.store_failed(tag, &e);
+                false
+            }
         }
     }
 

@@ -33,11 +33,15 @@ pub struct View {
     /// Messages gone from the store but not yet reported (an EXPUNGE was not
     /// allowed when they went).
     pub vanished: Vec<u32>,
+    /// The EXISTS that SELECT announced, until [`View::load`] has read the
+    /// messages.
+    announced: Option<u32>,
 }
 
 impl View {
-    /// Opens a view from the mailbox's message index; the index and the
-    /// mailbox record come from one snapshot.
+    /// Opens a view as SELECT needs it: from the mailbox record alone. The
+    /// messages are read by [`View::load`] when a command first needs them,
+    /// so SELECT costs the same for ten messages and for a hundred thousand.
     pub fn open(
         snapshot: &Snapshot,
         mailbox: MailboxId,
@@ -46,30 +50,87 @@ impl View {
         let record = snapshot
             .mailbox(mailbox)?
             .ok_or(StoreError::NoSuchMailbox)?;
-        let capacity = record.exists as usize;
-        let mut view = View {
+        let view = View {
             mailbox,
             read_only,
             uid_validity: record.uid_validity,
-            uids: Vec::with_capacity(capacity),
-            modseqs: Vec::with_capacity(capacity),
-            flags: Vec::with_capacity(capacity),
+            uids: Vec::new(),
+            modseqs: Vec::new(),
+            flags: Vec::new(),
             keywords: HashMap::new(),
             highest_modseq: record.highest_modseq,
             uid_next: record.uid_next,
             vanished: Vec::new(),
+            announced: Some(record.exists),
         };
-        snapshot.for_each_chunk(mailbox, |chunk| {
-            let first = view.uids.len();
-            view.uids.extend(chunk.uids());
-            view.modseqs.extend(chunk.modseqs());
-            view.flags.extend(chunk.flags());
-            for (position, keywords) in chunk.keywords()? {
-                view.keywords.insert(view.uids[first + position], keywords);
+        Ok((view, record))
+    }
+
+    /// Reads the messages, as the client was told of them at SELECT, from a
+    /// later snapshot: messages that arrived since are left for the next
+    /// sync to announce, and those expunged since are put back (from the
+    /// `expunged` table) for it to report.
+    pub fn load(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let Some(announced) = self.announced else {
+            return Ok(());
+        };
+        let (uid_next, highest_modseq) = (self.uid_next, self.highest_modseq);
+        let mut expunged = snapshot.expunged_since(self.mailbox, highest_modseq)?;
+        expunged.retain(|&uid| uid < uid_next);
+        let capacity = announced as usize;
+        let mut uids = Vec::with_capacity(capacity);
+        let mut modseqs = Vec::with_capacity(capacity);
+        let mut flags = Vec::with_capacity(capacity);
+        let mut keywords = HashMap::new();
+        let mut gone = expunged.iter().copied().peekable();
+        snapshot.for_each_chunk(self.mailbox, |chunk| {
+            let first = uids.len();
+            for ((uid, modseq), f) in chunk.uids().zip(chunk.modseqs()).zip(chunk.flags()) {
+                if uid >= uid_next {
+                    break;
+                }
+                // Gone since SELECT: known by UID only, and found gone by
+                // the next sync.
+                while let Some(g) = gone.next_if(|&g| g < uid) {
+                    uids.push(g);
+                    modseqs.push(0);
+                    flags.push(Flags::default());
+                }
+                uids.push(uid);
+                // Changed since SELECT: the next sync reports it, as it would
+                // have had the view been read at SELECT.
+                modseqs.push(if modseq > highest_modseq { 0 } else { modseq });
+                flags.push(f);
+            }
+            let with_keywords = chunk.keywords()?;
+            if uids.len() > first && !with_keywords.is_empty() {
+                let chunk_uids: Vec<u32> = chunk.uids().collect();
+                for (position, k) in with_keywords {
+                    if chunk_uids[position] < uid_next {
+                        keywords.insert(chunk_uids[position], k);
+                    }
+                }
             }
             Ok(())
         })?;
-        Ok((view, record))
+        for g in gone {
+            uids.push(g);
+            modseqs.push(0);
+            flags.push(Flags::default());
+        }
+        if uids.len() != capacity {
+            log::warn!(
+                "mailbox {}: SELECT announced {announced} messages, the store accounts for {}",
+                self.mailbox,
+                uids.len()
+            );
+        }
+        self.uids = uids;
+        self.modseqs = modseqs;
+        self.flags = flags;
+        self.keywords = keywords;
+        self.announced = None;
+        Ok(())
     }
 
     pub fn uid_next(&self) -> u32 {
@@ -77,12 +138,7 @@ impl View {
     }
 
     pub fn exists(&self) -> u32 {
-        self.uids.len() as u32
-    }
-
-    /// The position (sequence number - 1) of the first message without \Seen.
-    pub fn first_unseen(&self) -> Option<usize> {
-        self.flags.iter().position(|f| !f.contains(Flags::SEEN))
+        self.announced.unwrap_or(self.uids.len() as u32)
     }
 
     /// The sequence number of a UID in this view.
@@ -129,6 +185,16 @@ impl View {
     ) -> Result<(), StoreError> {
         let Some(record) = snapshot.mailbox(self.mailbox)? else {
             // Deleted under us: every message is gone.
+            if let Some(announced) = self.announced {
+                // Never loaded: the numbers are all the client has.
+                if allow_expunge {
+                    for seq in (1..=announced).rev() {
+                        out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+                    }
+                    self.announced = None;
+                }
+                return Ok(());
+            }
             let all = self.uids.clone();
             self.note_gone(all, out, allow_expunge);
             return Ok(());
@@ -140,6 +206,7 @@ impl View {
         {
             return Ok(());
         }
+        self.load(snapshot)?;
         let mut gone = Vec::new();
         let mut changed = Vec::new();
         let mut arrived = Vec::new();
@@ -261,7 +328,8 @@ impl View {
         let mut k = keep.iter();
         self.flags.retain(|_| *k.next().unwrap_or(&false));
         self.uids.retain(|u| doomed.binary_search(u).is_err());
-        self.keywords.retain(|u, _| doomed.binary_search(u).is_err());
+        self.keywords
+            .retain(|u, _| doomed.binary_search(u).is_err());
     }
 }
 
@@ -294,6 +362,13 @@ mod tests {
         }
     }
 
+    fn loaded(store: &crate::store::Store, mailbox: MailboxId) -> View {
+        let snapshot = store.snapshot().unwrap();
+        let (mut view, _) = View::open(&snapshot, mailbox, false).unwrap();
+        view.load(&snapshot).unwrap();
+        view
+    }
+
     #[test]
     fn sync_keeps_a_client_in_step_with_the_store() {
         let (_dir, store) = temp_store();
@@ -306,34 +381,52 @@ mod tests {
             .unwrap();
         let inbox = mailboxes[0];
         let mut rng = Lcg(5);
-        let (mut view, _) = View::open(&store.snapshot().unwrap(), inbox, false).unwrap();
-        let mut client: Vec<Option<String>> = Vec::new();
-        for round in 0..60 {
+        let change = |rng: &mut Lcg| {
             let seed = rng.below(u64::MAX);
             let list = mailboxes.clone();
             store
                 .write_blocking(move |tx| random_changes(tx, &list, &mut Lcg(seed)))
                 .unwrap();
+        };
+        for _ in 0..5 {
+            change(&mut rng);
+        }
+        // SELECT, then changes before the messages are first read: the
+        // view is loaded by the first sync, and must still report them.
+        let (mut view, _) = View::open(&store.snapshot().unwrap(), inbox, false).unwrap();
+        let mut client: Vec<Option<String>> = vec![None; view.exists() as usize];
+        assert!(!client.is_empty());
+        for round in 0..60 {
+            if round % 7 == 6 {
+                // SELECT again.
+                let (again, _) = View::open(&store.snapshot().unwrap(), inbox, false).unwrap();
+                view = again;
+                client = vec![None; view.exists() as usize];
+            }
+            change(&mut rng);
             // Some commands may not report expunges (FETCH, STORE, SEARCH).
             let allow_expunge = rng.below(3) != 0;
             let mut out = Vec::new();
             view.sync(&store.snapshot().unwrap(), &mut out, allow_expunge)
                 .unwrap();
             apply(&mut client, &out);
-            assert_eq!(client.len(), view.uids.len(), "round {round}");
+            assert_eq!(client.len(), view.exists() as usize, "round {round}");
             if allow_expunge {
-                let (fresh, _) = View::open(&store.snapshot().unwrap(), inbox, false).unwrap();
+                // As a command would, before looking at the messages.
+                view.load(&store.snapshot().unwrap()).unwrap();
+                let fresh = loaded(&store, inbox);
                 assert_eq!(view.uids, fresh.uids, "round {round}");
                 assert_eq!(view.flags, fresh.flags, "round {round}");
             }
         }
         let mut out = Vec::new();
-        view.sync(&store.snapshot().unwrap(), &mut out, true).unwrap();
+        view.sync(&store.snapshot().unwrap(), &mut out, true)
+            .unwrap();
         apply(&mut client, &out);
         assert!(view.vanished.is_empty());
 
         // The synced view and the client agree with a freshly opened view.
-        let (fresh, _) = View::open(&store.snapshot().unwrap(), inbox, false).unwrap();
+        let fresh = loaded(&store, inbox);
         assert!(fresh.exists() > 1000, "the changes should span chunks");
         assert_eq!(view.uids, fresh.uids);
         assert_eq!(view.modseqs, fresh.modseqs);

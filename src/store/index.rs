@@ -155,9 +155,9 @@ impl<'a> ChunkRef<'a> {
     }
 
     pub fn modseqs(&self) -> impl Iterator<Item = u64> + 'a {
-        self.modseqs.chunks_exact(8).map(|b| {
-            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-        })
+        self.modseqs
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
     }
 
     pub fn flags(&self) -> impl Iterator<Item = Flags> + 'a {

@@ -268,7 +268,10 @@ fn upgrade_to_v2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         .collect::<Result<_, _>>()?;
     for id in ids {
         let found = mailboxes.get(id)?;
-        let Some(mut record) = found.map(|v| MailboxRecord::decode(v.value())).transpose()? else {
+        let Some(mut record) = found
+            .map(|v| MailboxRecord::decode(v.value()))
+            .transpose()?
+        else {
             continue;
         };
         record.keywords = keywords.remove(&id).unwrap_or_default();
@@ -357,6 +360,34 @@ impl Snapshot {
             visit(ChunkRef::parse(key.value().1, value.value())?)?;
         }
         Ok(())
+    }
+
+    /// The UIDs expunged from a mailbox after MODSEQ `since`, in UID order.
+    pub fn expunged_since(&self, mailbox: MailboxId, since: u64) -> Result<Vec<u32>, StoreError> {
+        let expunged = self.txn.open_table(EXPUNGED)?;
+        let mut out = Vec::new();
+        for entry in expunged.range((mailbox, since.saturating_add(1))..=(mailbox, u64::MAX))? {
+            let (_, uids) = entry?;
+            out.extend(records::decode_uids(uids.value())?);
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The sequence number of the first message without \Seen, if any:
+    /// rev1's SELECT announces it. Reads the index only up to that message.
+    pub fn first_unseen(&self, mailbox: MailboxId) -> Result<Option<u32>, StoreError> {
+        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+        let mut before = 0;
+        for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
+            let (key, value) = entry?;
+            let chunk = ChunkRef::parse(key.value().1, value.value())?;
+            if let Some(i) = chunk.flags().position(|f| !f.contains(Flags::SEEN)) {
+                return Ok(Some(before + i as u32 + 1));
+            }
+            before += chunk.len() as u32;
+        }
+        Ok(None)
     }
 
     /// The messages of a mailbox with UIDs in `low..=high`, in UID order.
@@ -496,10 +527,7 @@ pub(crate) mod testing {
                 .map(|entry| entry.map(|(key, _)| key.value().1))
                 .collect::<Result<_, _>>()?;
             let some = |rng: &mut Lcg| -> Vec<u32> {
-                uids.iter()
-                    .copied()
-                    .filter(|_| rng.below(4) == 0)
-                    .collect()
+                uids.iter().copied().filter(|_| rng.below(4) == 0).collect()
             };
             match rng.below(6) {
                 0 | 1 => {

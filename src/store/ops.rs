@@ -5,9 +5,7 @@
 use redb::ReadableTable;
 
 use super::index::IndexEntry;
-use super::records::{
-    add_keywords, encode_uids, Flags, MailboxRecord, MessageRecord, SpecialUse,
-};
+use super::records::{add_keywords, encode_uids, Flags, MailboxRecord, MessageRecord, SpecialUse};
 use super::{
     canonical_mailbox_name, now_unix, BlobId, Change, MailboxId, StoreError, WriteCtx,
     DEFAULT_MAILBOXES, MAX_MAILBOX_KEYWORDS,

@@ -235,6 +235,17 @@ pub fn encode_uids(uids: &[u32]) -> Vec<u8> {
     e.0
 }
 
+/// The reverse of [`encode_uids`].
+pub fn decode_uids(bytes: &[u8]) -> Result<Vec<u32>, StoreError> {
+    match bytes.split_first() {
+        Some((1, rest)) if rest.len() % 4 == 0 => Ok(rest
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()),
+        _ => Err(StoreError::Corrupt("expunged UID list".into())),
+    }
+}
+
 pub(super) struct Encoder(pub(super) Vec<u8>);
 
 impl Encoder {
@@ -332,6 +343,14 @@ mod tests {
             keywords: vec!["$Forwarded".into(), "work".into()],
         };
         assert_eq!(MessageRecord::decode(&record.encode()).unwrap(), record);
+    }
+
+    #[test]
+    fn expunged_uids_round_trip() {
+        let uids = [1, 7, 4_000_000_000];
+        assert_eq!(decode_uids(&encode_uids(&uids)).unwrap(), uids);
+        assert!(decode_uids(&encode_uids(&uids)[..4]).is_err());
+        assert!(decode_uids(&[2]).is_err());
     }
 
     #[test]

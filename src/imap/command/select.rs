@@ -16,13 +16,20 @@ impl Session {
             Ok(name) => name,
             Err(e) => return self.bad(tag, &e),
         };
+        let rev1 = !self.rev2;
         let opened = self.shared.store.snapshot().and_then(|snapshot| {
             let id = snapshot
                 .mailbox_id(&self.user, &name)?
                 .ok_or(StoreError::NoSuchMailbox)?;
-            View::open(&snapshot, id, read_only)
+            let (view, record) = View::open(&snapshot, id, read_only)?;
+            let first_unseen = if rev1 && record.unseen > 0 {
+                snapshot.first_unseen(id)?
+            } else {
+                None
+            };
+            Ok((view, record, first_unseen))
         });
-        let (view, record) = match opened {
+        let (view, record, first_unseen) = match opened {
             Ok(opened) => opened,
             Err(e) => return self.store_failed(tag, &e),
         };
@@ -46,8 +53,8 @@ impl Session {
         self.untagged(&format!("{} EXISTS", view.exists()));
         if !self.rev2 {
             self.untagged("0 RECENT");
-            if let Some(first) = view.first_unseen() {
-                self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
+            if let Some(first) = first_unseen {
+                self.untagged(&format!("OK [UNSEEN {first}] First unseen"));
             }
         }
         self.untagged(&format!(
