@@ -2308,6 +2308,9 @@ fn hostile_syntax_is_refused_and_the_session_goes_on() {
             lossy(command)
         );
         assert!(reply.lines.is_empty(), "{reply:?}");
+        // The session goes on (and twenty unparsable commands in a row
+        // would close it: see a_client_speaking_nonsense_is_cut_off…).
+        assert_eq!(c.only_tagged("NOOP"), "OK NOOP completed");
         reply.tagged
     };
     // 10,000 levels of parentheses: over the line limit, refused unparsed.
@@ -2511,6 +2514,47 @@ M.close()
 M.logout()
 print('ok')
 "#;
+
+#[test]
+fn a_client_speaking_nonsense_is_cut_off_after_twenty_bad_commands() {
+    let server = started("nonsense", &["alice"]);
+    // Nineteen BADs, then a good command: the count starts again.
+    let mut c = Client::login(server.ports.imap, "alice");
+    for round in 0..3 {
+        for i in 0..19 {
+            let tag = format!("b{round}x{i}");
+            c.send(format!("{tag} FROB\r\n").as_bytes());
+            assert!(c.reply(&tag).tagged.starts_with("BAD "));
+        }
+        assert_eq!(c.only_tagged("NOOP"), "OK NOOP completed");
+    }
+    // A web form posted at the IMAP port, as a cross-protocol attack would.
+    let mut web = Client::connect(server.ports.imap);
+    let mut post = String::from("POST /form HTTP/1.1\r\nHost: mail.example.org\r\n");
+    for i in 0..30 {
+        post.push_str(&format!("X-Filler-{i}: a1 LOGIN alice secret\r\n"));
+    }
+    post.push_str("\r\n");
+    web.send(post.as_bytes());
+    let mut lines = Vec::new();
+    loop {
+        let line = web.line();
+        if line.is_empty() || line.starts_with("* BYE") {
+            lines.push(line);
+            break;
+        }
+        lines.push(line);
+    }
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("* BYE Too many invalid commands"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 21, "{lines:?}");
+    assert!(lines[..20].iter().all(|l| l.contains(" BAD ")), "{lines:?}");
+    assert!(web.closed());
+    still_healthy(&server, &mut c);
+}
 
 #[test]
 fn imaplib_over_plain_starttls_and_imaps() {

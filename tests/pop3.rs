@@ -190,6 +190,23 @@ fn every_command_in_every_state_and_bad_arguments() {
     assert!(c.line().starts_with("+OK Message 2 deleted"));
     assert!(c.cmd("QUIT").starts_with("+OK Bye (1 messages deleted)"));
     assert!(c.closed());
+    // A web form posted at the port: twenty unknown commands in a row close
+    // the connection.
+    let mut web = Raw::connect(server.ports.pop3);
+    assert!(web.line().starts_with("+OK"));
+    let mut post = String::from("POST /form HTTP/1.1\r\nHost: mail.example.org\r\n");
+    for i in 0..30 {
+        post.push_str(&format!("X-Filler-{i}: USER alice\r\n"));
+    }
+    web.send(post.as_bytes());
+    for i in 0..19 {
+        assert!(web.line().starts_with("-ERR Unknown command"), "line {i}");
+    }
+    assert_eq!(
+        web.line(),
+        "-ERR Too many unknown commands, closing connection\r\n"
+    );
+    assert!(web.closed());
     server.stop();
     let left = server.export("alice");
     assert_eq!(left.len(), 1);

@@ -31,6 +31,23 @@ pub const AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
 pub const IDLE_KEEPALIVE: Duration = Duration::from_secs(2 * 60);
 /// The longest command line (literals aside).
 pub const MAX_LINE: usize = 8192;
+/// Unparsable commands in a row before the connection is closed, as Dovecot
+/// does: a client this far out of step is not speaking IMAP (a web form
+/// posted at the port, say), and answering it forever only helps
+/// cross-protocol tricks. Commands refused in the wrong state do not count.
+pub const MAX_BAD_IN_A_ROW: u32 = 20;
+
+/// Whether a reply ends in a tagged (or untagged) BAD.
+fn ends_in_bad(reply: &[u8]) -> bool {
+    let body = reply.strip_suffix(b"\r\n").unwrap_or(reply);
+    let last = body
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(body, |i| &body[i + 1..]);
+    let mut words = last.splitn(3, |&b| b == b' ');
+    words.next();
+    words.next() == Some(b"BAD")
+}
 
 pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
     conn.idle_timeout = AUTOLOGOUT;
@@ -45,7 +62,17 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
     if conn.write(&session.greeting()).await.is_err() {
         return;
     }
+    let mut bad_in_a_row = 0;
     loop {
+        if bad_in_a_row >= MAX_BAD_IN_A_ROW {
+            log::info!(
+                "{}: closing after {bad_in_a_row} invalid IMAP commands in a row",
+                conn.peer
+            );
+            let _ = conn.write(b"* BYE Too many invalid commands\r\n").await;
+            conn.close().await;
+            return;
+        }
         let feed = match conn.read_line(MAX_LINE).await {
             Ok(line) => asm.line(line),
             Err(ReadError::LineTooLong) => {
@@ -89,6 +116,11 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             }
             Feed::Error(e) => {
                 let reply = format!("{}\r\n", e.response());
+                bad_in_a_row = if ends_in_bad(reply.as_bytes()) {
+                    bad_in_a_row + 1
+                } else {
+                    0
+                };
                 if conn.write(reply.as_bytes()).await.is_err() || e.close_connection {
                     conn.close().await;
                     return;
@@ -100,6 +132,7 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 Err(e) => {
                     let reply =
                         format!("{} BAD {}\r\n", e.tag.as_deref().unwrap_or("*"), e.message);
+                    bad_in_a_row += 1;
                     if conn.write(reply.as_bytes()).await.is_err() {
                         return;
                     }
@@ -107,6 +140,8 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 }
             },
         };
+        // A command that parsed is IMAP, even if refused (wrong state).
+        bad_in_a_row = 0;
         let flow = session.run(command, &mut conn).await;
         if conn.write(&session.out).await.is_err() {
             return;
@@ -287,5 +322,22 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
                 session.untagged("OK Still here");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ends_in_bad;
+
+    #[test]
+    fn bad_replies_are_recognised() {
+        assert!(ends_in_bad(b"a1 BAD Unknown command\r\n"));
+        assert!(ends_in_bad(b"* 1 EXISTS\r\na1 BAD No mailbox selected\r\n"));
+        assert!(ends_in_bad(b"* BAD Line too long\r\n"));
+        assert!(!ends_in_bad(b"a1 OK BAD things happen\r\n"));
+        assert!(!ends_in_bad(
+            b"* 1 FETCH (FLAGS ())\r\na1 NO [CANNOT] BAD\r\n"
+        ));
+        assert!(!ends_in_bad(b""));
     }
 }

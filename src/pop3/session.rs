@@ -70,7 +70,18 @@ pub struct Session {
     /// Is STLS possible (a plain connection with TLS configured)?
     stls_ok: bool,
     failures: u32,
+    unknown_in_a_row: u32,
 }
+
+/// Every command this server knows, in any state.
+const VERBS: [&str; 15] = [
+    "CAPA", "QUIT", "USER", "PASS", "AUTH", "STLS", "APOP", "STAT", "LIST", "RETR", "DELE", "NOOP",
+    "RSET", "TOP", "UIDL",
+];
+/// Unknown commands in a row before the connection is closed, as Dovecot
+/// does: such a client is not speaking POP3 (a web form posted at the port,
+/// say), and answering it forever only helps cross-protocol tricks.
+pub const MAX_UNKNOWN_IN_A_ROW: u32 = 20;
 
 impl Session {
     pub fn new(plaintext_ok: bool, stls_ok: bool) -> Session {
@@ -82,6 +93,7 @@ impl Session {
             plaintext_ok,
             stls_ok,
             failures: 0,
+            unknown_in_a_row: 0,
         }
     }
 
@@ -117,15 +129,30 @@ impl Session {
         if let State::Authorization { sasl: Some(_), .. } = &self.state {
             return self.sasl_step(line);
         }
+        let text = std::str::from_utf8(line)
+            .ok()
+            .filter(|_| !line.contains(&0));
+        let verb = text
+            .and_then(|t| t.split(' ').next())
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if VERBS.contains(&verb.as_str()) {
+            self.unknown_in_a_row = 0;
+        } else {
+            self.unknown_in_a_row += 1;
+            if self.unknown_in_a_row >= MAX_UNKNOWN_IN_A_ROW {
+                return Action::Close(
+                    b"-ERR Too many unknown commands, closing connection\r\n".to_vec(),
+                );
+            }
+        }
         if line.contains(&0) {
             return err("Invalid command: NUL byte");
         }
-        let Ok(line) = std::str::from_utf8(line) else {
+        let Some(line) = text else {
             return err("Invalid command: not UTF-8");
         };
-        let mut words = line.split(' ');
-        let verb = words.next().unwrap_or("").to_ascii_uppercase();
-        let args: Vec<&str> = words.collect();
+        let args: Vec<&str> = line.split(' ').skip(1).collect();
         if verb == "CAPA" {
             return self.capa();
         }
@@ -594,6 +621,26 @@ mod tests {
         assert!(text(s.login_failed()).starts_with("-ERR [AUTH]"));
         s.login_failed();
         assert!(matches!(s.login_failed(), Action::Close(_)));
+    }
+
+    #[test]
+    fn twenty_unknown_commands_in_a_row_close_the_connection() {
+        let mut s = Session::new(true, false);
+        for _ in 0..3 {
+            for line in [&b"GET / HTTP/1.1"[..], b"Host: x", b"\0", b"\xff"].repeat(5)[..19].iter()
+            {
+                assert!(text(s.command(line)).starts_with("-ERR"));
+            }
+            // A command it knows, even refused, starts the count again.
+            assert!(text(s.command(b"STAT")).starts_with("-ERR Not logged in"));
+        }
+        for _ in 0..19 {
+            s.command(b"FROB");
+        }
+        assert_eq!(
+            s.command(b"FROB"),
+            Action::Close(b"-ERR Too many unknown commands, closing connection\r\n".to_vec())
+        );
     }
 
     #[test]
