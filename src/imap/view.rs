@@ -336,7 +336,7 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{random_changes, temp_store, Lcg};
+    use crate::store::testing::{random_batch, temp_store, two_mailboxes, Lcg};
 
     /// What a client knows of the mailbox, kept only from the responses it
     /// was sent: the flags of each message by sequence number, where told.
@@ -372,22 +372,10 @@ mod tests {
     #[test]
     fn sync_keeps_a_client_in_step_with_the_store() {
         let (_dir, store) = temp_store();
-        let mailboxes = store
-            .write_blocking(|tx| {
-                let inbox = tx.ensure_user("alice")?;
-                let other = tx.create_mailbox("alice", "Other", None)?;
-                Ok(vec![inbox, other])
-            })
-            .unwrap();
+        let mailboxes = two_mailboxes(&store);
         let inbox = mailboxes[0];
         let mut rng = Lcg(5);
-        let change = |rng: &mut Lcg| {
-            let seed = rng.below(u64::MAX);
-            let list = mailboxes.clone();
-            store
-                .write_blocking(move |tx| random_changes(tx, &list, &mut Lcg(seed)))
-                .unwrap();
-        };
+        let change = |rng: &mut Lcg| random_batch(&store, &mailboxes, rng);
         for _ in 0..5 {
             change(&mut rng);
         }

@@ -318,7 +318,7 @@ impl WriteCtx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{random_changes, temp_store, Lcg};
+    use crate::store::testing::{random_batch, temp_store, two_mailboxes, Lcg};
     use crate::store::Store;
 
     /// The index must say exactly what the message records say.
@@ -356,20 +356,10 @@ mod tests {
     #[test]
     fn index_follows_every_change() {
         let (_dir, store) = temp_store();
-        let mailboxes = store
-            .write_blocking(|tx| {
-                let inbox = tx.ensure_user("alice")?;
-                let other = tx.create_mailbox("alice", "Other", None)?;
-                Ok(vec![inbox, other])
-            })
-            .unwrap();
+        let mailboxes = two_mailboxes(&store);
         let mut rng = Lcg(11);
         for _ in 0..40 {
-            let seed = rng.below(u64::MAX);
-            let list = mailboxes.clone();
-            store
-                .write_blocking(move |tx| random_changes(tx, &list, &mut Lcg(seed)))
-                .unwrap();
+            random_batch(&store, &mailboxes, &mut rng);
             for &mailbox in &mailboxes {
                 check(&store, mailbox);
             }
@@ -434,20 +424,10 @@ mod tests {
     fn schema_1_files_get_their_index_built() {
         use crate::store::{MAILBOXES, MESSAGE_INDEX, META};
         let (dir, store) = temp_store();
-        let mailboxes = store
-            .write_blocking(|tx| {
-                let inbox = tx.ensure_user("alice")?;
-                let other = tx.create_mailbox("alice", "Other", None)?;
-                Ok(vec![inbox, other])
-            })
-            .unwrap();
+        let mailboxes = two_mailboxes(&store);
         let mut rng = Lcg(3);
         for _ in 0..10 {
-            let seed = rng.below(u64::MAX);
-            let list = mailboxes.clone();
-            store
-                .write_blocking(move |tx| random_changes(tx, &list, &mut Lcg(seed)))
-                .unwrap();
+            random_batch(&store, &mailboxes, &mut rng);
         }
         let before: Vec<_> = mailboxes.iter().map(|&m| indexed(&store, m)).collect();
         assert!(before.iter().any(|(e, k)| !e.is_empty() && !k.is_empty()));

@@ -503,6 +503,26 @@ pub(crate) mod testing {
         }
     }
 
+    /// Gives alice INBOX (first) and a second mailbox, for random changes.
+    pub fn two_mailboxes(store: &Store) -> Vec<super::MailboxId> {
+        store
+            .write_blocking(|tx| {
+                let inbox = tx.ensure_user("alice")?;
+                let other = tx.create_mailbox("alice", "Other", None)?;
+                Ok(vec![inbox, other])
+            })
+            .unwrap()
+    }
+
+    /// Commits one batch of [`random_changes`], seeded from `rng`.
+    pub fn random_batch(store: &Store, mailboxes: &[super::MailboxId], rng: &mut Lcg) {
+        let seed = rng.below(u64::MAX);
+        let list = mailboxes.to_vec();
+        store
+            .write_blocking(move |tx| random_changes(tx, &list, &mut Lcg(seed)))
+            .unwrap();
+    }
+
     /// One batch of random changes to `mailboxes`: arrivals (some with flags
     /// and keywords), flag changes, copies, and expunges of single messages
     /// and of long runs, so that chunks fill, split across boundaries and

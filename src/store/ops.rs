@@ -99,6 +99,26 @@ impl WriteCtx<'_> {
         Ok(())
     }
 
+    /// Writes a message's record and its entry in the message index.
+    fn put_message(
+        &mut self,
+        mailbox: MailboxId,
+        uid: u32,
+        message: &MessageRecord,
+    ) -> Result<(), StoreError> {
+        self.messages
+            .insert((mailbox, uid), message.encode().as_slice())?;
+        self.index_put(
+            mailbox,
+            IndexEntry {
+                uid,
+                modseq: message.modseq,
+                flags: message.flags,
+                keywords: message.keywords.clone(),
+            },
+        )
+    }
+
     pub fn uid_validity(&self, mailbox: MailboxId) -> Result<u32, StoreError> {
         Ok(self.load_mailbox(mailbox)?.uid_validity)
     }
@@ -235,17 +255,7 @@ impl WriteCtx<'_> {
             keywords,
         };
         self.add_blob_ref(blob)?;
-        self.messages
-            .insert((mailbox, uid), message.encode().as_slice())?;
-        self.index_put(
-            mailbox,
-            IndexEntry {
-                uid,
-                modseq: message.modseq,
-                flags: message.flags,
-                keywords: message.keywords,
-            },
-        )?;
+        self.put_message(mailbox, uid, &message)?;
         self.save_mailbox(mailbox, &record)?;
         self.changes.push(Change::Mailbox(mailbox));
         Ok(uid)
@@ -595,17 +605,7 @@ impl WriteCtx<'_> {
             message.flags = flags;
             message.keywords = keywords;
             message.modseq = record.highest_modseq;
-            self.messages
-                .insert((mailbox, uid), message.encode().as_slice())?;
-            self.index_put(
-                mailbox,
-                IndexEntry {
-                    uid,
-                    modseq: message.modseq,
-                    flags: message.flags,
-                    keywords: message.keywords.clone(),
-                },
-            )?;
+            self.put_message(mailbox, uid, &message)?;
             changed.push(Changed {
                 uid,
                 flags: message.flags,
