@@ -16,6 +16,10 @@ fn keyword_room<'k>(
     record: &MailboxRecord,
     keywords: impl IntoIterator<Item = &'k String>,
 ) -> Result<(), StoreError> {
+    let mut keywords = keywords.into_iter().peekable();
+    if keywords.peek().is_none() {
+        return Ok(());
+    }
     let mut list = record.keywords.clone();
     for k in keywords {
         add_keywords(&mut list, std::slice::from_ref(k));
