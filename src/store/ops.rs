@@ -73,6 +73,36 @@ pub enum FlagChange {
     Replace(Flags, Vec<String>),
 }
 
+impl FlagChange {
+    /// The flags and keywords a message has after this change.
+    pub fn apply(&self, flags: Flags, keywords: &[String]) -> (Flags, Vec<String>) {
+        match self {
+            FlagChange::Add(f, k) => {
+                let mut keywords = keywords.to_vec();
+                add_keywords(&mut keywords, k);
+                (flags.with(*f), keywords)
+            }
+            FlagChange::Remove(f, k) => {
+                let mut keywords = keywords.to_vec();
+                keywords.retain(|have| !k.iter().any(|kw| kw.eq_ignore_ascii_case(have)));
+                (flags.without(*f), keywords)
+            }
+            FlagChange::Replace(f, k) => {
+                // Flags letterbox keeps for itself survive a client's FLAGS
+                // replacement.
+                let internal = Flags(flags.0 & Flags::POP3_HIDDEN.0);
+                (f.with(internal), k.clone())
+            }
+        }
+    }
+
+    /// Whether this change would change a message with these flags.
+    pub fn changes(&self, flags: Flags, keywords: &[String]) -> bool {
+        let (new_flags, new_keywords) = self.apply(flags, keywords);
+        new_flags != flags || new_keywords != keywords
+    }
+}
+
 impl WriteCtx<'_> {
     /// Takes the next value of a counter kept in `meta`.
     fn next_counter(&mut self, key: &'static str, floor: u64) -> Result<u64, StoreError> {
@@ -568,28 +598,7 @@ impl WriteCtx<'_> {
             else {
                 continue;
             };
-            let (flags, keywords) = match change {
-                FlagChange::Add(f, k) => {
-                    let mut keywords = message.keywords.clone();
-                    for kw in k {
-                        if !keywords.iter().any(|have| have.eq_ignore_ascii_case(kw)) {
-                            keywords.push(kw.clone());
-                        }
-                    }
-                    (message.flags.with(*f), keywords)
-                }
-                FlagChange::Remove(f, k) => {
-                    let mut keywords = message.keywords.clone();
-                    keywords.retain(|have| !k.iter().any(|kw| kw.eq_ignore_ascii_case(have)));
-                    (message.flags.without(*f), keywords)
-                }
-                FlagChange::Replace(f, k) => {
-                    // Flags letterbox keeps for itself survive a client's
-                    // FLAGS replacement.
-                    let internal = Flags(message.flags.0 & Flags::POP3_HIDDEN.0);
-                    (f.with(internal), k.clone())
-                }
-            };
+            let (flags, keywords) = change.apply(message.flags, &message.keywords);
             if flags == message.flags && keywords == message.keywords {
                 continue;
             }

@@ -4,6 +4,7 @@
 use crate::imap::parser::{DateTime, Flag, MessageSet, StoreMode};
 use crate::imap::response::flag_list;
 use crate::imap::session::{Session, State};
+use crate::server::Shared;
 use crate::store::{FlagChange, Flags};
 
 /// Splits client flags into system flag bits and keywords.
@@ -252,29 +253,43 @@ impl Session {
             StoreMode::Replace => FlagChange::Replace(bits, keywords),
         };
         let uids = self.uids_of(set, uid);
-        let wanted = uids.clone();
-        let result = self
-            .shared
-            .store
-            .write(move |tx| tx.change_flags(mailbox, &wanted, &change))
-            .await;
-        if let Err(e) = result {
-            return self.store_failed(tag, &e);
-        }
-        // Report the current flags of every message asked about, changed or
-        // not, from one fresh snapshot.
         let (low, high) = (
             uids.first().copied().unwrap_or(1),
             uids.last().copied().unwrap_or(0),
         );
-        let current = match self
-            .shared
-            .store
-            .snapshot()
-            .and_then(|s| s.messages_between(mailbox, low, high))
-        {
-            Ok(current) => current,
+        let read = |shared: &Shared| {
+            shared
+                .store
+                .snapshot()
+                .and_then(|s| s.messages_between(mailbox, low, high))
+        };
+        let before = match read(&self.shared) {
+            Ok(before) => before,
             Err(e) => return self.store_failed(tag, &e),
+        };
+        // Setting flags a message already has (clients often re-send \Seen)
+        // changes nothing, so it costs no write: the reply is this snapshot.
+        let needs_write = before.iter().any(|(msg_uid, m)| {
+            uids.binary_search(msg_uid).is_ok() && change.changes(m.flags, &m.keywords)
+        });
+        let current = if needs_write {
+            let wanted = uids.clone();
+            let result = self
+                .shared
+                .store
+                .write(move |tx| tx.change_flags(mailbox, &wanted, &change))
+                .await;
+            if let Err(e) = result {
+                return self.store_failed(tag, &e);
+            }
+            // Report the current flags of every message asked about, changed
+            // or not, from one fresh snapshot.
+            match read(&self.shared) {
+                Ok(current) => current,
+                Err(e) => return self.store_failed(tag, &e),
+            }
+        } else {
+            before
         };
         let State::Selected(view) = &mut self.state else {
             return;
