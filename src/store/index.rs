@@ -480,6 +480,31 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = Lcg(99);
+        let valid = sample().encode();
+        for _ in 0..20_000 {
+            // Mostly damaged copies of a valid chunk, some pure noise.
+            let mut bytes = if rng.below(4) == 0 {
+                (0..rng.below(200)).map(|_| rng.below(256) as u8).collect()
+            } else {
+                valid.clone()
+            };
+            for _ in 0..1 + rng.below(4) {
+                if !bytes.is_empty() {
+                    let at = rng.below(bytes.len() as u64) as usize;
+                    bytes[at] = rng.below(256) as u8;
+                }
+            }
+            bytes.truncate(rng.below(bytes.len() as u64 + 1) as usize);
+            if let Ok(chunk) = ChunkRef::parse(1, &bytes) {
+                let _ = chunk.to_chunk();
+                assert_eq!(chunk.uids().count(), chunk.len());
+            }
+        }
+    }
+
+    #[test]
     fn damage_is_an_error_not_a_panic() {
         let bytes = sample().encode();
         for cut in 0..bytes.len() {
