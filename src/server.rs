@@ -48,6 +48,10 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub cache_size: usize,
     pub pop3_mode: Pop3Mode,
+    /// How often an idling IMAP client hears from the server.
+    pub idle_keepalive: Duration,
+    /// How long an IMAP client may stay silent.
+    pub imap_autologout: Duration,
     pub run_as: Option<String>,
 }
 

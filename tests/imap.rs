@@ -2186,6 +2186,54 @@ fn idle_is_woken_by_delivery_by_another_session_and_by_expunge() {
 }
 
 #[test]
+fn idle_keepalives_and_the_autologout_timer() {
+    // The timers shortened by their flags (defaults: 2 and 30 minutes).
+    let mut server = Server::new("timers", &["alice"]);
+    server.extra_args = ["--idle-keepalive", "1", "--imap-autologout", "4"]
+        .map(String::from)
+        .to_vec();
+    start(&mut server);
+    assert!(server.log_text().contains("below the 30 minutes"));
+    // A client that logs in and then says nothing.
+    let mut quiet = Client::login(server.ports.imap, "alice");
+    let quiet_since = Instant::now();
+
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.select("INBOX");
+    c.send(b"i1 IDLE\r\n");
+    assert_eq!(c.line(), "+ idling");
+    let idling = Instant::now();
+    assert_eq!(c.line(), "* OK Still here");
+    assert_eq!(c.line(), "* OK Still here");
+    assert!(idling.elapsed() >= Duration::from_millis(1800));
+    c.send(b"DONE\r\n");
+    assert_eq!(c.reply("i1").tagged, "OK IDLE terminated");
+
+    // Keepalives do not keep a silent IDLE alive past the autologout time.
+    c.send(b"i2 IDLE\r\n");
+    assert_eq!(c.line(), "+ idling");
+    let idling = Instant::now();
+    let mut keepalives = 0;
+    loop {
+        let line = c.line();
+        if line == "* OK Still here" {
+            keepalives += 1;
+            continue;
+        }
+        assert_eq!(line, "* BYE Autologout: idle for too long");
+        break;
+    }
+    assert!(keepalives >= 3, "{keepalives}");
+    assert!(idling.elapsed() >= Duration::from_secs(4));
+    assert!(c.closed());
+
+    // Outside IDLE, silence alone ends the session the same way.
+    assert_eq!(quiet.line(), "* BYE Autologout: idle for too long");
+    assert!(quiet_since.elapsed() >= Duration::from_secs(4));
+    assert!(quiet.closed());
+}
+
+#[test]
 fn idle_done_pipelined_with_the_next_command() {
     let server = started("idle-pipe", &["alice"]);
     let mut a = mailbox_with(&server, 1);

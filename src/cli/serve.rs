@@ -2,6 +2,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -62,6 +63,12 @@ pub struct ServeArgs {
     /// what POP3's DELE does: delete removes the message, keep only hides it from POP3 (default delete; a user's pop3_mode=keep field overrides)
     #[argh(option, default = "String::from(\"delete\")")]
     pop3_mode: String,
+    /// seconds between the `* OK Still here` lines sent to an idling IMAP client, so that NAT and firewalls keep the connection (default 120)
+    #[argh(option, default = "120")]
+    idle_keepalive: u64,
+    /// seconds an IMAP client may stay silent before it is logged out; RFC 9051 asks for at least 1800 (default 1800)
+    #[argh(option, default = "1800")]
+    imap_autologout: u64,
     /// the user to switch to after binding ports, when started as root (default letterbox)
     #[argh(option)]
     run_as: Option<String>,
@@ -102,6 +109,15 @@ fn config(args: ServeArgs) -> Result<Config, String> {
     if args.max_connections == 0 || args.max_connections_per_ip == 0 {
         return Err("--max-connections and --max-connections-per-ip must be at least 1".into());
     }
+    if args.idle_keepalive == 0 || args.imap_autologout == 0 {
+        return Err("--idle-keepalive and --imap-autologout must be at least 1 second".into());
+    }
+    if args.imap_autologout < 1800 {
+        log::warn!(
+            "--imap-autologout {} is below the 30 minutes RFC 9051 asks for; clients may be cut off mid-session",
+            args.imap_autologout
+        );
+    }
     if args.max_message_size < 1024 {
         return Err("--max-message-size must be at least 1024 bytes".into());
     }
@@ -121,6 +137,8 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         max_connections_per_ip: args.max_connections_per_ip,
         cache_size: args.cache_size,
         pop3_mode,
+        idle_keepalive: Duration::from_secs(args.idle_keepalive),
+        imap_autologout: Duration::from_secs(args.imap_autologout),
         run_as: args.run_as,
         data_dir,
     })

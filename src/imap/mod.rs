@@ -14,7 +14,7 @@ pub mod session;
 pub mod view;
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use smol::Timer;
 
@@ -24,11 +24,6 @@ use crate::server::Shared;
 use assembler::{is_idle_done, Assembler, Feed, Limits};
 use session::{Flow, Session};
 
-/// RFC 9051 §5.4: an autologout timer of at least 30 minutes.
-pub const AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
-/// How often an idling client is sent `* OK Still here`, so that NAT and
-/// firewalls along the way keep the connection.
-pub const IDLE_KEEPALIVE: Duration = Duration::from_secs(2 * 60);
 /// The longest command line (literals aside).
 pub const MAX_LINE: usize = 8192;
 /// Unparsable commands in a row before the connection is closed, as Dovecot
@@ -50,7 +45,9 @@ fn ends_in_bad(reply: &[u8]) -> bool {
 }
 
 pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
-    conn.idle_timeout = AUTOLOGOUT;
+    // RFC 9051 §5.4: at least 30 minutes unless the operator says otherwise
+    // (--imap-autologout); IDLE keeps its own count, below.
+    conn.idle_timeout = shared.config.imap_autologout;
     let mut session = Session::new(shared.clone(), conn.peer.clone());
     let mut asm = Assembler::new(Limits {
         max_line: MAX_LINE,
@@ -296,7 +293,7 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
             }
         };
         let tick = async {
-            Timer::after(IDLE_KEEPALIVE).await;
+            Timer::after(shared.config.idle_keepalive).await;
             Wake::Keepalive
         };
         match smol::future::or(read, smol::future::or(changed, tick)).await {
@@ -315,7 +312,7 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
                 session.sync(true);
             }
             Wake::Keepalive => {
-                if started.elapsed() >= AUTOLOGOUT {
+                if started.elapsed() >= shared.config.imap_autologout {
                     session.untagged("BYE Autologout: idle for too long");
                     return Flow::Close;
                 }
