@@ -135,6 +135,11 @@ impl Client {
         tag
     }
 
+    /// The tag of the command sent last.
+    fn last_tag(&self) -> String {
+        format!("t{}", self.next_tag - 1)
+    }
+
     /// Sends one command line under a fresh tag and reads its reply.
     fn call(&mut self, command: &str) -> Reply {
         let tag = self.tag();
@@ -288,7 +293,7 @@ const CAPS_BEFORE_LOGIN: &str =
     "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE STARTTLS AUTH=PLAIN AUTH=LOGIN";
 const CAPS_AFTER_LOGIN: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE \
      UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH SEARCHRES \
-     BINARY UTF8=ACCEPT STATUS=SIZE APPENDLIMIT=52428800";
+     BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE APPENDLIMIT=52428800";
 
 /// Commands that need a login, and a form of each that parses.
 const AUTHENTICATED_COMMANDS: &[&str] = &[
@@ -531,7 +536,8 @@ fn enable_id_namespace_and_rev2_mode() {
     assert_eq!(id.lines, ["* ID (\"name\" \"letterbox\")"]);
     assert_eq!(id.tagged, "OK ID completed");
     assert_eq!(c.ok("NAMESPACE"), ["* NAMESPACE ((\"\" \"/\")) NIL NIL"]);
-    assert_eq!(c.ok("ENABLE CONDSTORE"), ["* ENABLED"]);
+    assert_eq!(c.ok("ENABLE CONDSTORE"), ["* ENABLED CONDSTORE"]);
+    assert_eq!(c.ok("ENABLE X-UNKNOWN condstore"), ["* ENABLED"]);
     assert_eq!(
         c.ok("ENABLE UTF8=ACCEPT IMAP4rev2"),
         ["* ENABLED UTF8=ACCEPT IMAP4rev2"]
@@ -1523,6 +1529,138 @@ fn store_flags_keywords_and_silent() {
             "* 3 FETCH (FLAGS (\\Seen \\Draft))",
             "* 4 FETCH (FLAGS (\\Answered \\Flagged \\Seen))",
         ])
+    );
+}
+
+/// The number after `name (` or `name ` in a response line.
+fn number_after(line: &str, name: &str) -> u64 {
+    let at = line
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + name.len();
+    let digits: String = line[at..]
+        .trim_start_matches([' ', '('])
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {name} in {line}"))
+}
+
+#[test]
+fn condstore_modseqs_changedsince_unchangedsince_and_search() {
+    let server = started("condstore", &["alice"]);
+    let mut other = mailbox_with(&server, 3);
+    assert!(other.ok("CAPABILITY")[0].contains(" CONDSTORE"));
+    let mut c = Client::login(server.ports.imap, "alice");
+    let select = c.ok("SELECT INBOX (CONDSTORE)");
+    let highest = select
+        .iter()
+        .find(|l| l.starts_with("* OK [HIGHESTMODSEQ "))
+        .map(|l| number_after(l, "HIGHESTMODSEQ"))
+        .unwrap_or_else(|| panic!("{select:?}"));
+    let modseqs: Vec<u64> = c
+        .ok("FETCH 1:* (MODSEQ)")
+        .iter()
+        .map(|l| number_after(l, "MODSEQ"))
+        .collect();
+    assert_eq!(modseqs.len(), 3);
+    assert!(
+        modseqs.iter().all(|&m| m >= 1 && m <= highest),
+        "{modseqs:?}"
+    );
+
+    // A plain STORE now answers with UID and MODSEQ too.
+    let stored = c.ok("STORE 2 +FLAGS (\\Flagged)");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let m2 = number_after(&stored[0], "MODSEQ");
+    assert!(m2 > highest);
+    assert_eq!(
+        stored[0],
+        format!("* 2 FETCH (FLAGS (\\Flagged) UID 2 MODSEQ ({m2}))")
+    );
+    // CHANGEDSINCE: only what changed, with its MODSEQ.
+    assert_eq!(
+        c.ok(&format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})")),
+        [format!("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ({m2}))")]
+    );
+    assert!(c
+        .ok(&format!("FETCH 1:* (UID) (CHANGEDSINCE {m2})"))
+        .is_empty());
+    // UNCHANGEDSINCE: message 2 changed after `highest`, so it is left
+    // alone and named in MODIFIED; message 1 is stored, and even .SILENT
+    // tells its new MODSEQ.
+    let reply = c.call(&format!(
+        "STORE 1,2 (UNCHANGEDSINCE {highest}) +FLAGS.SILENT (\\Seen)"
+    ));
+    assert_eq!(reply.tagged, "OK [MODIFIED 2] Conditional STORE failed");
+    assert_eq!(reply.lines.len(), 1, "{reply:?}");
+    let m1 = number_after(&reply.lines[0], "MODSEQ");
+    assert_eq!(reply.lines[0], format!("* 1 FETCH (UID 1 MODSEQ ({m1}))"));
+    assert!(m1 > m2);
+    assert_eq!(
+        c.ok("FETCH 1:2 (FLAGS)"),
+        [
+            "* 1 FETCH (FLAGS (\\Seen))",
+            "* 2 FETCH (FLAGS (\\Flagged))"
+        ]
+    );
+    // SEARCH MODSEQ, and the highest MODSEQ of what it found.
+    assert_eq!(
+        c.ok(&format!("SEARCH MODSEQ {m2}")),
+        [format!("* SEARCH 1 2 (MODSEQ {m1})")]
+    );
+    assert_eq!(
+        c.ok(&format!("UID SEARCH RETURN (COUNT) MODSEQ {m1}")),
+        [format!(
+            "* ESEARCH (TAG \"{}\") UID COUNT 1 MODSEQ {m1}",
+            c.last_tag()
+        )]
+    );
+    assert_eq!(c.ok(&format!("SEARCH MODSEQ {}", m1 + 1)), ["* SEARCH"]);
+    assert_eq!(
+        c.ok("STATUS INBOX (HIGHESTMODSEQ MESSAGES)"),
+        [format!(
+            "* STATUS \"INBOX\" (HIGHESTMODSEQ {m1} MESSAGES 3)"
+        )]
+    );
+
+    // Another session's change reaches this one with its MODSEQ; that
+    // session, which never enabled CONDSTORE, gets none.
+    let answered = other.ok("STORE 3 +FLAGS (\\Answered)");
+    assert!(
+        answered.contains(&"* 3 FETCH (FLAGS (\\Answered))".to_string()),
+        "{answered:?}"
+    );
+    assert!(
+        !answered.iter().any(|l| l.contains("MODSEQ")),
+        "{answered:?}"
+    );
+    let noop = c.ok("NOOP");
+    assert_eq!(noop.len(), 1, "{noop:?}");
+    let m3 = number_after(&noop[0], "MODSEQ");
+    assert_eq!(
+        noop[0],
+        format!("* 3 FETCH (UID 3 FLAGS (\\Answered) MODSEQ ({m3}))")
+    );
+    // ENABLE while a mailbox is selected: the client hears where it stands.
+    let enabled = other.ok("ENABLE CONDSTORE");
+    assert!(
+        enabled.contains(&"* ENABLED CONDSTORE".to_string()),
+        "{enabled:?}"
+    );
+    assert!(
+        enabled
+            .iter()
+            .any(|l| l.starts_with("* OK [HIGHESTMODSEQ ")),
+        "{enabled:?}"
+    );
+    // A FETCH that sets \Seen says so with UID and MODSEQ.
+    let fetched = other.ok("FETCH 2 (BODY[TEXT])").join("\n");
+    assert!(
+        fetched.contains(" FLAGS (\\Flagged \\Seen) UID 2 MODSEQ ("),
+        "{fetched}"
     );
 }
 

@@ -59,6 +59,7 @@ pub struct Candidate<'a> {
     pub internal_date_offset: i16,
     /// RFC822.SIZE.
     pub size: u32,
+    pub modseq: u64,
 }
 
 /// Lazily loaded message content; the matcher asks only when a key needs it.
@@ -148,6 +149,7 @@ enum Node {
     Sent(DateMatch, i64),
     Larger(u64),
     Smaller(u64),
+    Modseq(u64),
     /// The needle is lowercased.
     Text(TextField, String),
     /// Field name in ASCII lowercase, needle lowercased.
@@ -192,6 +194,7 @@ impl Scope {
             SearchKey::InternalDate(how, date) => Node::Arrived(*how, date.days_since_epoch()),
             SearchKey::SentDate(how, date) => Node::Sent(*how, date.days_since_epoch()),
             SearchKey::Larger(size) => Node::Larger(*size),
+            SearchKey::Modseq(modseq) => Node::Modseq(*modseq),
             SearchKey::Smaller(size) => Node::Smaller(*size),
             SearchKey::Sequence(MessageSet::Set(set)) => Node::Sequence(set.resolve(self.max_seq)),
             SearchKey::Uid(MessageSet::Set(set)) => Node::Uid(set.resolve(self.max_uid)),
@@ -265,6 +268,7 @@ impl Node {
                 .is_some_and(|sent| compare_day(*how, sent, *day)),
             Node::Larger(size) => u64::from(message.size) > *size,
             Node::Smaller(size) => u64::from(message.size) < *size,
+            Node::Modseq(modseq) => message.modseq >= *modseq,
             Node::Text(field, needle) => loaded.contains(*field, needle),
             Node::Header(name, needle) => loaded
                 .header()
@@ -715,6 +719,7 @@ mod tests {
             internal_date: stored.date.0,
             internal_date_offset: stored.date.1,
             size: seq * 1000,
+            modseq: u64::from(seq),
         }
     }
 

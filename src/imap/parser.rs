@@ -120,10 +120,14 @@ pub enum CommandBody {
         uid: bool,
         set: MessageSet,
         items: Vec<FetchItem>,
+        /// RFC 7162's CHANGEDSINCE: only messages with a greater MODSEQ.
+        changed_since: Option<u64>,
     },
     Store {
         uid: bool,
         set: MessageSet,
+        /// RFC 7162's UNCHANGEDSINCE: leave messages with a greater MODSEQ.
+        unchanged_since: Option<u64>,
         mode: StoreMode,
         silent: bool,
         flags: Vec<Flag>,
@@ -200,6 +204,7 @@ pub enum StatusItem {
     Size,
     Recent,
     AppendLimit,
+    HighestModseq,
 }
 
 /// LIST selection options (RFC 5258, RFC 6154).
@@ -359,9 +364,24 @@ pub enum SearchKey {
     Smaller(u64),
     Uid(MessageSet),
     Sequence(MessageSet),
+    /// RFC 7162: messages whose MODSEQ is at least this.
+    Modseq(u64),
     Not(Box<SearchKey>),
     Or(Box<SearchKey>, Box<SearchKey>),
     And(Vec<SearchKey>),
+}
+
+impl SearchKey {
+    /// Whether a MODSEQ criterion is anywhere in the key (RFC 7162 §3.1.5).
+    pub fn mentions_modseq(&self) -> bool {
+        match self {
+            SearchKey::Modseq(_) => true,
+            SearchKey::Not(k) => k.mentions_modseq(),
+            SearchKey::Or(a, b) => a.mentions_modseq() || b.mentions_modseq(),
+            SearchKey::And(keys) => keys.iter().any(SearchKey::mentions_modseq),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,6 +428,8 @@ pub enum FetchItem {
     BinarySize {
         part: Vec<u32>,
     },
+    /// RFC 7162's MODSEQ: the message's modification sequence.
+    Modseq,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -451,6 +473,7 @@ impl FetchItem {
             FetchItem::Body => "BODY".into(),
             FetchItem::BodyStructure => "BODYSTRUCTURE".into(),
             FetchItem::Uid => "UID".into(),
+            FetchItem::Modseq => "MODSEQ".into(),
             FetchItem::Rfc822 => "RFC822".into(),
             FetchItem::Rfc822Header => "RFC822.HEADER".into(),
             FetchItem::Rfc822Text => "RFC822.TEXT".into(),
@@ -915,6 +938,7 @@ impl Parser {
                 "SIZE" => StatusItem::Size,
                 "RECENT" => StatusItem::Recent,
                 "APPENDLIMIT" => StatusItem::AppendLimit,
+                "HIGHESTMODSEQ" => StatusItem::HighestModseq,
                 other => return Err(format!("unknown status item {other}")),
             })
         })
@@ -1369,6 +1393,21 @@ impl Parser {
                 self.sp("UID set")?;
                 SearchKey::Uid(self.message_set()?)
             }
+            "MODSEQ" => {
+                self.sp("mod-sequence")?;
+                // An optional metadata entry and type ("/flags/\\seen" all):
+                // every flag shares the message's one MODSEQ here.
+                if self.peek() == Some(b'"') {
+                    self.quoted()?;
+                    self.sp("entry type")?;
+                    let kind = self.upper_atom("entry type")?;
+                    if !matches!(kind.as_str(), "PRIV" | "SHARED" | "ALL") {
+                        return Err(format!("entry type {kind} is not priv, shared or all"));
+                    }
+                    self.sp("mod-sequence")?;
+                }
+                SearchKey::Modseq(self.number64("mod-sequence")?)
+            }
             "NOT" | "OR" if depth >= MAX_DEPTH => {
                 return Err(format!("search keys nested deeper than {MAX_DEPTH}"));
             }
@@ -1416,18 +1455,24 @@ impl Parser {
         } else {
             vec![self.fetch_item()?]
         };
+        let mut changed_since = None;
         if self.eat(b' ') {
-            // CONDSTORE is not announced; CHANGEDSINCE is read and ignored.
-            self.paren_list("FETCH modifiers", false, |p| {
+            let modifiers = self.paren_list("FETCH modifiers", false, |p| {
                 let name = p.upper_atom("FETCH modifier")?;
                 if name != "CHANGEDSINCE" {
                     return Err(format!("unknown FETCH modifier {name}"));
                 }
                 p.sp("mod-sequence")?;
-                p.number64("mod-sequence").map(drop)
+                p.number64("mod-sequence")
             })?;
+            changed_since = modifiers.last().copied();
         }
-        Ok(CommandBody::Fetch { uid, set, items })
+        Ok(CommandBody::Fetch {
+            uid,
+            set,
+            items,
+            changed_since,
+        })
     }
 
     fn fetch_item(&mut self) -> Parsed<FetchItem> {
@@ -1441,6 +1486,7 @@ impl Parser {
             b"ENVELOPE" => FetchItem::Envelope,
             b"BODYSTRUCTURE" => FetchItem::BodyStructure,
             b"UID" => FetchItem::Uid,
+            b"MODSEQ" => FetchItem::Modseq,
             b"RFC822" => FetchItem::Rfc822,
             b"RFC822.HEADER" => FetchItem::Rfc822Header,
             b"RFC822.TEXT" => FetchItem::Rfc822Text,
@@ -1550,6 +1596,19 @@ impl Parser {
         self.sp("message set")?;
         let set = self.message_set()?;
         self.sp("FLAGS, +FLAGS or -FLAGS")?;
+        let mut unchanged_since = None;
+        if self.peek() == Some(b'(') {
+            let modifiers = self.paren_list("STORE modifiers", false, |p| {
+                let name = p.upper_atom("STORE modifier")?;
+                if name != "UNCHANGEDSINCE" {
+                    return Err(format!("unknown STORE modifier {name}"));
+                }
+                p.sp("mod-sequence")?;
+                p.number64("mod-sequence")
+            })?;
+            unchanged_since = modifiers.last().copied();
+            self.sp("FLAGS, +FLAGS or -FLAGS")?;
+        }
         let mode = if self.eat(b'+') {
             StoreMode::Add
         } else if self.eat(b'-') {
@@ -1575,6 +1634,7 @@ impl Parser {
         Ok(CommandBody::Store {
             uid,
             set,
+            unchanged_since,
             mode,
             silent,
             flags,
@@ -2189,7 +2249,8 @@ mod tests {
             C::Fetch {
                 uid: false,
                 set: set("2:4"),
-                items: vec![Flags, body(vec![], Some(date_from))]
+                items: vec![Flags, body(vec![], Some(date_from))],
+                changed_since: None,
             }
         );
         let not_fields = vec!["X-A".into(), "X-B".into(), "X-C".into()];
@@ -2236,6 +2297,7 @@ mod tests {
             ]
         );
         assert_eq!(fetch_items("(FLAGS) (CHANGEDSINCE 12345)"), [Flags]);
+        assert_eq!(fetch_items("(UID MODSEQ)"), [Uid, FetchItem::Modseq]);
     }
 
     #[test]
@@ -2259,10 +2321,84 @@ mod tests {
     }
 
     #[test]
+    fn condstore_syntax() {
+        // RFC 7162's examples.
+        assert_eq!(
+            ok("s100 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)"),
+            C::Fetch {
+                uid: true,
+                set: set("1:*"),
+                items: vec![FetchItem::Flags],
+                changed_since: Some(12345),
+            }
+        );
+        assert_eq!(
+            ok(r"d105 STORE 7,5,9 (UNCHANGEDSINCE 320162338) +FLAGS.SILENT (\Deleted)"),
+            C::Store {
+                uid: false,
+                set: set("7,5,9"),
+                unchanged_since: Some(320162338),
+                mode: StoreMode::Add,
+                silent: true,
+                flags: vec![Flag::Deleted],
+            }
+        );
+        let search = |line: &str| match ok(line) {
+            C::Search { key, .. } => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            search("a SEARCH MODSEQ 620162338"),
+            SearchKey::Modseq(620162338)
+        );
+        assert_eq!(
+            search(
+                r#"a SEARCH OR NOT MODSEQ 720162338 LARGER 50000 MODSEQ "/flags/\\draft" all 620162338"#
+            ),
+            SearchKey::And(vec![
+                SearchKey::Or(
+                    Box::new(SearchKey::Not(Box::new(SearchKey::Modseq(720162338)))),
+                    Box::new(SearchKey::Larger(50000))
+                ),
+                SearchKey::Modseq(620162338),
+            ])
+        );
+        assert!(SearchKey::Not(Box::new(SearchKey::Modseq(1))).mentions_modseq());
+        assert!(!SearchKey::Larger(1).mentions_modseq());
+        match ok("a STATUS INBOX (HIGHESTMODSEQ MESSAGES)") {
+            C::Status { items, .. } => {
+                assert_eq!(items, [StatusItem::HighestModseq, StatusItem::Messages])
+            }
+            other => panic!("{other:?}"),
+        }
+        for (line, error) in [
+            (
+                "a STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)",
+                "expected mod-sequence",
+            ),
+            (
+                "a STORE 1 (CHANGEDSINCE 1) +FLAGS (\\Seen)",
+                "unknown STORE modifier CHANGEDSINCE",
+            ),
+            (
+                "a FETCH 1 FLAGS (UNCHANGEDSINCE 1)",
+                "unknown FETCH modifier UNCHANGEDSINCE",
+            ),
+            (
+                "a SEARCH MODSEQ \"/flags/x\" mine 5",
+                "entry type MINE is not priv, shared or all",
+            ),
+        ] {
+            assert!(err(line).starts_with(error), "{line}: {}", err(line));
+        }
+    }
+
+    #[test]
     fn store_copy_move_and_uid() {
         let store = |uid, set, mode, silent, flags| C::Store {
             uid,
             set,
+            unchanged_since: None,
             mode,
             silent,
             flags,
@@ -2399,7 +2535,6 @@ mod tests {
             ("t1 CREATE x (USE (Drafts))", r#"expected special-use attribute such as \Drafts, found "Drafts))""#),
             ("A683 RENAME foo", "missing mailbox name"),
             ("A1 STATUS x ()", "empty status items"),
-            ("A1 STATUS x (MESSAGES HIGHESTMODSEQ)", "unknown status item HIGHESTMODSEQ"),
             ("A1 LIST \"\"", "missing mailbox pattern"),
             ("A1 LIST (RECURSIVEMATCH) \"\" *", "RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE beside it"),
             ("A1 LIST (REMOTE RECURSIVEMATCH) \"\" *", "RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE beside it"),

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::parser::{Command, CommandBody, MessageSet};
+use super::parser::{Command, CommandBody, FetchItem, Flag, MessageSet, StatusItem, StoreMode};
 use super::view::View;
 use crate::net::{Conn, Peer};
 use crate::server::Shared;
@@ -40,6 +40,9 @@ pub struct Session {
     pub(super) utf8: bool,
     /// IMAP4rev2 enabled: ESEARCH replies, no \Recent.
     pub(super) rev2: bool,
+    /// CONDSTORE enabled (RFC 7162 §3.1): unsolicited FETCH responses carry
+    /// UID and MODSEQ, and SELECT announces HIGHESTMODSEQ.
+    pub(super) condstore: bool,
     /// The result SEARCH RETURN (SAVE) kept, as UIDs (RFC 5182).
     pub(super) saved: Option<Vec<u32>>,
     pub(super) login_failures: u32,
@@ -58,6 +61,7 @@ impl Session {
             user: String::new(),
             utf8: false,
             rev2: false,
+            condstore: false,
             saved: None,
             login_failures: 0,
         }
@@ -95,7 +99,7 @@ impl Session {
         } else {
             caps.push_str(&format!(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
-                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE APPENDLIMIT={}",
+                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE APPENDLIMIT={}",
                 self.shared.config.max_message_size
             ));
         }
@@ -235,6 +239,9 @@ impl Session {
         {
             return Flow::Continue;
         }
+        if enables_condstore(&body) {
+            self.enable_condstore();
+        }
         // Expunges by others may be reported after most commands, but not
         // after FETCH, STORE or SEARCH by sequence number (RFC 9051 7.5.1).
         let allow_expunge = !matches!(
@@ -294,8 +301,13 @@ impl Session {
                 Flow::Continue
             }
             C::Select {
-                mailbox, read_only, ..
+                mailbox,
+                read_only,
+                condstore,
             } => {
+                // SELECT (CONDSTORE) enables it; SELECT itself then says
+                // HIGHESTMODSEQ.
+                self.condstore |= condstore;
                 self.select(&tag, &mailbox, read_only);
                 return Flow::Continue;
             }
@@ -372,20 +384,33 @@ impl Session {
                 self.search(&tag, uid, charset, return_options, key).await;
                 return Flow::Continue;
             }
-            C::Fetch { uid, set, items } => {
+            C::Fetch {
+                uid,
+                set,
+                items,
+                changed_since,
+            } => {
                 self.sync(allow_expunge);
-                self.fetch(&tag, uid, &set, items, conn).await;
+                self.fetch(&tag, uid, &set, items, changed_since, conn)
+                    .await;
                 return Flow::Continue;
             }
             C::Store {
                 uid,
                 set,
+                unchanged_since,
                 mode,
                 silent,
                 flags,
             } => {
                 self.sync(allow_expunge);
-                self.store(&tag, uid, &set, mode, silent, flags).await;
+                let request = StoreRequest {
+                    mode,
+                    silent,
+                    flags,
+                    unchanged_since,
+                };
+                self.store(&tag, uid, &set, request).await;
                 return Flow::Continue;
             }
             C::Copy { uid, set, mailbox } => {
@@ -408,13 +433,24 @@ impl Session {
         let State::Selected(view) = &mut self.state else {
             return;
         };
-        let result = self
-            .shared
-            .store
-            .snapshot()
-            .and_then(|snapshot| view.sync(&snapshot, &mut self.out, allow_expunge));
+        let result = self.shared.store.snapshot().and_then(|snapshot| {
+            view.sync(&snapshot, &mut self.out, allow_expunge, self.condstore)
+        });
         if let Err(e) = result {
             log::error!("{}: cannot refresh the selected mailbox: {e}", self.peer);
+        }
+    }
+
+    /// Turns CONDSTORE on for the rest of the connection; with a mailbox
+    /// selected, tells the client the HIGHESTMODSEQ its view is at.
+    pub(super) fn enable_condstore(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let State::Selected(view) = &self.state {
+            let highest = view.highest_modseq();
+            self.untagged(&format!("OK [HIGHESTMODSEQ {highest}] Highest"));
         }
     }
 
@@ -459,5 +495,31 @@ impl Session {
             State::Selected(view) => Some(view),
             _ => None,
         }
+    }
+}
+
+/// What a STORE asks for, besides the messages (RFC 9051 §6.4.6, RFC 7162).
+pub struct StoreRequest {
+    pub mode: StoreMode,
+    pub silent: bool,
+    pub flags: Vec<Flag>,
+    pub unchanged_since: Option<u64>,
+}
+
+/// RFC 7162 §3.1's CONDSTORE-enabling commands, except SELECT/EXAMINE
+/// (CONDSTORE) and ENABLE, which say so in their own replies.
+fn enables_condstore(body: &CommandBody) -> bool {
+    match body {
+        CommandBody::Fetch {
+            items,
+            changed_since,
+            ..
+        } => changed_since.is_some() || items.contains(&FetchItem::Modseq),
+        CommandBody::Store {
+            unchanged_since, ..
+        } => unchanged_since.is_some(),
+        CommandBody::Search { key, .. } => key.mentions_modseq(),
+        CommandBody::Status { items, .. } => items.contains(&StatusItem::HighestModseq),
+        _ => false,
     }
 }

@@ -133,6 +133,17 @@ impl View {
         Ok(())
     }
 
+    /// The mailbox's HIGHESTMODSEQ as of the last sync.
+    pub fn highest_modseq(&self) -> u64 {
+        self.highest_modseq
+    }
+
+    /// The MODSEQ of the message at `index` (sequence number - 1) as of the
+    /// last sync.
+    pub fn modseq_at(&self, index: usize) -> u64 {
+        self.modseqs[index]
+    }
+
     pub fn uid_next(&self) -> u32 {
         self.uid_next
     }
@@ -182,6 +193,7 @@ impl View {
         snapshot: &Snapshot,
         out: &mut Vec<u8>,
         allow_expunge: bool,
+        condstore: bool,
     ) -> Result<(), StoreError> {
         let Some(record) = snapshot.mailbox(self.mailbox)? else {
             // Deleted under us: every message is gone.
@@ -223,6 +235,9 @@ impl View {
             self.flags[i] = flags;
             out.extend_from_slice(format!("* {} FETCH (UID {uid} FLAGS ", i + 1).as_bytes());
             flag_list(out, flags, &keywords);
+            if condstore {
+                out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
+            }
             out.extend_from_slice(b")\r\n");
             if keywords.is_empty() {
                 self.keywords.remove(&uid);
@@ -395,7 +410,7 @@ mod tests {
             // Some commands may not report expunges (FETCH, STORE, SEARCH).
             let allow_expunge = rng.below(3) != 0;
             let mut out = Vec::new();
-            view.sync(&store.snapshot().unwrap(), &mut out, allow_expunge)
+            view.sync(&store.snapshot().unwrap(), &mut out, allow_expunge, false)
                 .unwrap();
             apply(&mut client, &out);
             assert_eq!(client.len(), view.exists() as usize, "round {round}");
@@ -408,7 +423,7 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        view.sync(&store.snapshot().unwrap(), &mut out, true)
+        view.sync(&store.snapshot().unwrap(), &mut out, true, false)
             .unwrap();
         apply(&mut client, &out);
         assert!(view.vanished.is_empty());

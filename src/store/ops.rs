@@ -583,6 +583,22 @@ impl WriteCtx<'_> {
         uids: &[u32],
         change: &FlagChange,
     ) -> Result<Vec<Changed>, StoreError> {
+        Ok(self
+            .change_flags_unless_modified(mailbox, uids, change, None)?
+            .0)
+    }
+
+    /// [`WriteCtx::change_flags`], leaving alone each message whose MODSEQ
+    /// is above `unchanged_since` (RFC 7162's conditional STORE). Returns the
+    /// changed messages and the UIDs of those left alone for that reason.
+    pub fn change_flags_unless_modified(
+        &mut self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        change: &FlagChange,
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<Changed>, Vec<u32>), StoreError> {
+        let mut modified = Vec::new();
         let mut record = self.load_mailbox(mailbox)?;
         if let FlagChange::Add(_, keywords) | FlagChange::Replace(_, keywords) = change {
             keyword_room(&record, keywords)?;
@@ -598,6 +614,10 @@ impl WriteCtx<'_> {
             else {
                 continue;
             };
+            if unchanged_since.is_some_and(|since| message.modseq > since) {
+                modified.push(uid);
+                continue;
+            }
             let (flags, keywords) = change.apply(message.flags, &message.keywords);
             if flags == message.flags && keywords == message.keywords {
                 continue;
@@ -630,7 +650,7 @@ impl WriteCtx<'_> {
             self.save_mailbox(mailbox, &record)?;
             self.changes.push(Change::Mailbox(mailbox));
         }
-        Ok(changed)
+        Ok((changed, modified))
     }
 }
 

@@ -62,17 +62,32 @@ impl Session {
         uid: bool,
         set: &MessageSet,
         mut items: Vec<FetchItem>,
+        changed_since: Option<u64>,
         conn: &mut Conn,
     ) {
         let Some(view) = self.view() else { return };
         let (mailbox, read_only) = (view.mailbox, view.read_only);
-        let uids = self.uids_of(set, uid);
+        let mut uids = self.uids_of(set, uid);
         if uid && !items.contains(&FetchItem::Uid) {
             items.insert(0, FetchItem::Uid);
         }
+        if let Some(since) = changed_since {
+            // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ. The view was
+            // synced just before, so its MODSEQs are the store's.
+            if !items.contains(&FetchItem::Modseq) {
+                items.push(FetchItem::Modseq);
+            }
+            let State::Selected(view) = &self.state else {
+                return;
+            };
+            uids.retain(|u| {
+                view.seq_of(*u)
+                    .is_none_or(|seq| view.modseq_at(seq as usize - 1) > since)
+            });
+        }
         if items
             .iter()
-            .all(|i| matches!(i, FetchItem::Uid | FetchItem::Flags))
+            .all(|i| matches!(i, FetchItem::Uid | FetchItem::Flags | FetchItem::Modseq))
         {
             return self.fetch_flags_from_view(tag, &uids, &items, conn).await;
         }
@@ -176,6 +191,16 @@ impl Session {
                 self.out.extend_from_slice(b" FLAGS ");
                 flag_list(&mut self.out, record.flags, &record.keywords);
             }
+            // RFC 7162 §3.1: with CONDSTORE, a FETCH that changed the flags
+            // (\Seen) also says which message and at which MODSEQ.
+            if flags_changed && self.condstore {
+                if !items.contains(&FetchItem::Uid) {
+                    let _ = write!(self.out, " UID {msg_uid}");
+                }
+                if !items.contains(&FetchItem::Modseq) {
+                    let _ = write!(self.out, " MODSEQ ({})", record.modseq);
+                }
+            }
             self.out.extend_from_slice(b")\r\n");
             if !self.pace(n, conn).await {
                 return;
@@ -210,7 +235,7 @@ impl Session {
         true
     }
 
-    /// FETCH of nothing but UID and FLAGS, answered from the view (synced
+    /// FETCH of nothing but UID, FLAGS and MODSEQ, answered from the view (synced
     /// just before), without reading the store: the command clients send on
     /// every connect to learn what changed.
     async fn fetch_flags_from_view(
@@ -239,16 +264,23 @@ impl Session {
                 continue;
             }
             let (flags, keywords) = view.flags_at(index);
+            let modseq = view.modseq_at(index);
             let _ = write!(self.out, "* {} FETCH (", index + 1);
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     self.out.push(b' ');
                 }
-                if *item == FetchItem::Uid {
-                    let _ = write!(self.out, "UID {uid}");
-                } else {
-                    self.out.extend_from_slice(b"FLAGS ");
-                    flag_list(&mut self.out, flags, keywords);
+                match item {
+                    FetchItem::Uid => {
+                        let _ = write!(self.out, "UID {uid}");
+                    }
+                    FetchItem::Modseq => {
+                        let _ = write!(self.out, "MODSEQ ({modseq})");
+                    }
+                    _ => {
+                        self.out.extend_from_slice(b"FLAGS ");
+                        flag_list(&mut self.out, flags, keywords);
+                    }
                 }
             }
             self.out.extend_from_slice(b")\r\n");
@@ -280,6 +312,9 @@ fn render(out: &mut Vec<u8>, item: &FetchItem, m: &Message<'_>, trouble: &mut Tr
         }
         FetchItem::Uid => {
             let _ = write!(out, "UID {}", m.uid);
+        }
+        FetchItem::Modseq => {
+            let _ = write!(out, "MODSEQ ({})", m.record.modseq);
         }
         FetchItem::InternalDate => {
             let date =

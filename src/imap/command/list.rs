@@ -187,6 +187,7 @@ impl Session {
                 StatusItem::Deleted => format!("DELETED {}", record.deleted),
                 StatusItem::Size => format!("SIZE {}", record.size),
                 StatusItem::Recent => "RECENT 0".to_string(),
+                StatusItem::HighestModseq => format!("HIGHESTMODSEQ {}", record.highest_modseq),
                 StatusItem::AppendLimit => {
                     format!("APPENDLIMIT {}", self.shared.config.max_message_size)
                 }

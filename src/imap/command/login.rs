@@ -85,6 +85,10 @@ impl Session {
                     self.utf8 = true;
                     enabled.push("UTF8=ACCEPT");
                 }
+                "CONDSTORE" if !self.condstore => {
+                    self.enable_condstore();
+                    enabled.push("CONDSTORE");
+                }
                 _ => {}
             }
         }

@@ -3,7 +3,7 @@
 
 use crate::imap::parser::{DateTime, Flag, MessageSet, StoreMode};
 use crate::imap::response::flag_list;
-use crate::imap::session::{Session, State};
+use crate::imap::session::{Session, State, StoreRequest};
 use crate::server::Shared;
 use crate::store::{FlagChange, Flags};
 
@@ -234,10 +234,14 @@ impl Session {
         tag: &str,
         uid: bool,
         set: &MessageSet,
-        mode: StoreMode,
-        silent: bool,
-        flags: Vec<Flag>,
+        request: StoreRequest,
     ) {
+        let StoreRequest {
+            mode,
+            silent,
+            flags,
+            unchanged_since,
+        } = request;
         let Some(view) = self.view() else { return };
         if view.read_only {
             return self.no(tag, "[READ-ONLY] Mailbox is read-only");
@@ -269,18 +273,28 @@ impl Session {
         };
         // Setting flags a message already has (clients often re-send \Seen)
         // changes nothing, so it costs no write: the reply is this snapshot.
-        let needs_write = before.iter().any(|(msg_uid, m)| {
-            uids.binary_search(msg_uid).is_ok() && change.changes(m.flags, &m.keywords)
-        });
+        // A conditional STORE checks MODSEQs in the write itself.
+        let needs_write = unchanged_since.is_some()
+            || before.iter().any(|(msg_uid, m)| {
+                uids.binary_search(msg_uid).is_ok() && change.changes(m.flags, &m.keywords)
+            });
+        let mut changed: Vec<u32> = Vec::new();
+        let mut modified: Vec<u32> = Vec::new();
         let current = if needs_write {
             let wanted = uids.clone();
             let result = self
                 .shared
                 .store
-                .write(move |tx| tx.change_flags(mailbox, &wanted, &change))
+                .write(move |tx| {
+                    tx.change_flags_unless_modified(mailbox, &wanted, &change, unchanged_since)
+                })
                 .await;
-            if let Err(e) = result {
-                return self.store_failed(tag, &e);
+            match result {
+                Ok((done, left)) => {
+                    changed = done.into_iter().map(|c| c.uid).collect();
+                    modified = left;
+                }
+                Err(e) => return self.store_failed(tag, &e),
             }
             // Report the current flags of every message asked about, changed
             // or not, from one fresh snapshot.
@@ -291,10 +305,10 @@ impl Session {
         } else {
             before
         };
+        let condstore = self.condstore;
         let State::Selected(view) = &mut self.state else {
             return;
         };
-        let mut expunged = false;
         let mut wanted = uids.iter().peekable();
         let mut found = 0;
         for (msg_uid, record) in &current {
@@ -306,25 +320,47 @@ impl Session {
             }
             found += 1;
             view.saw_flags(*msg_uid, record);
-            if silent {
-                continue;
-            }
             let Some(seq) = view.seq_of(*msg_uid) else {
                 continue;
             };
+            // Left alone by UNCHANGEDSINCE: named in MODIFIED instead.
+            if modified.binary_search(msg_uid).is_ok() {
+                continue;
+            }
+            if silent {
+                // RFC 7162 §3.1.3: even .SILENT tells a CONDSTORE client the
+                // new MODSEQ of what changed.
+                if condstore && changed.binary_search(msg_uid).is_ok() {
+                    let line = format!(
+                        "* {seq} FETCH (UID {msg_uid} MODSEQ ({}))\r\n",
+                        record.modseq
+                    );
+                    self.out.extend_from_slice(line.as_bytes());
+                }
+                continue;
+            }
             self.out
                 .extend_from_slice(format!("* {seq} FETCH (FLAGS ").as_bytes());
             flag_list(&mut self.out, record.flags, &record.keywords);
-            if uid {
+            if uid || condstore {
                 self.out
                     .extend_from_slice(format!(" UID {msg_uid}").as_bytes());
             }
+            if condstore {
+                self.out
+                    .extend_from_slice(format!(" MODSEQ ({})", record.modseq).as_bytes());
+            }
             self.out.extend_from_slice(b")\r\n");
         }
-        if found < uids.len() {
-            expunged = true;
-        }
-        if expunged {
+        if !modified.is_empty() {
+            let numbers: Vec<u32> = if uid {
+                modified
+            } else {
+                modified.iter().filter_map(|u| view.seq_of(*u)).collect()
+            };
+            let set = compress_set(&numbers);
+            self.ok(tag, &format!("[MODIFIED {set}] Conditional STORE failed"));
+        } else if found < uids.len() {
             self.no(tag, "[EXPUNGEISSUED] Some of the messages were expunged");
         } else {
             self.ok(tag, "STORE completed");

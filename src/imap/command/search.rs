@@ -100,6 +100,18 @@ impl Session {
         } else {
             found.iter().filter_map(|u| view.seq_of(*u)).collect()
         };
+        // RFC 7162 §3.1.5: a search by MODSEQ also gives the highest MODSEQ
+        // of what it found (the view was synced just before).
+        let highest = key
+            .mentions_modseq()
+            .then(|| {
+                found
+                    .iter()
+                    .filter_map(|u| view.seq_of(*u))
+                    .map(|seq| view.modseq_at(seq as usize - 1))
+                    .max()
+            })
+            .flatten();
         let options = return_options.clone().unwrap_or_default();
         let save = options.contains(&SearchReturn::Save);
         if save {
@@ -108,7 +120,8 @@ impl Session {
         let esearch = return_options.is_some() || self.rev2;
         if !esearch {
             let list: String = numbers.iter().map(|n| format!(" {n}")).collect();
-            self.untagged(&format!("SEARCH{list}"));
+            let modseq = highest.map_or(String::new(), |m| format!(" (MODSEQ {m})"));
+            self.untagged(&format!("SEARCH{list}{modseq}"));
         } else if !(save && options.len() == 1) {
             // RETURN () means ALL; so does a rev2 SEARCH without RETURN.
             let wanted: Vec<SearchReturn> =
@@ -136,6 +149,9 @@ impl Session {
             }
             if wanted.contains(&SearchReturn::Count) {
                 line.push_str(&format!(" COUNT {}", numbers.len()));
+            }
+            if let Some(m) = highest {
+                line.push_str(&format!(" MODSEQ {m}"));
             }
             self.untagged(&line);
         }
@@ -237,6 +253,7 @@ fn run(
             internal_date: record.internal_date,
             internal_date_offset: record.internal_date_offset,
             size: record.size,
+            modseq: record.modseq,
         };
         let mut lazy = Lazy {
             content: &content,

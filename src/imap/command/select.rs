@@ -65,6 +65,12 @@ impl Session {
             "OK [UIDNEXT {}] Predicted next UID",
             view.uid_next()
         ));
+        if self.condstore {
+            self.untagged(&format!(
+                "OK [HIGHESTMODSEQ {}] Highest",
+                view.highest_modseq()
+            ));
+        }
         if self.rev2 {
             let mut line = b"* LIST () \"/\" ".to_vec();
             mailbox_name(&mut line, &name, self.utf8);
