@@ -2680,6 +2680,15 @@ typ, data = M.expunge()
 assert typ == 'OK' and data == [b'1'], data
 typ, data = M.status(box, '(MESSAGES UNSEEN)')
 assert b'MESSAGES 1 UNSEEN 1' in data[0], data
+# CONDSTORE through imaplib's generic commands: what changed since a MODSEQ.
+typ, data = M.capability()
+assert b' CONDSTORE' in data[0], data
+typ, data = M.status(box, '(HIGHESTMODSEQ)')
+highest = int(re.search(rb'HIGHESTMODSEQ (\d+)', data[0]).group(1))
+typ, data = M.store('1', '+FLAGS', '(\\Answered)')
+assert typ == 'OK' and b'MODSEQ' in data[0], data
+typ, data = M.uid('FETCH', '1:*', '(FLAGS) (CHANGEDSINCE %d)' % highest)
+assert typ == 'OK' and len(data) == 1 and b'\\Answered' in data[0] and b'MODSEQ' in data[0], data
 # IDLE through raw commands on imaplib's connection.
 tag = M._new_tag()
 M.send(tag + b' IDLE\r\n')
