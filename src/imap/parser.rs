@@ -1457,15 +1457,7 @@ impl Parser {
         };
         let mut changed_since = None;
         if self.eat(b' ') {
-            let modifiers = self.paren_list("FETCH modifiers", false, |p| {
-                let name = p.upper_atom("FETCH modifier")?;
-                if name != "CHANGEDSINCE" {
-                    return Err(format!("unknown FETCH modifier {name}"));
-                }
-                p.sp("mod-sequence")?;
-                p.number64("mod-sequence")
-            })?;
-            changed_since = modifiers.last().copied();
+            changed_since = self.modseq_modifier("FETCH modifier", "CHANGEDSINCE")?;
         }
         Ok(CommandBody::Fetch {
             uid,
@@ -1592,21 +1584,27 @@ impl Parser {
         }))
     }
 
+    /// A parenthesized list of modifiers in which only `name`, with a
+    /// mod-sequence, is known (RFC 7162's CHANGEDSINCE and UNCHANGEDSINCE).
+    fn modseq_modifier(&mut self, what: &str, name: &str) -> Parsed<Option<u64>> {
+        let values = self.paren_list(&format!("{what}s"), false, |p| {
+            let found = p.upper_atom(what)?;
+            if found != name {
+                return Err(format!("unknown {what} {found}"));
+            }
+            p.sp("mod-sequence")?;
+            p.number64("mod-sequence")
+        })?;
+        Ok(values.last().copied())
+    }
+
     fn store(&mut self, uid: bool) -> Parsed<CommandBody> {
         self.sp("message set")?;
         let set = self.message_set()?;
         self.sp("FLAGS, +FLAGS or -FLAGS")?;
         let mut unchanged_since = None;
         if self.peek() == Some(b'(') {
-            let modifiers = self.paren_list("STORE modifiers", false, |p| {
-                let name = p.upper_atom("STORE modifier")?;
-                if name != "UNCHANGEDSINCE" {
-                    return Err(format!("unknown STORE modifier {name}"));
-                }
-                p.sp("mod-sequence")?;
-                p.number64("mod-sequence")
-            })?;
-            unchanged_since = modifiers.last().copied();
+            unchanged_since = self.modseq_modifier("STORE modifier", "UNCHANGEDSINCE")?;
             self.sp("FLAGS, +FLAGS or -FLAGS")?;
         }
         let mode = if self.eat(b'+') {
