@@ -126,11 +126,7 @@ pub enum CommandBody {
     Store {
         uid: bool,
         set: MessageSet,
-        /// RFC 7162's UNCHANGEDSINCE: leave messages with a greater MODSEQ.
-        unchanged_since: Option<u64>,
-        mode: StoreMode,
-        silent: bool,
-        flags: Vec<Flag>,
+        request: StoreRequest,
     },
     Copy {
         uid: bool,
@@ -145,6 +141,17 @@ pub enum CommandBody {
     Idle,
     /// None for `ID NIL`. Values that are not UTF-8 are decoded lossily.
     Id(Option<Vec<(String, Option<String>)>>),
+}
+
+/// What a STORE asks for, besides the messages (RFC 9051 §6.4.6, RFC 7162).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRequest {
+    pub mode: StoreMode,
+    /// FLAGS.SILENT: no FETCH replies (but see RFC 7162 §3.1.3).
+    pub silent: bool,
+    pub flags: Vec<Flag>,
+    /// RFC 7162's UNCHANGEDSINCE: leave messages with a greater MODSEQ.
+    pub unchanged_since: Option<u64>,
 }
 
 /// What went wrong, for the tagged BAD reply (`*` when `tag` is None).
@@ -1632,10 +1639,12 @@ impl Parser {
         Ok(CommandBody::Store {
             uid,
             set,
-            unchanged_since,
-            mode,
-            silent,
-            flags,
+            request: StoreRequest {
+                mode,
+                silent,
+                flags,
+                unchanged_since,
+            },
         })
     }
 
@@ -2335,10 +2344,12 @@ mod tests {
             C::Store {
                 uid: false,
                 set: set("7,5,9"),
-                unchanged_since: Some(320162338),
-                mode: StoreMode::Add,
-                silent: true,
-                flags: vec![Flag::Deleted],
+                request: StoreRequest {
+                    mode: StoreMode::Add,
+                    silent: true,
+                    flags: vec![Flag::Deleted],
+                    unchanged_since: Some(320162338),
+                },
             }
         );
         let search = |line: &str| match ok(line) {
@@ -2396,10 +2407,12 @@ mod tests {
         let store = |uid, set, mode, silent, flags| C::Store {
             uid,
             set,
-            unchanged_since: None,
-            mode,
-            silent,
-            flags,
+            request: StoreRequest {
+                mode,
+                silent,
+                flags,
+                unchanged_since: None,
+            },
         };
         assert_eq!(
             ok(r"A003 STORE 2:4 +FLAGS (\Deleted)"),

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::parser::{Command, CommandBody, FetchItem, Flag, MessageSet, StatusItem, StoreMode};
+use super::parser::{Command, CommandBody, FetchItem, MessageSet, StatusItem};
 use super::view::View;
 use crate::net::{Conn, Peer};
 use crate::server::Shared;
@@ -395,21 +395,8 @@ impl Session {
                     .await;
                 return Flow::Continue;
             }
-            C::Store {
-                uid,
-                set,
-                unchanged_since,
-                mode,
-                silent,
-                flags,
-            } => {
+            C::Store { uid, set, request } => {
                 self.sync(allow_expunge);
-                let request = StoreRequest {
-                    mode,
-                    silent,
-                    flags,
-                    unchanged_since,
-                };
                 self.store(&tag, uid, &set, request).await;
                 return Flow::Continue;
             }
@@ -498,14 +485,6 @@ impl Session {
     }
 }
 
-/// What a STORE asks for, besides the messages (RFC 9051 §6.4.6, RFC 7162).
-pub struct StoreRequest {
-    pub mode: StoreMode,
-    pub silent: bool,
-    pub flags: Vec<Flag>,
-    pub unchanged_since: Option<u64>,
-}
-
 /// RFC 7162 §3.1's CONDSTORE-enabling commands, except SELECT/EXAMINE
 /// (CONDSTORE) and ENABLE, which say so in their own replies.
 fn enables_condstore(body: &CommandBody) -> bool {
@@ -515,9 +494,7 @@ fn enables_condstore(body: &CommandBody) -> bool {
             changed_since,
             ..
         } => changed_since.is_some() || items.contains(&FetchItem::Modseq),
-        CommandBody::Store {
-            unchanged_since, ..
-        } => unchanged_since.is_some(),
+        CommandBody::Store { request, .. } => request.unchanged_since.is_some(),
         CommandBody::Search { key, .. } => key.mentions_modseq(),
         CommandBody::Status { items, .. } => items.contains(&StatusItem::HighestModseq),
         _ => false,

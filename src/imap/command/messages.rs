@@ -1,9 +1,9 @@
 //! APPEND, EXPUNGE (and UID EXPUNGE), COPY, MOVE and STORE: the commands
 //! that change messages.
 
-use crate::imap::parser::{DateTime, Flag, MessageSet, StoreMode};
+use crate::imap::parser::{DateTime, Flag, MessageSet, StoreMode, StoreRequest};
 use crate::imap::response::flag_list;
-use crate::imap::session::{Session, State, StoreRequest};
+use crate::imap::session::{Session, State};
 use crate::server::Shared;
 use crate::store::{FlagChange, Flags};
 
