@@ -52,6 +52,11 @@ pub struct Config {
     pub idle_keepalive: Duration,
     /// How long an IMAP client may stay silent.
     pub imap_autologout: Duration,
+    /// Bytes incoming message bodies may hold in memory at once.
+    pub memory_budget: u64,
+    /// How long an incoming message waits for the budget before a
+    /// temporary refusal.
+    pub memory_wait: Duration,
     pub run_as: Option<String>,
 }
 
@@ -118,6 +123,10 @@ pub struct Shared {
     next_conn_id: Cell<u64>,
     /// Users whose POP3 maildrop is held by a session (RFC 1939's lock).
     pub pop3_locked: RefCell<HashSet<String>>,
+    /// What incoming message bodies may hold in memory (`--memory-budget`).
+    pub budget: crate::net::budget::Budget,
+    /// Where incoming bodies wait while they arrive (DATA/tmp).
+    pub spool_dir: PathBuf,
 }
 
 /// The outcome of a password check.
@@ -312,6 +321,15 @@ pub fn run(config: Config) -> Result<(), String> {
     let users = Users::open(&users_path)
         .map_err(|e| format!("cannot read {}: {e}", users_path.display()))?;
     let heavy_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Spool files are unlinked once open; a crash between the two can
+    // leave one behind, removed here.
+    crate::net::spool::prepare_spool_dir(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot prepare {}: {e}",
+            crate::net::spool::spool_dir(&config.data_dir).display()
+        )
+    })?;
+    let (memory_budget, data_dir) = (config.memory_budget, config.data_dir.clone());
     let shared = Rc::new(Shared {
         limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
         config,
@@ -329,6 +347,8 @@ pub fn run(config: Config) -> Result<(), String> {
         heavy_threads,
         next_conn_id: Cell::new(1),
         pop3_locked: RefCell::default(),
+        budget: crate::net::budget::Budget::new(memory_budget),
+        spool_dir: crate::net::spool::spool_dir(&data_dir),
     });
 
     let ex = Rc::new(LocalExecutor::new());
