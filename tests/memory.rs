@@ -229,6 +229,88 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n\
         literal_after(&reply, "BINARY[1]"),
         ("{0}".into(), Vec::new())
     );
+    // A window of the decoded bytes: literal8 only if the window has NUL.
+    let reply = read_reply(
+        &mut c,
+        "g",
+        Some("g FETCH 1 (BINARY.PEEK[2]<1.2> BINARY.PEEK[2]<0.2> BINARY.SIZE[2])"),
+    );
+    assert_eq!(
+        literal_after(&reply, "BINARY[2]<1>"),
+        ("{2}".into(), vec![1, 2])
+    );
+    assert_eq!(
+        literal_after(&reply, "BINARY[2]<0>"),
+        ("~{2}".into(), vec![0, 1])
+    );
+    assert!(
+        lossy(&reply).contains("BINARY.SIZE[2] 4"),
+        "{}",
+        lossy(&reply)
+    );
+}
+
+#[test]
+fn binary_of_a_large_encoded_part_decodes_across_chunk_edges() {
+    let mut server = Server::new("memory-binary", &["alice"]);
+    server.start();
+    let mut c = imap(&server);
+    // 600 KiB of every byte value, base64 in 76-column lines, and a
+    // quoted-printable part with soft breaks and escapes over many chunks.
+    let data: Vec<u8> = (0..600 * 1024u32).map(|i| (i * 7 % 256) as u8).collect();
+    let mut message = b"From: a@example.org\r\nSubject: attachment\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    for line in base64(&data).chunks(76) {
+        message.extend_from_slice(line);
+        message.extend_from_slice(b"\r\n");
+    }
+    message.extend_from_slice(
+        b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
+    );
+    let mut qp_want = Vec::new();
+    for _ in 0..15_000 {
+        message.extend_from_slice(b"caf=C3=A9 soft=\r\nbreak\r\n");
+        qp_want.extend_from_slice("café softbreak\r\n".as_bytes());
+    }
+    message.extend_from_slice(b"--b--\r\n");
+    append(&mut c, &message);
+    let reply = read_reply(
+        &mut c,
+        "b",
+        Some("b FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.PEEK[1]<65530.20> BINARY.PEEK[2])"),
+    );
+    assert!(lossy(&reply).contains(&format!("BINARY.SIZE[1] {}", data.len())));
+    let (announced, got) = literal_after(&reply, "BINARY[1]");
+    assert_eq!(announced, format!("~{{{}}}", data.len()));
+    assert!(got == data, "BINARY[1] differs from the attachment");
+    assert_eq!(
+        literal_after(&reply, "BINARY[1]<65530>").1,
+        &data[65530..65550]
+    );
+    // The part's last line break belongs to the boundary.
+    let (_, got) = literal_after(&reply, "BINARY[2]");
+    assert_eq!(got, &qp_want[..qp_want.len() - 2]);
+}
+
+fn base64(data: &[u8]) -> Vec<u8> {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    for group in data.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+    out
 }
 
 /// A message whose chunk edges fall on the awkward places: a line that

@@ -12,6 +12,7 @@ use std::ops::Range;
 use crate::imap::parser::{FetchItem, MessageSet, Partial, Section, SectionText};
 use crate::imap::response::{flag_list, literal};
 use crate::imap::session::{Session, State};
+use crate::mime::transfer::{Decoder, Encoding};
 use crate::mime::{MessageInfo, PartKind};
 use crate::net::Conn;
 use crate::store::{BlobId, Content, FlagChange, Flags, MessageRecord, BLOB_CHUNK};
@@ -175,7 +176,12 @@ impl Session {
                             blob: record.blob,
                             len: 0,
                         }),
-                        Ok(None) | Err(_) => None,
+                        Ok(None) => None,
+                        Err(e) => {
+                            log::error!("{}: store: {e}", self.peer);
+                            trouble.corrupt = true;
+                            None
+                        }
                     };
                 }
                 if wants_content {
@@ -263,6 +269,11 @@ impl Session {
             return false;
         }
         self.out.clear();
+        if let Some((encoding, window)) = range.decode {
+            return self
+                .stream_decoded(conn, body, range.range, encoding, window)
+                .await;
+        }
         let mut at = range.range.start;
         let mut pieces = 0;
         while at < range.range.end {
@@ -290,6 +301,77 @@ impl Session {
             if pieces % YIELD_EVERY_CHUNKS == 0 {
                 smol::future::yield_now().await;
             }
+        }
+        true
+    }
+
+    /// Streams the decoded bytes `window` of the encoded part at `range`
+    /// (BINARY[part]<partial>), decoding one chunk at a time. The literal's
+    /// size came from [`scan_decoded`] over the same bytes.
+    async fn stream_decoded(
+        &mut self,
+        conn: &mut Conn,
+        body: &Body<'_>,
+        range: Range<u64>,
+        encoding: Encoding,
+        window: Range<u64>,
+    ) -> bool {
+        let mut decoder = Decoder::new(encoding);
+        let mut decoded = Vec::new();
+        let mut position = 0u64;
+        let mut sent = 0u64;
+        let mut at = range.start;
+        let mut pieces = 0;
+        let mut ended = false;
+        while position < window.end && !ended {
+            decoded.clear();
+            if at < range.end {
+                let want = (range.end - at).min(BLOB_CHUNK as u64) as usize;
+                match body.content.blob_piece(body.blob, body.len, at, want) {
+                    Ok(piece) if !piece.is_empty() => {
+                        at += piece.len() as u64;
+                        if decoder.feed(&piece, &mut decoded).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) | Err(_) => break,
+                }
+            } else {
+                std::mem::replace(&mut decoder, Decoder::new(encoding)).finish(&mut decoded);
+                ended = true;
+            }
+            let start = window
+                .start
+                .saturating_sub(position)
+                .min(decoded.len() as u64);
+            let end = window
+                .end
+                .saturating_sub(position)
+                .min(decoded.len() as u64);
+            position += decoded.len() as u64;
+            if start < end {
+                sent += end - start;
+                if conn
+                    .write(&decoded[start as usize..end as usize])
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            pieces += 1;
+            if pieces % YIELD_EVERY_CHUNKS == 0 {
+                smol::future::yield_now().await;
+            }
+        }
+        if sent != window.end - window.start {
+            log::error!(
+                "{}: message body {} did not decode as it did a moment ago; closing the connection mid-literal",
+                self.peer,
+                body.blob
+            );
+            conn.close().await;
+            return false;
         }
         true
     }
@@ -430,6 +512,9 @@ struct Streamed {
     /// NUL may not appear in an IMAP literal (RFC 9051 §4.3); like Dovecot,
     /// BODY and RFC822 send it as 0x80. BINARY sends a literal8 instead.
     nul_to_80: bool,
+    /// BINARY of an encoded part: `range` is decoded, and the decoded bytes
+    /// in this window are sent.
+    decode: Option<(Encoding, Range<u64>)>,
 }
 
 fn nul_to_80(bytes: &mut [u8]) {
@@ -453,6 +538,7 @@ fn stream_literal(out: &mut Vec<u8>, range: Range<u64>, binary: bool) -> Streame
     Streamed {
         range,
         nul_to_80: !binary,
+        decode: None,
     }
 }
 
@@ -504,8 +590,7 @@ fn render(
         FetchItem::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
             let range = info.and_then(|i| i.header_range(&[])).unwrap_or(0..0);
-            let bytes = m.body.as_ref().and_then(|b| b.read(range, trouble));
-            body_literal(out, bytes.unwrap_or_default());
+            return Some(stream_literal(out, within(m, range), false));
         }
         FetchItem::Rfc822Text => {
             out.extend_from_slice(b"RFC822.TEXT ");
@@ -530,7 +615,7 @@ fn render(
         FetchItem::Binary { part, partial, .. } => {
             out.extend_from_slice(item.response_name().as_bytes());
             out.push(b' ');
-            match info.map(|i| binary_bytes(m, i, part, trouble)) {
+            match info.map(|i| binary_bytes(m, i, part)) {
                 Some(Ok(BinaryBody::Range(range))) => {
                     let range = clip_range(range, partial);
                     let binary = m.body.as_ref().is_some_and(|b| b.has_nul(&range, trouble));
@@ -538,12 +623,26 @@ fn render(
                     streamed.nul_to_80 = false;
                     return Some(streamed);
                 }
-                Some(Ok(BinaryBody::Decoded(bytes))) => {
-                    let bytes = clip(&bytes, partial);
-                    if bytes.contains(&0) {
-                        out.push(b'~');
+                Some(Ok(BinaryBody::Encoded { range, encoding })) => {
+                    let body = m.body.as_ref()?;
+                    match scan_decoded(body, &range, encoding, partial, trouble) {
+                        Ok((_, window, nul)) => {
+                            if nul {
+                                out.push(b'~');
+                            }
+                            let _ = write!(out, "{{{}}}\r\n", window.end - window.start);
+                            return Some(Streamed {
+                                range,
+                                nul_to_80: false,
+                                decode: Some((encoding, window)),
+                            });
+                        }
+                        Err(BinaryError::UnknownEncoding) => {
+                            trouble.unknown_cte = true;
+                            out.extend_from_slice(b"NIL");
+                        }
+                        Err(BinaryError::NoSuchPart) => out.extend_from_slice(b"NIL"),
                     }
-                    literal(out, bytes);
                 }
                 Some(Err(BinaryError::UnknownEncoding)) => {
                     trouble.unknown_cte = true;
@@ -554,13 +653,24 @@ fn render(
         }
         FetchItem::BinarySize { part } => {
             out.extend_from_slice(item.response_name().as_bytes());
-            match info.map(|i| binary_bytes(m, i, part, trouble)) {
-                Some(Ok(body)) => {
-                    let size = match body {
-                        BinaryBody::Range(range) => range.end - range.start,
-                        BinaryBody::Decoded(bytes) => bytes.len() as u64,
-                    };
-                    out.extend_from_slice(format!(" {size}").as_bytes());
+            match info.map(|i| binary_bytes(m, i, part)) {
+                Some(Ok(BinaryBody::Range(range))) => {
+                    out.extend_from_slice(format!(" {}", range.end - range.start).as_bytes());
+                }
+                Some(Ok(BinaryBody::Encoded { range, encoding })) => {
+                    let scanned = m
+                        .body
+                        .as_ref()
+                        .ok_or(BinaryError::NoSuchPart)
+                        .and_then(|body| scan_decoded(body, &range, encoding, &None, trouble));
+                    match scanned {
+                        Ok((size, _, _)) => out.extend_from_slice(format!(" {size}").as_bytes()),
+                        Err(BinaryError::UnknownEncoding) => {
+                            trouble.unknown_cte = true;
+                            out.extend_from_slice(b" NIL");
+                        }
+                        Err(BinaryError::NoSuchPart) => out.extend_from_slice(b" NIL"),
+                    }
                 }
                 Some(Err(BinaryError::UnknownEncoding)) => {
                     trouble.unknown_cte = true;
@@ -669,11 +779,14 @@ enum BinaryError {
     UnknownEncoding,
 }
 
-/// BINARY[part]'s content: a range of the message when there is nothing to
-/// decode (streamed like BODY[]), or the decoded bytes.
+/// BINARY[part]'s content: a range of the message, sent as it is or
+/// decoded on the way (both streamed like BODY[]).
 enum BinaryBody {
     Range(Range<u64>),
-    Decoded(Vec<u8>),
+    Encoded {
+        range: Range<u64>,
+        encoding: Encoding,
+    },
 }
 
 /// BINARY[part]: the part's body with its content-transfer-encoding undone
@@ -682,7 +795,6 @@ fn binary_bytes(
     m: &Message<'_>,
     info: &MessageInfo,
     part: &[u32],
-    trouble: &mut Trouble,
 ) -> Result<BinaryBody, BinaryError> {
     let body = m.body.as_ref().ok_or(BinaryError::NoSuchPart)?;
     if part.is_empty() {
@@ -694,34 +806,61 @@ fn binary_bytes(
         return Err(BinaryError::NoSuchPart);
     }
     let encoding = found.encoding.as_str();
+    let range = range.start as u64..range.end as u64;
     if found.kind != PartKind::Leaf || matches!(encoding, "" | "7bit" | "8bit" | "binary") {
-        return Ok(BinaryBody::Range(range.start as u64..range.end as u64));
+        return Ok(BinaryBody::Range(range));
     }
-    if !matches!(encoding, "base64" | "quoted-printable") {
-        return Err(BinaryError::UnknownEncoding);
+    match Encoding::from_name(encoding) {
+        Some(encoding) => Ok(BinaryBody::Encoded { range, encoding }),
+        None => Err(BinaryError::UnknownEncoding),
     }
-    let encoded = body.read(range, trouble).ok_or(BinaryError::NoSuchPart)?;
-    decode_part(encoding, &encoded).map(BinaryBody::Decoded)
 }
 
-/// Undoes a base64 or quoted-printable content-transfer-encoding.
-fn decode_part(encoding: &str, body: &[u8]) -> Result<Vec<u8>, BinaryError> {
-    match encoding {
-        "base64" => {
-            let compact: Vec<u8> = body
-                .iter()
-                .copied()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            mail_parser::decoders::base64::base64_decode(&compact)
-                .ok_or(BinaryError::UnknownEncoding)
+/// Decodes the part at `range` once without keeping it, as BINARY must
+/// announce its size before sending: returns the decoded size, the window
+/// `<partial>` picks from it, and whether that window holds a NUL.
+fn scan_decoded(
+    body: &Body<'_>,
+    range: &Range<u64>,
+    encoding: Encoding,
+    partial: &Option<Partial>,
+    trouble: &mut Trouble,
+) -> Result<(u64, Range<u64>, bool), BinaryError> {
+    // The window as asked for; it is clipped to the size at the end.
+    let wanted = clip_range(0..u64::MAX, partial);
+    let mut decoder = Decoder::new(encoding);
+    let mut decoded = Vec::new();
+    let mut size = 0u64;
+    let mut nul = false;
+    let mut account = |decoded: &[u8], size: &mut u64| {
+        if !nul {
+            let start = wanted.start.saturating_sub(*size).min(decoded.len() as u64) as usize;
+            let end = wanted.end.saturating_sub(*size).min(decoded.len() as u64) as usize;
+            nul = decoded[start..end].contains(&0);
         }
-        "quoted-printable" => {
-            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
-                .ok_or(BinaryError::UnknownEncoding)
-        }
-        _ => Err(BinaryError::UnknownEncoding),
+        *size += decoded.len() as u64;
+    };
+    let mut at = range.start;
+    while at < range.end {
+        let want = (range.end - at).min(BLOB_CHUNK as u64) as usize;
+        let piece = match body.content.blob_piece(body.blob, body.len, at, want) {
+            Ok(piece) if !piece.is_empty() => piece,
+            Ok(_) | Err(_) => {
+                trouble.corrupt = true;
+                return Err(BinaryError::NoSuchPart);
+            }
+        };
+        at += piece.len() as u64;
+        decoded.clear();
+        decoder
+            .feed(&piece, &mut decoded)
+            .map_err(|_| BinaryError::UnknownEncoding)?;
+        account(&decoded, &mut size);
     }
+    decoded.clear();
+    decoder.finish(&mut decoded);
+    account(&decoded, &mut size);
+    Ok((size, clip_range(0..size, partial), nul))
 }
 
 #[cfg(test)]
@@ -745,18 +884,6 @@ mod tests {
         assert_eq!(clip(b"0123456789", &p(2, 3)), b"234");
         assert_eq!(clip(b"0123", &p(2, 100)), b"23");
         assert_eq!(clip(b"0123", &p(10, 1)), b"");
-    }
-
-    #[test]
-    fn binary_decodes_base64_and_quoted_printable() {
-        assert!(matches!(decode_part("base64", b"AA\r\nEC Aw=="), Ok(b) if b == [0, 1, 2, 3]));
-        assert!(
-            matches!(decode_part("quoted-printable", b"caf=C3=A9"), Ok(b) if b == "café".as_bytes())
-        );
-        assert!(matches!(
-            decode_part("x-uuencode", b"abc"),
-            Err(BinaryError::UnknownEncoding)
-        ));
     }
 
     #[test]
