@@ -302,20 +302,28 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads exactly `n` bytes (an IMAP literal) into `out`.
+    /// Reads exactly `n` bytes (an IMAP literal) into `out`. A client that
+    /// stops sending mid-literal for [`BODY_STALL_TIMEOUT`] is cut off.
     pub async fn read_exact_into(&mut self, n: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
         self.consume_last_line();
+        let idle = self.idle_timeout;
+        self.idle_timeout = idle.min(BODY_STALL_TIMEOUT);
         let mut left = n;
-        while left > 0 {
-            if self.rstart == self.rend {
-                self.fill(left).await?;
+        let result = async {
+            while left > 0 {
+                if self.rstart == self.rend {
+                    self.fill(left).await?;
+                }
+                let take = left.min(self.rend - self.rstart);
+                out.extend_from_slice(&self.rbuf[self.rstart..self.rstart + take]);
+                self.rstart += take;
+                left -= take;
             }
-            let take = left.min(self.rend - self.rstart);
-            out.extend_from_slice(&self.rbuf[self.rstart..self.rstart + take]);
-            self.rstart += take;
-            left -= take;
+            Ok(())
         }
-        Ok(())
+        .await;
+        self.idle_timeout = idle;
+        result
     }
 
     /// Reads exactly `n` bytes (a large IMAP literal) into `spool`, which
