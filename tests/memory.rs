@@ -427,7 +427,11 @@ fn a_taken_budget_refuses_for_now_after_the_wait() {
         "--memory-wait".into(),
         "1".into(),
     ];
+    // A spool file left by a crash is removed at startup.
+    std::fs::create_dir_all(server.data.join("tmp")).unwrap();
+    std::fs::write(server.data.join("tmp/incoming-1-0"), b"half a message").unwrap();
     server.start();
+    assert!(!server.data.join("tmp/incoming-1-0").exists());
     // This sender takes the whole budget and stalls.
     let mut staller = imap(&server);
     staller.send(b"s1 APPEND INBOX {200000}\r\n");

@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 use super::{BlobId, StoreError, BLOBS_V2, BLOB_CHUNKS};
 
@@ -129,7 +129,6 @@ pub(super) fn upgrade_to_v3(txn: &redb::WriteTransaction) -> Result<(), StoreErr
             put(&mut chunks, blob.value(), raw.value())?;
             moved += 1;
         }
-        debug_assert_eq!(old.len()?, moved);
     }
     txn.delete_table(BLOBS_V2)?;
     log::info!("store: upgraded the database to schema 3 ({moved} message bodies now in chunks)");
