@@ -47,6 +47,9 @@
 
 use std::fmt;
 
+pub use super::parser::Assembled;
+use super::parser::{is_tag_char, Literal};
+
 /// The largest non-synchronizing literal a LITERAL- server accepts (RFC 7888).
 pub const LITERAL_MINUS_MAX: u64 = 4096;
 
@@ -80,25 +83,6 @@ impl Default for Limits {
             max_literals: 32,
         }
     }
-}
-
-/// One complete command: its text with every literal cut out and kept
-/// aside, so the parser can tell a literal from an atom and never scans a
-/// message body as command text.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Assembled {
-    /// The command's lines, joined, without CRLFs or literal announcements.
-    pub(crate) text: Vec<u8>,
-    /// The literals in order; each sits at `offset` in `text`.
-    pub(crate) literals: Vec<Literal>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Literal {
-    pub(crate) offset: usize,
-    pub(crate) data: Vec<u8>,
-    /// Sent as `~{n}` (literal8, RFC 3516): may hold NUL.
-    pub(crate) binary: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -292,10 +276,7 @@ impl Assembler {
     }
 
     fn start_command(&mut self, line: &[u8]) {
-        let tag_len = line
-            .iter()
-            .take_while(|&&b| super::parser::is_tag_char(b))
-            .count();
+        let tag_len = line.iter().take_while(|&&b| is_tag_char(b)).count();
         self.tag = (tag_len > 0).then(|| String::from_utf8_lossy(&line[..tag_len]).into_owned());
         let rest = line.get(tag_len..).unwrap_or_default();
         self.is_append = rest.len() > 8
