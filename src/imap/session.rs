@@ -157,6 +157,12 @@ impl Session {
         Ok(canonical_mailbox_name(&name).into_owned())
     }
 
+    /// A mailbox name that cannot name a mailbox (not valid modified UTF-7,
+    /// say): the command is well-formed, so NO, not BAD.
+    pub(super) fn no_such_name(&mut self, tag: &str, why: &str) {
+        self.no(tag, &format!("[NONEXISTENT] {why}"));
+    }
+
     /// The saved SEARCH result or the given set, as UIDs or sequence numbers
     /// resolved against the current view.
     pub(super) fn resolve_set(&self, set: &MessageSet, uid: bool) -> Vec<u32> {

@@ -106,7 +106,7 @@ impl Session {
     ) {
         let name = match self.mailbox_arg(raw_name) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         if message.is_empty() {
             return self.no(tag, "Cannot store an empty message");
@@ -178,7 +178,7 @@ impl Session {
         let source = view.mailbox;
         let name = match self.mailbox_arg(raw_name) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         let uids = self.uids_of(set, uid);
         let Some(target) = self.existing_mailbox(tag, &name) else {

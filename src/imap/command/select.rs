@@ -14,7 +14,7 @@ impl Session {
         }
         let name = match self.mailbox_arg(raw) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         let rev1 = !self.rev2;
         let opened = self.shared.store.snapshot().and_then(|snapshot| {
