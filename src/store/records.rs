@@ -216,7 +216,13 @@ pub fn legacy_subscribed(bytes: &[u8]) -> Option<bool> {
     if version != MAILBOX_V1 && version != MAILBOX_V2 {
         return None;
     }
-    (d.str()?, d.str()?, d.u32()?, d.u32()?, d.u64()?, d.u8()?);
+    // Owner, name, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, special use.
+    d.str()?;
+    d.str()?;
+    d.u32()?;
+    d.u32()?;
+    d.u64()?;
+    d.u8()?;
     Some(d.u8()? != 0)
 }
 

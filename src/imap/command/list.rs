@@ -27,6 +27,9 @@ impl Node<'_> {
     }
 }
 
+/// A user's mailboxes and the names they are subscribed to.
+type MailboxesAndSubscriptions = (Vec<(u64, MailboxRecord)>, Vec<String>);
+
 impl Session {
     /// A LIST pattern or reference: like a mailbox name, but may be empty
     /// and hold wildcards.
@@ -39,7 +42,7 @@ impl Session {
 
     /// The user's mailboxes and subscriptions; on a storage error the
     /// client is told and None is returned.
-    fn user_mailboxes(&mut self, tag: &str) -> Option<(Vec<(u64, MailboxRecord)>, Vec<String>)> {
+    fn user_mailboxes(&mut self, tag: &str) -> Option<MailboxesAndSubscriptions> {
         match self
             .shared
             .store
