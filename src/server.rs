@@ -118,6 +118,9 @@ pub struct Shared {
     next_conn_id: Cell<u64>,
     /// Users whose POP3 maildrop is held by a session (RFC 1939's lock).
     pub pop3_locked: RefCell<HashSet<String>>,
+    /// Each mailbox's \Recent horizon as far as this process has claimed
+    /// it; ahead of the stored one until the claiming session writes it.
+    recent_horizons: RefCell<std::collections::HashMap<crate::store::MailboxId, u32>>,
 }
 
 /// The outcome of a password check.
@@ -199,6 +202,31 @@ impl Shared {
             (raw, analysis)
         })
         .await
+    }
+
+    /// The lowest UID of a mailbox not yet \Recent in any session, given the
+    /// stored horizon: claims made here are ahead of the store until written.
+    pub fn recent_horizon(&self, mailbox: crate::store::MailboxId, stored: u32) -> u32 {
+        let claimed = self.recent_horizons.borrow().get(&mailbox).copied();
+        claimed.map_or(stored, |c| c.max(stored))
+    }
+
+    /// Claims the messages from the horizon up to `uid_next` as \Recent for
+    /// one session (RFC 3501 §2.3.2: exactly one session sees a message as
+    /// recent). Returns the claimed UIDs as `start..end`, if any. The event
+    /// loop is one thread, so two sessions can never claim the same UID.
+    pub fn claim_recent(
+        &self,
+        mailbox: crate::store::MailboxId,
+        stored: u32,
+        uid_next: u32,
+    ) -> Option<std::ops::Range<u32>> {
+        let start = self.recent_horizon(mailbox, stored);
+        if uid_next <= start {
+            return None;
+        }
+        self.recent_horizons.borrow_mut().insert(mailbox, uid_next);
+        Some(start..uid_next)
     }
 
     /// Checks a password, after the throttle's delay for this address and
@@ -329,6 +357,7 @@ pub fn run(config: Config) -> Result<(), String> {
         heavy_threads,
         next_conn_id: Cell::new(1),
         pop3_locked: RefCell::default(),
+        recent_horizons: RefCell::default(),
     });
 
     let ex = Rc::new(LocalExecutor::new());

@@ -24,8 +24,10 @@ use crate::server::Shared;
 use assembler::{is_idle_done, Assembler, Feed, Limits};
 use session::{Flow, Session};
 
-/// The longest command line (literals aside).
-pub const MAX_LINE: usize = 8192;
+/// The longest command line (literals aside), as Dovecot's 64 KiB: an ID
+/// with its 30 fields of 1,024 bytes is real. The read buffer grows to it
+/// only while such a line is being read.
+pub const MAX_LINE: usize = 64 * 1024;
 /// Unparsable commands in a row before the connection is closed, as Dovecot
 /// does: a client this far out of step is not speaking IMAP (a web form
 /// posted at the port, say), and answering it forever only helps
@@ -53,7 +55,7 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
         max_line: MAX_LINE,
         max_literal: shared.config.max_message_size as u64,
         max_nonsync_literal: u64::MAX,
-        max_command: 64 * 1024,
+        max_command: MAX_LINE,
         max_literals: 32,
     });
     if conn.write(&session.greeting()).await.is_err() {
@@ -171,6 +173,13 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             return;
         }
         session.out.clear();
+        if session.has_recent_claim() {
+            // The reply goes first; the horizon's write then costs no one a wait.
+            if conn.flush().await.is_err() {
+                return;
+            }
+            session.store_recent_claim().await;
+        }
         if let Flow::Close = next {
             conn.close().await;
             return;
@@ -277,6 +286,7 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
             return Flow::Close;
         }
         session.out.clear();
+        session.store_recent_claim().await;
         let read = async {
             match conn.read_line(MAX_LINE).await {
                 Ok(line) => Wake::Line(Ok(is_idle_done(line))),

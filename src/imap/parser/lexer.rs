@@ -229,18 +229,25 @@ impl Parser {
     }
 
     pub(super) fn number64(&mut self, what: &str) -> Parsed<u64> {
+        self.bounded_number(what, i64::MAX as u64)
+    }
+
+    pub(super) fn number(&mut self, what: &str) -> Parsed<u32> {
+        self.bounded_number(what, u64::from(u32::MAX))
+            .map(|n| n as u32)
+    }
+
+    /// Digits up to `max`. Every number in the grammar goes through here or
+    /// [`too_large`], so a number out of range is always reported the same
+    /// way, with the digits as the client sent them.
+    fn bounded_number(&mut self, what: &str, max: u64) -> Parsed<u64> {
         let digits = self.take_while(|b| b.is_ascii_digit());
         if digits.is_empty() {
             return Err(self.expected(what));
         }
         parse_decimal(digits)
-            .filter(|&n| n <= i64::MAX as u64)
-            .ok_or_else(|| format!("{what} {} is too large", String::from_utf8_lossy(digits)))
-    }
-
-    pub(super) fn number(&mut self, what: &str) -> Parsed<u32> {
-        let n = self.number64(what)?;
-        u32::try_from(n).map_err(|_| format!("{what} {n} is over 4294967295"))
+            .filter(|&n| n <= max)
+            .ok_or_else(|| too_large(what, digits, max))
     }
 
     pub(super) fn nz_number(&mut self, what: &str) -> Parsed<u32> {
@@ -261,6 +268,14 @@ impl Parser {
         }
         Ok(String::from_utf8_lossy(&name).into_owned())
     }
+}
+
+/// The one message for a number out of range: `what 99999999999 is too large (at most 4294967295)`.
+pub(super) fn too_large(what: &str, digits: &[u8], max: u64) -> String {
+    format!(
+        "{what} {} is too large (at most {max})",
+        String::from_utf8_lossy(digits)
+    )
 }
 
 pub(super) fn parse_decimal(digits: &[u8]) -> Option<u64> {

@@ -2,7 +2,7 @@
 
 use std::ops::RangeInclusive;
 
-use super::lexer::parse_decimal;
+use super::lexer::{parse_decimal, too_large};
 use super::{Parsed, Parser, MAX_RANGES};
 
 /// A message set as the client wrote it: explicit ranges, or `$`, the
@@ -124,7 +124,7 @@ impl Parser {
             (Some(b'0'), _) => Err(format!(
                 "invalid sequence number {shown}: numbers start at 1"
             )),
-            (_, None) => Err(format!("sequence number {shown} is over 4294967295")),
+            (_, None) => Err(too_large("sequence number", digits, u32::MAX.into())),
             (_, Some(n)) => Ok(SeqBound::Num(n)),
         }
     }
