@@ -935,7 +935,9 @@ fn select_and_examine_responses_and_close_versus_unselect() {
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)",
             "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] Flags permitted",
             "* 3 EXISTS",
-            "* 0 RECENT",
+            // Appended while no session had INBOX selected: this first
+            // SELECT claims all three as \Recent.
+            "* 3 RECENT",
             "* OK [UNSEEN 2] First unseen",
             &format!("* OK [UIDVALIDITY {validity}] UIDs valid"),
             "* OK [UIDNEXT 4] Predicted next UID",
@@ -1041,14 +1043,16 @@ fn append_with_flags_dates_literals_and_appenduid() {
     c.send(b"a5 APPEND INBOX ~{8+}\r\nx\r\n\r\na\0b\r\n");
     assert!(c.reply("a5").is_ok());
 
+    // Appended while INBOX was not selected: the next SELECT claims them
+    // all as \Recent, which FETCH FLAGS lists after the system flags.
     c.select("INBOX");
     let fetched = c.ok("FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)");
     assert_eq!(fetched[0], format!(
-        "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen $Label1) INTERNALDATE \"07-Feb-2024 09:05:00 -0800\" RFC822.SIZE {})",
+        "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen \\Recent $Label1) INTERNALDATE \"07-Feb-2024 09:05:00 -0800\" RFC822.SIZE {})",
         message.len()
     ));
     assert!(
-        fetched[1].starts_with("* 2 FETCH (UID 2 FLAGS () INTERNALDATE \""),
+        fetched[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Recent) INTERNALDATE \""),
         "{}",
         fetched[1]
     );
@@ -1059,7 +1063,7 @@ fn append_with_flags_dates_literals_and_appenduid() {
     );
     assert_eq!(
         fetched[3],
-        "* 4 FETCH (UID 4 FLAGS () INTERNALDATE \"29-Feb-2024 23:59:59 +0000\" RFC822.SIZE 1)"
+        "* 4 FETCH (UID 4 FLAGS (\\Recent) INTERNALDATE \"29-Feb-2024 23:59:59 +0000\" RFC822.SIZE 1)"
     );
     assert_eq!(
         c.ok("FETCH 1 BODY.PEEK[]"),
@@ -1078,10 +1082,11 @@ fn append_with_flags_dates_literals_and_appenduid() {
         .select("INBOX")
         .contains(&"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)".to_string()));
 
-    // APPEND to the selected mailbox: the session hears of the new message.
+    // APPEND to the selected mailbox: the session hears of the new message,
+    // which is \Recent in this session (the one that has INBOX selected).
     c.send(b"a6 APPEND INBOX {1+}\r\n6\r\n");
     let reply = c.reply("a6");
-    assert_eq!(reply.lines, ["* 6 EXISTS"]);
+    assert_eq!(reply.lines, ["* 6 EXISTS", "* 1 RECENT"]);
     assert_eq!(appenduid(&reply.tagged), (validity, 6));
 
     // RFC 6855's UTF8 form, with a literal8.
@@ -1089,7 +1094,7 @@ fn append_with_flags_dates_literals_and_appenduid() {
     assert_eq!(c.line(), "+ Ready for literal data");
     c.send("héllo)\r\n".as_bytes());
     let reply = c.reply("u1");
-    assert_eq!(reply.lines, ["* 7 EXISTS"]);
+    assert_eq!(reply.lines, ["* 7 EXISTS", "* 2 RECENT"]);
     assert_eq!(appenduid(&reply.tagged), (validity, 7));
     assert_eq!(
         c.ok("FETCH 7 BODY.PEEK[]"),
@@ -1194,11 +1199,12 @@ fn fetch_every_item_and_nested_sections() {
     let mut c = Client::login(server.ports.imap, "alice");
     let m = NESTED;
     c.append("INBOX", "\"03-Mar-2026 10:00:05 +0100\"", m.as_bytes());
+    // The message arrived before this SELECT, so it is \Recent here.
     c.select("INBOX");
     assert_eq!(
         c.ok("FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE UID)"),
         [format!(
-            "* 1 FETCH (FLAGS () INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE {} UID 1)",
+            "* 1 FETCH (FLAGS (\\Recent) INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE {} UID 1)",
             m.len()
         )]
     );
@@ -1239,13 +1245,13 @@ fn fetch_every_item_and_nested_sections() {
     // The macros.
     let all = c.ok("FETCH 1 ALL");
     assert!(all[0].starts_with(
-        "* 1 FETCH (FLAGS () INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE "
+        "* 1 FETCH (FLAGS (\\Recent) INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE "
     ));
     assert!(all[0].ends_with(&format!("ENVELOPE {envelope})")));
     assert_eq!(
         c.ok("FETCH 1 FAST"),
         [format!(
-            "* 1 FETCH (FLAGS () INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE {})",
+            "* 1 FETCH (FLAGS (\\Recent) INTERNALDATE \"03-Mar-2026 10:00:05 +0100\" RFC822.SIZE {})",
             m.len()
         )]
     );
@@ -1323,7 +1329,7 @@ fn fetch_every_item_and_nested_sections() {
     assert!(c.line_bytes().ends_with(b"\0\x01\x02\x03\0\xff)"));
     assert!(c.reply("b1").is_ok());
     // Nothing so far set \Seen.
-    assert_eq!(c.ok("FETCH 1 FLAGS"), ["* 1 FETCH (FLAGS ())"]);
+    assert_eq!(c.ok("FETCH 1 FLAGS"), ["* 1 FETCH (FLAGS (\\Recent))"]);
 
     // Unknown items and malformed sections are BAD.
     for bad in [
@@ -1350,6 +1356,7 @@ fn fetch_sets_seen_except_for_peek_and_header_items() {
     let mut c = Client::login(server.ports.imap, "alice");
     let m = simple_message("seen", "the body");
     c.append("INBOX", "", &m);
+    // Appended before the SELECT: \Recent in this session throughout.
     c.select("INBOX");
     let body = "the body\r\n";
     // These leave \Seen alone.
@@ -1365,7 +1372,11 @@ fn fetch_sets_seen_except_for_peek_and_header_items() {
         "BINARY.SIZE[1]",
     ] {
         c.ok(&format!("FETCH 1 {item}"));
-        assert_eq!(c.ok("FETCH 1 FLAGS"), ["* 1 FETCH (FLAGS ())"], "{item}");
+        assert_eq!(
+            c.ok("FETCH 1 FLAGS"),
+            ["* 1 FETCH (FLAGS (\\Recent))"],
+            "{item}"
+        );
     }
     // These set it, and say so in the same response (RFC 9051 §6.4.5).
     for (item, shown) in [
@@ -1379,7 +1390,7 @@ fn fetch_sets_seen_except_for_peek_and_header_items() {
         assert_eq!(
             c.ok(&format!("FETCH 1 {item}")),
             [format!(
-                "{} FLAGS (\\Seen))",
+                "{} FLAGS (\\Seen \\Recent))",
                 shown.strip_suffix(')').unwrap()
             )],
             "{item}"
@@ -1392,7 +1403,7 @@ fn fetch_sets_seen_except_for_peek_and_header_items() {
     assert_eq!(
         c.ok("UID FETCH 1 (FLAGS BODY[TEXT])"),
         [format!(
-            "* 1 FETCH (UID 1 FLAGS (\\Seen) BODY[TEXT] {{{}}}\r\n{body})",
+            "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent) BODY[TEXT] {{{}}}\r\n{body})",
             body.len()
         )]
     );
@@ -1441,56 +1452,67 @@ fn store_flags_keywords_and_silent() {
     assert_eq!(
         r.lines,
         lines(&[
-            "* 2 FETCH (FLAGS (\\Deleted \\Seen))",
-            "* 3 FETCH (FLAGS (\\Deleted))",
-            "* 4 FETCH (FLAGS (\\Flagged \\Deleted \\Seen))",
+            "* 2 FETCH (FLAGS (\\Deleted \\Seen \\Recent))",
+            "* 3 FETCH (FLAGS (\\Deleted \\Recent))",
+            "* 4 FETCH (FLAGS (\\Flagged \\Deleted \\Seen \\Recent))",
         ])
     );
     assert_eq!(r.tagged, "OK STORE completed");
     assert_eq!(
         c.ok("STORE 2:4 -FLAGS (\\Deleted \\Seen)"),
         lines(&[
-            "* 2 FETCH (FLAGS ())",
-            "* 3 FETCH (FLAGS ())",
-            "* 4 FETCH (FLAGS (\\Flagged))",
+            "* 2 FETCH (FLAGS (\\Recent))",
+            "* 3 FETCH (FLAGS (\\Recent))",
+            "* 4 FETCH (FLAGS (\\Flagged \\Recent))",
         ])
     );
-    // Flags without parentheses, every system flag, and keywords.
+    // Flags without parentheses, every system flag, and keywords. The new
+    // keywords are announced (FLAGS, PERMANENTFLAGS) before the FETCH that
+    // carries them.
     assert_eq!(
         c.ok("STORE 1 FLAGS \\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk"),
-        ["* 1 FETCH (FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk))"]
+        lines(&[
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk \\*)] Flags permitted",
+            "* 1 FETCH (FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\Recent $Label1 Junk))",
+        ])
     );
     assert_eq!(
         c.ok("STORE 1 -FLAGS ($label1 \\DRAFT)"),
-        ["* 1 FETCH (FLAGS (\\Answered \\Flagged \\Deleted \\Seen Junk))"],
+        ["* 1 FETCH (FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Recent Junk))"],
         "keywords and flags match case-insensitively"
     );
-    assert_eq!(c.ok("STORE 1 FLAGS ()"), ["* 1 FETCH (FLAGS ())"]);
-    // .SILENT says nothing, but the flags are set.
-    assert!(c
-        .ok("STORE 1:2 +FLAGS.SILENT ($Work \\Answered)")
-        .is_empty());
+    assert_eq!(c.ok("STORE 1 FLAGS ()"), ["* 1 FETCH (FLAGS (\\Recent))"]);
+    // .SILENT sends no FETCH, but the flags are set; the new keyword is
+    // still announced.
+    assert_eq!(
+        c.ok("STORE 1:2 +FLAGS.SILENT ($Work \\Answered)"),
+        lines(&[
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk $Work)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 Junk $Work \\*)] Flags permitted",
+        ])
+    );
     assert!(c.ok("STORE 2 -FLAGS.SILENT (\\Answered)").is_empty());
     assert!(c.ok("STORE 3 FLAGS.SILENT (\\Draft)").is_empty());
     assert_eq!(
         c.ok("FETCH 1:3 FLAGS"),
         lines(&[
-            "* 1 FETCH (FLAGS (\\Answered $Work))",
-            "* 2 FETCH (FLAGS ($Work))",
-            "* 3 FETCH (FLAGS (\\Draft))",
+            "* 1 FETCH (FLAGS (\\Answered \\Recent $Work))",
+            "* 2 FETCH (FLAGS (\\Recent $Work))",
+            "* 3 FETCH (FLAGS (\\Draft \\Recent))",
         ])
     );
     // UID STORE includes the UID; `*` and ranges in either order.
     assert_eq!(
         c.ok("UID STORE 4:3 +FLAGS (\\Seen)"),
         lines(&[
-            "* 3 FETCH (FLAGS (\\Seen \\Draft) UID 3)",
-            "* 4 FETCH (FLAGS (\\Flagged \\Seen) UID 4)",
+            "* 3 FETCH (FLAGS (\\Seen \\Draft \\Recent) UID 3)",
+            "* 4 FETCH (FLAGS (\\Flagged \\Seen \\Recent) UID 4)",
         ])
     );
     assert_eq!(
         c.ok("STORE * +FLAGS (\\Answered)"),
-        ["* 4 FETCH (FLAGS (\\Answered \\Flagged \\Seen))"]
+        ["* 4 FETCH (FLAGS (\\Answered \\Flagged \\Seen \\Recent))"]
     );
     // New keywords are permanent (\* in PERMANENTFLAGS) and show in FLAGS;
     // as in Dovecot, the mailbox's list keeps keywords no message has now.
@@ -1627,10 +1649,11 @@ fn condstore_modseqs_changedsince_unchangedsince_and_search() {
     );
 
     // Another session's change reaches this one with its MODSEQ; that
-    // session, which never enabled CONDSTORE, gets none.
+    // session, which never enabled CONDSTORE, gets none. (`other` selected
+    // INBOX first, so the messages are \Recent there and not here.)
     let answered = other.ok("STORE 3 +FLAGS (\\Answered)");
     assert!(
-        answered.contains(&"* 3 FETCH (FLAGS (\\Answered))".to_string()),
+        answered.contains(&"* 3 FETCH (FLAGS (\\Answered \\Recent))".to_string()),
         "{answered:?}"
     );
     assert!(
@@ -1659,7 +1682,7 @@ fn condstore_modseqs_changedsince_unchangedsince_and_search() {
     // A FETCH that sets \Seen says so with UID and MODSEQ.
     let fetched = other.ok("FETCH 2 (BODY[TEXT])").join("\n");
     assert!(
-        fetched.contains(" FLAGS (\\Flagged \\Seen) UID 2 MODSEQ ("),
+        fetched.contains(" FLAGS (\\Flagged \\Seen \\Recent) UID 2 MODSEQ ("),
         "{fetched}"
     );
 }

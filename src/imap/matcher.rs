@@ -992,8 +992,8 @@ mod tests {
             "LARGER 10 SMALLER 100000",
             "BEFORE 1-Jan-2024 ON 2-Jan-2023 SINCE 1-Jan-2000",
             "OR (1:* UID 1:*) OR $ UID $",
-            "OR ALL BODY x",       // folded to ALL
-            "NOT ALL SUBJECT x",   // folded to nothing
+            "OR ALL BODY x",     // folded to ALL
+            "NOT ALL SUBJECT x", // folded to nothing
         ] {
             let matcher = Matcher::new(&key(criteria), Some(&[10]), 4, 40);
             assert!(!matcher.needs_content(), "{criteria}");

@@ -441,7 +441,14 @@ impl Session {
         };
         let rev1 = !self.rev2;
         let result = self.shared.store.snapshot().and_then(|snapshot| {
-            view.sync(&snapshot, &mut self.out, allow_expunge, self.condstore, rev1, &mut claim)
+            view.sync(
+                &snapshot,
+                &mut self.out,
+                allow_expunge,
+                self.condstore,
+                rev1,
+                &mut claim,
+            )
         });
         if let Some(end) = claimed_to {
             self.recent_to_store = Some((mailbox, end));

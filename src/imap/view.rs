@@ -492,8 +492,15 @@ mod tests {
             // Some commands may not report expunges (FETCH, STORE, SEARCH).
             let allow_expunge = rng.below(3) != 0;
             let mut out = Vec::new();
-            view.sync(&store.snapshot().unwrap(), &mut out, allow_expunge, false, true, &mut |_| None)
-                .unwrap();
+            view.sync(
+                &store.snapshot().unwrap(),
+                &mut out,
+                allow_expunge,
+                false,
+                true,
+                &mut |_| None,
+            )
+            .unwrap();
             apply(&mut client, &out);
             assert_eq!(client.len(), view.exists() as usize, "round {round}");
             if allow_expunge {
@@ -505,8 +512,15 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        view.sync(&store.snapshot().unwrap(), &mut out, true, false, true, &mut |_| None)
-            .unwrap();
+        view.sync(
+            &store.snapshot().unwrap(),
+            &mut out,
+            true,
+            false,
+            true,
+            &mut |_| None,
+        )
+        .unwrap();
         apply(&mut client, &out);
         assert!(view.vanished.is_empty());
 

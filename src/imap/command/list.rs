@@ -11,6 +11,8 @@ use crate::store::{canonical_mailbox_name, MailboxRecord, StoreError};
 /// it has children, or a subscribed name (which may have no mailbox).
 #[derive(Default)]
 struct Node<'a> {
+    /// The mailbox's id and record, if a mailbox has this name.
+    id: u64,
     record: Option<&'a MailboxRecord>,
     subscribed: bool,
     /// A mailbox exists below this name.
@@ -139,7 +141,7 @@ impl Session {
             self.out.extend_from_slice(&line);
             // RFC 5819 §3: STATUS only for mailboxes the selection chose.
             if let (Some(items), Some(record), true) = (&returns.status, node.record, selected) {
-                self.status_line(name, record, items);
+                self.status_line(name, node.id, record, items);
             }
         }
         self.ok(tag, "LIST completed");
@@ -189,11 +191,11 @@ impl Session {
             let id = s
                 .mailbox_id(&self.user, &name)?
                 .ok_or(StoreError::NoSuchMailbox)?;
-            s.mailbox(id)?.ok_or(StoreError::NoSuchMailbox)
+            Ok((id, s.mailbox(id)?.ok_or(StoreError::NoSuchMailbox)?))
         });
         match found {
-            Ok(record) => {
-                self.status_line(&name, &record, items);
+            Ok((id, record)) => {
+                self.status_line(&name, id, &record, items);
                 self.ok(tag, "STATUS completed");
             }
             Err(e) => self.store_failed(tag, &e),
@@ -201,7 +203,7 @@ impl Session {
     }
 
     /// `* STATUS name (items)`, all from the mailbox's running totals.
-    fn status_line(&mut self, name: &str, record: &MailboxRecord, items: &[StatusItem]) {
+    fn status_line(&mut self, name: &str, id: u64, record: &MailboxRecord, items: &[StatusItem]) {
         let mut values = Vec::new();
         for item in items {
             values.push(match item {
@@ -211,7 +213,18 @@ impl Session {
                 StatusItem::Unseen => format!("UNSEEN {}", record.unseen),
                 StatusItem::Deleted => format!("DELETED {}", record.deleted),
                 StatusItem::Size => format!("SIZE {}", record.size),
-                StatusItem::Recent => "RECENT 0".to_string(),
+                // What the next SELECT would take: messages past the
+                // mailbox's \Recent horizon (reads only the index's tail).
+                StatusItem::Recent => {
+                    let horizon = self.shared.recent_horizon(id, record.recent_horizon);
+                    let count = self
+                        .shared
+                        .store
+                        .snapshot()
+                        .and_then(|s| s.count_from(id, horizon))
+                        .unwrap_or(0);
+                    format!("RECENT {count}")
+                }
                 StatusItem::HighestModseq => format!("HIGHESTMODSEQ {}", record.highest_modseq),
                 StatusItem::AppendLimit => {
                     format!("APPENDLIMIT {}", self.shared.config.max_message_size)
@@ -232,8 +245,10 @@ fn hierarchy<'a>(
     subscriptions: &[String],
 ) -> BTreeMap<String, Node<'a>> {
     let mut tree: BTreeMap<String, Node<'a>> = BTreeMap::new();
-    for (_, record) in mailboxes {
-        tree.entry(record.name.clone()).or_default().record = Some(record);
+    for (id, record) in mailboxes {
+        let node = tree.entry(record.name.clone()).or_default();
+        node.record = Some(record);
+        node.id = *id;
         for parent in parents(&record.name) {
             tree.entry(parent.to_string()).or_default().has_children = true;
         }
