@@ -473,3 +473,381 @@ fn command_lines_up_to_64_kib() {
     assert!(bad.contains("BAD") && bad.contains("65536"), "{bad}");
     assert_eq!(c.only_tagged("NOOP"), "OK NOOP completed");
 }
+
+/// A small deterministic random source; the seed is printed so that a
+/// failure can be replayed with `LETTERBOX_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// What one session's client knows of the mailbox, built only from the
+/// untagged responses it was sent, as a real client builds it.
+struct Model {
+    rev2: bool,
+    /// By sequence number: the UID and flags, once a response said them.
+    messages: Vec<(Option<u32>, Option<Vec<String>>)>,
+    /// The keywords the last FLAGS response listed.
+    announced: Vec<String>,
+    recent_count: Option<u32>,
+}
+
+impl Model {
+    fn apply(&mut self, who: usize, line: &str) {
+        let fail = |why: &str| -> ! { panic!("session {who}: {why}: {line}") };
+        if let Some(list) = line.strip_prefix("* FLAGS (") {
+            self.announced = list
+                .trim_end_matches(')')
+                .split(' ')
+                .filter(|f| !f.starts_with('\\'))
+                .map(str::to_string)
+                .collect();
+            return;
+        }
+        if line.starts_with("* OK ")
+            || line.starts_with("* SEARCH")
+            || line.starts_with("* ESEARCH")
+            || line.starts_with("+ ")
+            || line.starts_with("* LIST ")
+        {
+            return;
+        }
+        let words: Vec<&str> = line.splitn(4, ' ').collect();
+        let n: usize = words
+            .get(1)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| fail("unexpected response"));
+        match words.get(2).copied() {
+            Some("EXISTS") => {
+                if n < self.messages.len() {
+                    fail("EXISTS shrank the mailbox");
+                }
+                self.messages.resize(n, (None, None));
+            }
+            Some("EXPUNGE") => {
+                if n == 0 || n > self.messages.len() {
+                    fail("EXPUNGE of a number the client does not have");
+                }
+                self.messages.remove(n - 1);
+            }
+            Some("RECENT") => {
+                if self.rev2 {
+                    fail("RECENT sent to an IMAP4rev2 session");
+                }
+                self.recent_count = Some(n as u32);
+            }
+            Some("FETCH") => {
+                if n == 0 || n > self.messages.len() {
+                    fail("FETCH of a number the client does not have");
+                }
+                let items = words[3];
+                if let Some(at) = items.find("UID ") {
+                    let digits: String = items[at + 4..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    let uid: u32 = digits.parse().unwrap_or_else(|_| fail("bad UID"));
+                    if let Some(known) = self.messages[n - 1].0 {
+                        if known != uid {
+                            fail("a message's UID changed");
+                        }
+                    }
+                    self.messages[n - 1].0 = Some(uid);
+                }
+                if let Some(at) = items.find("FLAGS (") {
+                    let rest = &items[at + 7..];
+                    let list = &rest[..rest.find(')').unwrap_or_else(|| fail("no )"))];
+                    let mut flags: Vec<String> = list
+                        .split(' ')
+                        .filter(|f| !f.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    for flag in &flags {
+                        if !flag.starts_with('\\') && !self.announced.contains(flag) {
+                            fail("a keyword used before FLAGS announced it");
+                        }
+                        if self.rev2 && flag == "\\Recent" {
+                            fail("\\Recent sent to an IMAP4rev2 session");
+                        }
+                    }
+                    flags.sort();
+                    self.messages[n - 1].1 = Some(flags);
+                }
+            }
+            _ => fail("unexpected response"),
+        }
+    }
+}
+
+/// One of the sessions of the randomized test, with its model.
+struct Session {
+    client: Client,
+    model: Model,
+    idling: Option<String>,
+}
+
+impl Session {
+    fn open(port: u16, rev2: bool, who: usize) -> Session {
+        let mut client = Client::login(port, "alice");
+        if rev2 {
+            client.ok("ENABLE IMAP4rev2");
+        }
+        let mut session = Session {
+            client,
+            model: Model {
+                rev2,
+                messages: Vec::new(),
+                announced: Vec::new(),
+                recent_count: None,
+            },
+            idling: None,
+        };
+        session.command(who, "SELECT INBOX", &[]);
+        session
+    }
+
+    /// Runs a command, applies what it was told, and checks the tagged
+    /// reply is OK (or one of `also`).
+    fn command(&mut self, who: usize, command: &str, also: &[&str]) -> Vec<String> {
+        assert!(self.idling.is_none());
+        let reply = self.client.call(command);
+        for line in &reply.lines {
+            self.model.apply(who, line);
+        }
+        assert!(
+            reply.tagged.starts_with("OK") || also.iter().any(|a| reply.tagged.starts_with(a)),
+            "session {who}: {command}: {reply:?}"
+        );
+        reply.lines
+    }
+
+    fn idle(&mut self, who: usize) {
+        let tag = self.client.tag();
+        self.client.send(format!("{tag} IDLE\r\n").as_bytes());
+        loop {
+            let line = self.client.line();
+            if line.starts_with("+ ") {
+                break;
+            }
+            self.model.apply(who, &line);
+        }
+        self.idling = Some(tag);
+    }
+
+    fn done(&mut self, who: usize) {
+        let Some(tag) = self.idling.take() else {
+            return;
+        };
+        self.client.send(b"DONE\r\n");
+        let reply = self.client.reply(&tag);
+        for line in &reply.lines {
+            self.model.apply(who, line);
+        }
+        assert_eq!(reply.tagged, "OK IDLE terminated", "session {who}");
+    }
+}
+
+/// (UID, flags without \Recent) of every message, from a fresh EXAMINE,
+/// which takes no \Recent away.
+fn fresh_view(port: u16) -> Vec<(u32, Vec<String>)> {
+    let mut c = Client::login(port, "alice");
+    c.ok("EXAMINE INBOX");
+    let mut model = Model {
+        rev2: false,
+        messages: Vec::new(),
+        announced: Vec::new(),
+        recent_count: None,
+    };
+    for line in c.ok("EXAMINE INBOX") {
+        model.apply(usize::MAX, &line);
+    }
+    for line in c.ok("FETCH 1:* (UID FLAGS)") {
+        model.apply(usize::MAX, &line);
+    }
+    model
+        .messages
+        .into_iter()
+        .map(|(uid, flags)| {
+            let mut flags = flags.expect("FETCH gave the flags");
+            flags.retain(|f| f != "\\Recent");
+            (uid.expect("FETCH gave the UID"), flags)
+        })
+        .collect()
+}
+
+/// Several real sessions, IMAP4rev1 and IMAP4rev2, some idling, on one
+/// mailbox while deliveries arrive: each keeps a model from the untagged
+/// responses alone, every reply is OK, and after each round every model
+/// equals a fresh SELECT, and every message is \Recent in exactly one
+/// IMAP4rev1 session.
+#[test]
+fn randomized_sessions_stay_in_step() {
+    let server = started("random-sessions", &["alice"]);
+    let port = server.ports.imap;
+    let seed = std::env::var("LETTERBOX_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261129);
+    eprintln!("seed {seed} (set LETTERBOX_SEED to replay)");
+    let mut rng = Rng(seed);
+    for i in 0..6 {
+        deliver(&server, "alice", &format!("first {i}"), "x");
+    }
+    let rev2 = [false, true, false, false, true, false];
+    let mut sessions: Vec<Session> = rev2
+        .iter()
+        .enumerate()
+        .map(|(who, &rev2)| Session::open(port, rev2, who))
+        .collect();
+    let keywords = ["$Todo", "$Done", "Work", "home", "$Label1"];
+    let flags = ["\\Seen", "\\Flagged", "\\Deleted", "\\Answered"];
+    for round in 0..12 {
+        for _ in 0..25 {
+            let who = rng.below(sessions.len() as u64) as usize;
+            let session = &mut sessions[who];
+            if session.idling.is_some() {
+                if rng.below(3) == 0 {
+                    session.done(who);
+                }
+                continue;
+            }
+            let count = session.model.messages.len() as u64;
+            let seq = 1 + rng.below(count.max(1));
+            let seq2 = seq + rng.below(3);
+            let set = if count == 0 {
+                "1:*".to_string()
+            } else {
+                format!("{seq}:{}", seq2.min(count))
+            };
+            let flag = if rng.below(2) == 0 {
+                flags[rng.below(4) as usize]
+            } else {
+                keywords[rng.below(5) as usize]
+            };
+            let sign = if rng.below(3) == 0 { "-" } else { "+" };
+            match rng.below(14) {
+                0 => {
+                    let extra = if rng.below(2) == 0 {
+                        format!(" ({flag})")
+                    } else {
+                        String::new()
+                    };
+                    let reply = session.client.call(&format!(
+                        "APPEND INBOX{extra} {{{}+}}\r\n{}",
+                        12,
+                        "Subject: a\r\n"
+                    ));
+                    for line in &reply.lines {
+                        session.model.apply(who, line);
+                    }
+                    assert!(reply.is_ok(), "session {who}: APPEND: {reply:?}");
+                }
+                1 => deliver(&server, "alice", "delivered", "y"),
+                2 | 3 if count > 0 => {
+                    session.command(who, &format!("STORE {set} {sign}FLAGS ({flag})"), &[]);
+                }
+                // Not .SILENT: its client would apply the change itself.
+                4 if count > 0 => {
+                    session.command(who, &format!("UID STORE 1:* {sign}FLAGS ({flag})"), &[]);
+                }
+                5 if count > 0 => {
+                    let target = if rng.below(2) == 0 { "INBOX" } else { "Archive" };
+                    session.command(who, &format!("COPY {set} {target}"), &[]);
+                }
+                6 if count > 0 && !session.model.rev2 || count > 0 && rng.below(2) == 0 => {
+                    let target = if rng.below(2) == 0 { "INBOX" } else { "Archive" };
+                    session.command(who, &format!("MOVE {set} {target}"), &[]);
+                }
+                7 => {
+                    session.command(who, "EXPUNGE", &[]);
+                }
+                8 if count > 0 => {
+                    session.command(who, &format!("FETCH {set} (FLAGS UID BODY.PEEK[HEADER])"), &[]);
+                }
+                9 => {
+                    session.command(who, "UID FETCH 1:* (FLAGS)", &[]);
+                }
+                10 => {
+                    session.command(who, "SEARCH OR FLAGGED RECENT", &[]);
+                }
+                11 => session.idle(who),
+                _ => {
+                    session.command(who, "NOOP", &[]);
+                }
+            }
+        }
+        // End of the round: everyone hears everything.
+        for (who, session) in sessions.iter_mut().enumerate() {
+            session.done(who);
+            session.command(who, "NOOP", &[]);
+        }
+        let fresh = fresh_view(port);
+        let mut recent_owner: std::collections::HashMap<u32, usize> = Default::default();
+        for (who, session) in sessions.iter_mut().enumerate() {
+            // The client's model, checked against the server's own answer
+            // (which must also agree with the model, \Recent included).
+            let told = session.model.messages.clone();
+            let mut asked = Model {
+                rev2: session.model.rev2,
+                messages: vec![(None, None); told.len()],
+                announced: session.model.announced.clone(),
+                recent_count: None,
+            };
+            for line in session.command(who, "FETCH 1:* (UID FLAGS)", &[]) {
+                asked.apply(who, &line);
+            }
+            let asked: Vec<(u32, Vec<String>)> = asked
+                .messages
+                .into_iter()
+                .map(|(uid, flags)| (uid.unwrap_or(0), flags.unwrap_or_default()))
+                .collect();
+            for (i, (uid, flags)) in told.iter().enumerate() {
+                // What the client knew from untagged responses alone must
+                // be what the server says; what it never heard it learns.
+                if uid.is_some_and(|uid| asked[i].0 != uid) {
+                    panic!("round {round}: session {who}: message {} is UID {uid:?} to the client, {} to the server", i + 1, asked[i].0);
+                }
+                if flags.as_ref().is_some_and(|flags| asked[i].1 != *flags) {
+                    panic!("round {round}: session {who}: UID {}: the client has {flags:?}, the server {:?}", asked[i].0, asked[i].1);
+                }
+                let uid = &asked[i].0;
+                if asked[i].1.iter().any(|f| f == "\\Recent") {
+                    if let Some(other) = recent_owner.insert(*uid, who) {
+                        panic!("round {round}: UID {uid} is \\Recent in sessions {other} and {who}");
+                    }
+                }
+            }
+            session.model.messages = asked
+                .iter()
+                .map(|(uid, flags)| (Some(*uid), Some(flags.clone())))
+                .collect();
+            let without_recent: Vec<(u32, Vec<String>)> = asked
+                .into_iter()
+                .map(|(uid, mut flags)| {
+                    flags.retain(|f| f != "\\Recent");
+                    (uid, flags)
+                })
+                .collect();
+            assert_eq!(without_recent, fresh, "round {round}: session {who} against a fresh SELECT");
+            if let Some(count) = session.model.recent_count {
+                let mine = recent_owner.values().filter(|&&w| w == who).count() as u32;
+                assert!(count >= mine || session.model.rev2, "round {round}: session {who}: RECENT {count} < {mine}");
+            }
+        }
+        // Every message is \Recent in exactly one rev1 session: they all
+        // have the mailbox selected read-write and have synced.
+        for (uid, _) in &fresh {
+            assert!(
+                recent_owner.contains_key(uid),
+                "round {round}: UID {uid} is \\Recent in no session"
+            );
+        }
+    }
+}

@@ -303,6 +303,14 @@ impl Session {
         // A keyword new to the mailbox is announced before the FETCH that
         // carries it (RFC 9051 §7.3.5).
         self.announce_keywords(&snapshot);
+        // The keywords the client has been told of: a message gone from the
+        // store can take no other (its keyword never reached the mailbox).
+        let known_keywords = snapshot
+            .mailbox(mailbox)
+            .ok()
+            .flatten()
+            .map(|r| r.keywords)
+            .unwrap_or_default();
         let condstore = self.condstore;
         let State::Selected(view) = &mut self.state else {
             return;
@@ -321,7 +329,8 @@ impl Session {
                 // EXPUNGE follows at the next chance (RFC 2180 §4.2.1).
                 let index = seq as usize - 1;
                 let (flags, keywords) = view.flags_at(index);
-                let (flags, keywords) = change.apply(flags, keywords);
+                let (flags, mut keywords) = change.apply(flags, keywords);
+                keywords.retain(|k| known_keywords.iter().any(|n| n.eq_ignore_ascii_case(k)));
                 if !silent {
                     let line = format!("* {seq} FETCH (FLAGS ");
                     self.out.extend_from_slice(line.as_bytes());
