@@ -741,8 +741,7 @@ fn randomized_sessions_stay_in_step() {
                     };
                     let reply = session.client.call(&format!(
                         "APPEND INBOX{extra} {{{}+}}\r\n{}",
-                        12,
-                        "Subject: a\r\n"
+                        12, "Subject: a\r\n"
                     ));
                     for line in &reply.lines {
                         session.model.apply(who, line);
@@ -758,18 +757,30 @@ fn randomized_sessions_stay_in_step() {
                     session.command(who, &format!("UID STORE 1:* {sign}FLAGS ({flag})"), &[]);
                 }
                 5 if count > 0 => {
-                    let target = if rng.below(2) == 0 { "INBOX" } else { "Archive" };
+                    let target = if rng.below(2) == 0 {
+                        "INBOX"
+                    } else {
+                        "Archive"
+                    };
                     session.command(who, &format!("COPY {set} {target}"), &[]);
                 }
                 6 if count > 0 && !session.model.rev2 || count > 0 && rng.below(2) == 0 => {
-                    let target = if rng.below(2) == 0 { "INBOX" } else { "Archive" };
+                    let target = if rng.below(2) == 0 {
+                        "INBOX"
+                    } else {
+                        "Archive"
+                    };
                     session.command(who, &format!("MOVE {set} {target}"), &[]);
                 }
                 7 => {
                     session.command(who, "EXPUNGE", &[]);
                 }
                 8 if count > 0 => {
-                    session.command(who, &format!("FETCH {set} (FLAGS UID BODY.PEEK[HEADER])"), &[]);
+                    session.command(
+                        who,
+                        &format!("FETCH {set} (FLAGS UID BODY.PEEK[HEADER])"),
+                        &[],
+                    );
                 }
                 9 => {
                     session.command(who, "UID FETCH 1:* (FLAGS)", &[]);
@@ -820,7 +831,9 @@ fn randomized_sessions_stay_in_step() {
                 let uid = &asked[i].0;
                 if asked[i].1.iter().any(|f| f == "\\Recent") {
                     if let Some(other) = recent_owner.insert(*uid, who) {
-                        panic!("round {round}: UID {uid} is \\Recent in sessions {other} and {who}");
+                        panic!(
+                            "round {round}: UID {uid} is \\Recent in sessions {other} and {who}"
+                        );
                     }
                 }
             }
@@ -835,10 +848,16 @@ fn randomized_sessions_stay_in_step() {
                     (uid, flags)
                 })
                 .collect();
-            assert_eq!(without_recent, fresh, "round {round}: session {who} against a fresh SELECT");
+            assert_eq!(
+                without_recent, fresh,
+                "round {round}: session {who} against a fresh SELECT"
+            );
             if let Some(count) = session.model.recent_count {
                 let mine = recent_owner.values().filter(|&&w| w == who).count() as u32;
-                assert!(count >= mine || session.model.rev2, "round {round}: session {who}: RECENT {count} < {mine}");
+                assert!(
+                    count >= mine || session.model.rev2,
+                    "round {round}: session {who}: RECENT {count} < {mine}"
+                );
             }
         }
         // Every message is \Recent in exactly one rev1 session: they all
