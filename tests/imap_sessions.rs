@@ -870,3 +870,114 @@ fn randomized_sessions_stay_in_step() {
         }
     }
 }
+
+/// The subjects of a mailbox's messages, from a fresh session.
+fn subjects(port: u16, mailbox: &str) -> Vec<String> {
+    let mut c = Client::login(port, "alice");
+    c.ok(&format!("EXAMINE {mailbox}"));
+    let mut subjects: Vec<String> = c
+        .ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (Subject)])")
+        .iter()
+        .filter_map(|l| l.split("Subject: ").nth(1))
+        .map(|s| s.trim().trim_end_matches(')').trim().to_string())
+        .collect();
+    subjects.sort();
+    subjects
+}
+
+/// Sessions racing EXPUNGE against FETCH, STORE, COPY and MOVE on the same
+/// messages: every reply is one the RFCs allow, no response names a UID
+/// twice, and every message ends up exactly where the commands that won
+/// put it: nothing not expunged is lost, nothing is duplicated.
+#[test]
+fn sessions_racing_expunge_against_fetch_store_copy_and_move() {
+    let server = started("races", &["alice"]);
+    let port = server.ports.imap;
+    let total = 60u32;
+    {
+        let mut c = Client::login(port, "alice");
+        for i in 1..=total {
+            c.append(
+                "INBOX",
+                "",
+                format!("Subject: m{i:02}\r\n\r\nx\r\n").as_bytes(),
+            );
+        }
+    }
+    // Messages 1, 4, 7 … are both expunged by one session and moved by
+    // another; 2, 5, 8 … are only copied and flagged; 3, 6, 9 … only moved.
+    let doomed = |uid: u32| uid % 3 == 1;
+    let threads: Vec<std::thread::JoinHandle<()>> = (0..5)
+        .map(|role| {
+            std::thread::spawn(move || {
+                let mut c = Client::login(port, "alice");
+                c.select("INBOX");
+                for round in 0..3 {
+                    for uid in 1..=total {
+                        let reply = match role {
+                            0 if doomed(uid) => {
+                                c.call(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"));
+                                c.call(&format!("UID EXPUNGE {uid}"))
+                            }
+                            1 if doomed(uid) || uid % 3 == 0 => {
+                                c.call(&format!("UID MOVE {uid} Archive"))
+                            }
+                            2 if round == 0 && uid % 3 == 2 => {
+                                c.call(&format!("UID COPY {uid} Trash"))
+                            }
+                            3 => c.call(&format!(
+                                "STORE 1:* {}FLAGS (\\Flagged)",
+                                ["+", "-"][uid as usize % 2]
+                            )),
+                            4 => c.call("FETCH 1:* (UID FLAGS)"),
+                            _ => continue,
+                        };
+                        assert!(reply.is_ok(), "role {role}, UID {uid}: {reply:?}");
+                        // No UID is given for two messages, and no message
+                        // gets two UIDs (an update and the FETCH's own line
+                        // may both name one message, at one number).
+                        let mut by_uid = std::collections::HashMap::new();
+                        let mut by_seq = std::collections::HashMap::new();
+                        for line in reply.lines.iter().filter(|l| l.contains(" FETCH (")) {
+                            let Some(at) = line.find("UID ") else {
+                                continue;
+                            };
+                            let uid: String = line[at + 4..]
+                                .chars()
+                                .take_while(char::is_ascii_digit)
+                                .collect();
+                            let seq = line.split(' ').nth(1).unwrap_or_default().to_string();
+                            let first = by_uid.entry(uid.clone()).or_insert(seq.clone());
+                            assert_eq!(
+                                *first, seq,
+                                "role {role}: UID {uid} at two numbers: {reply:?}"
+                            );
+                            let first = by_seq.entry(seq.clone()).or_insert(uid.clone());
+                            assert_eq!(*first, uid, "role {role}: {seq} has two UIDs: {reply:?}");
+                        }
+                    }
+                }
+                c.ok("NOOP");
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a racing session failed");
+    }
+    let name = |uid: u32| format!("m{uid:02}");
+    let inbox = subjects(port, "INBOX");
+    let archive = subjects(port, "Archive");
+    let trash = subjects(port, "Trash");
+    let expected_inbox: Vec<String> = (1..=total).filter(|u| u % 3 == 2).map(name).collect();
+    assert_eq!(inbox, expected_inbox);
+    assert_eq!(trash, expected_inbox);
+    // Moved or expunged, never both and never twice.
+    for uid in 1..=total {
+        let in_archive = archive.iter().filter(|s| **s == name(uid)).count();
+        match uid % 3 {
+            0 => assert_eq!(in_archive, 1, "UID {uid} was only moved"),
+            1 => assert!(in_archive <= 1, "UID {uid} in Archive twice"),
+            _ => assert_eq!(in_archive, 0),
+        }
+    }
+}
