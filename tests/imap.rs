@@ -4,229 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, Read};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::imap_client::*;
 use common::*;
-
-/// An IMAP client over a raw socket: tags its commands, reads replies as
-/// logical lines (a literal and the rest of its line make one line).
-struct Client {
-    raw: Raw,
-    next_tag: u32,
-}
-
-/// A tagged command's reply: the untagged and continuation lines before the
-/// tagged one, and the tagged line without its tag. No CRLF at line ends.
-#[derive(Debug)]
-struct Reply {
-    lines: Vec<String>,
-    tagged: String,
-}
-
-impl Reply {
-    fn is_ok(&self) -> bool {
-        self.tagged.starts_with("OK")
-    }
-}
-
-impl Client {
-    /// Connects and reads the greeting, which must be `* OK`.
-    fn connect(port: u16) -> Client {
-        let (client, greeting) = Client::connect_greeting(port);
-        assert!(greeting.starts_with("* OK "), "{greeting}");
-        client
-    }
-
-    fn connect_greeting(port: u16) -> (Client, String) {
-        let mut client = Client {
-            raw: Raw::connect(port),
-            next_tag: 1,
-        };
-        client.set_timeout(Duration::from_secs(20));
-        let greeting = client.line();
-        (client, greeting)
-    }
-
-    /// Connects and logs in as `user` (password "pw-" + user).
-    fn login(port: u16, user: &str) -> Client {
-        let mut client = Client::connect(port);
-        let reply = client.call(&format!("LOGIN {user} pw-{user}"));
-        assert!(reply.is_ok(), "{reply:?}");
-        client
-    }
-
-    fn set_timeout(&mut self, timeout: Duration) {
-        self.raw
-            .reader
-            .get_ref()
-            .set_read_timeout(Some(timeout))
-            .unwrap();
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.raw.send(bytes);
-    }
-
-    /// One logical response line as bytes, CRLF removed; panics on EOF or timeout.
-    fn line_bytes(&mut self) -> Vec<u8> {
-        match self.try_line_bytes() {
-            Ok(line) => line,
-            Err(e) => panic!("reading a reply: {e}"),
-        }
-    }
-
-    fn try_line_bytes(&mut self) -> Result<Vec<u8>, String> {
-        let mut line = Vec::new();
-        loop {
-            let start = line.len();
-            match self.raw.reader.read_until(b'\n', &mut line) {
-                Ok(0) => return Err(format!("connection closed after {:?}", lossy(&line))),
-                Err(e) => return Err(format!("{e} after {:?}", lossy(&line))),
-                Ok(_) => {}
-            }
-            if !line.ends_with(b"\n") {
-                return Err(format!("connection closed mid-line: {:?}", lossy(&line)));
-            }
-            let piece = &line[start..];
-            match literal_size(piece) {
-                Some(size) => {
-                    let mut data = vec![0; size];
-                    self.raw
-                        .reader
-                        .read_exact(&mut data)
-                        .map_err(|e| format!("{e} in a literal after {:?}", lossy(&line)))?;
-                    line.extend_from_slice(&data);
-                }
-                None => {
-                    line.truncate(line.len() - 1);
-                    if line.ends_with(b"\r") {
-                        line.pop();
-                    }
-                    return Ok(line);
-                }
-            }
-        }
-    }
-
-    fn line(&mut self) -> String {
-        String::from_utf8_lossy(&self.line_bytes()).into_owned()
-    }
-
-    /// Reads lines up to the one tagged `tag`.
-    fn reply(&mut self, tag: &str) -> Reply {
-        let mut lines = Vec::new();
-        loop {
-            let line = self.line();
-            if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
-                return Reply {
-                    lines,
-                    tagged: rest.to_string(),
-                };
-            }
-            lines.push(line);
-        }
-    }
-
-    fn tag(&mut self) -> String {
-        let tag = format!("t{}", self.next_tag);
-        self.next_tag += 1;
-        tag
-    }
-
-    /// The tag of the command sent last.
-    fn last_tag(&self) -> String {
-        format!("t{}", self.next_tag - 1)
-    }
-
-    /// Sends one command line under a fresh tag and reads its reply.
-    fn call(&mut self, command: &str) -> Reply {
-        let tag = self.tag();
-        self.send(format!("{tag} {command}\r\n").as_bytes());
-        self.reply(&tag)
-    }
-
-    /// A command that must succeed; returns its untagged lines.
-    fn ok(&mut self, command: &str) -> Vec<String> {
-        let reply = self.call(command);
-        assert!(reply.is_ok(), "{command}: {reply:?}");
-        reply.lines
-    }
-
-    /// The tagged line (without tag) of a command expected to have no
-    /// untagged output.
-    fn only_tagged(&mut self, command: &str) -> String {
-        let reply = self.call(command);
-        assert!(reply.lines.is_empty(), "{command}: {reply:?}");
-        reply.tagged
-    }
-
-    fn select(&mut self, mailbox: &str) -> Vec<String> {
-        self.ok(&format!("SELECT {mailbox}"))
-    }
-
-    /// APPENDs `message` with a synchronizing literal; returns its UID.
-    fn append(&mut self, mailbox: &str, extra: &str, message: &[u8]) -> u32 {
-        let tag = self.tag();
-        let sep = if extra.is_empty() { "" } else { " " };
-        self.send(
-            format!(
-                "{tag} APPEND {mailbox}{sep}{extra} {{{}}}\r\n",
-                message.len()
-            )
-            .as_bytes(),
-        );
-        let go = self.line();
-        assert!(go.starts_with("+ "), "{go}");
-        self.send(message);
-        self.send(b"\r\n");
-        let reply = self.reply(&tag);
-        assert!(reply.is_ok(), "{reply:?}");
-        appenduid(&reply.tagged).1
-    }
-
-    /// True once the server has closed the connection (after reading
-    /// whatever it still sent).
-    fn closed(&mut self) -> bool {
-        let mut rest = Vec::new();
-        self.raw.reader.read_to_end(&mut rest).is_ok()
-    }
-}
-
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `{123}\r\n` or `~{123}\r\n` at the end of a line piece.
-fn literal_size(piece: &[u8]) -> Option<usize> {
-    let body = piece.strip_suffix(b"}\r\n")?;
-    let open = body.iter().rposition(|&b| b == b'{')?;
-    let digits = &body[open + 1..];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// (UIDVALIDITY, UID) from `OK [APPENDUID v u] ...`.
-fn appenduid(tagged: &str) -> (u32, u32) {
-    let code = tagged
-        .strip_prefix("OK [APPENDUID ")
-        .unwrap_or_else(|| panic!("no APPENDUID in {tagged}"));
-    let mut fields = code.split([' ', ']']);
-    let validity = fields.next().unwrap().parse().unwrap();
-    let uid = fields.next().unwrap().parse().unwrap();
-    (validity, uid)
-}
-
-fn deliver(server: &Server, user: &str, subject: &str, body: &str) {
-    let message = format!(
-        "From: Sender <sender@example.org>\r\nTo: {user}@example.org\r\nSubject: {subject}\r\n\r\n{body}\r\n"
-    );
-    let replies = lmtp_deliver(server, "sender@example.org", &[user], message.as_bytes());
-    assert!(replies[0].starts_with("250"), "{replies:?}");
-}
 
 fn curl(args: &[&str]) -> std::process::Output {
     Command::new("curl")
@@ -247,46 +29,6 @@ fn python_ok(server: &Server, script: &str) -> String {
         out.stderr_text()
     );
     stdout
-}
-
-fn started(name: &str, users: &[&str]) -> Server {
-    let mut server = Server::new(name, users);
-    start(&mut server);
-    server
-}
-
-/// Starts the server, on fresh ports if one of its ports was taken in the
-/// meantime: the harness hands out ports that were free a moment ago, and
-/// the other tests running in parallel (and their clients) may take one first.
-fn start(server: &mut Server) {
-    for attempt in 1.. {
-        let log_start = server.log_text().len();
-        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            server.start();
-        }));
-        let Err(panic) = started else { return };
-        let taken = server.log_text()[log_start..].contains("Address already in use");
-        if !taken || attempt == 5 {
-            std::panic::resume_unwind(panic);
-        }
-        // wait_ready saw the child exit, so it has been reaped.
-        server.child = None;
-        server.ports = Ports {
-            imap: free_port(),
-            imaps: free_port(),
-            pop3: free_port(),
-            pop3s: free_port(),
-            lmtp: free_port(),
-        };
-    }
-}
-
-/// A simple message with a date and a body.
-fn simple_message(subject: &str, body: &str) -> Vec<u8> {
-    format!(
-        "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: {subject}\r\nDate: Tue, 3 Mar 2026 10:00:00 +0100\r\nMessage-ID: <{subject}@example.org>\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
 }
 
 const CAPS_BEFORE_LOGIN: &str =
@@ -570,10 +312,6 @@ fn enable_id_namespace_and_rev2_mode() {
     assert!(c
         .ok("LIST \"\" %")
         .contains(&"* LIST (\\HasNoChildren) \"/\" \"日本語\"".to_string()));
-}
-
-fn lines(expected: &[&str]) -> Vec<String> {
-    expected.iter().map(|l| l.to_string()).collect()
 }
 
 #[test]
@@ -897,9 +635,11 @@ fn status_items_follow_the_mailbox() {
             one.len() + two.len() + 1
         )]
     );
+    // No session has selected INBOX since the three arrived: all three
+    // will be \Recent for the next SELECT.
     assert_eq!(
         c.ok("status inbox (recent appendlimit)"),
-        ["* STATUS \"INBOX\" (RECENT 0 APPENDLIMIT 52428800)"]
+        ["* STATUS \"INBOX\" (RECENT 3 APPENDLIMIT 52428800)"]
     );
     assert!(c.only_tagged("STATUS INBOX ()").starts_with("BAD "));
     assert!(c.only_tagged("STATUS INBOX (BOGUS)").starts_with("BAD "));
@@ -1717,6 +1457,7 @@ fn copy_move_expunge_and_uid_expunge() {
         c.only_tagged("COPY 1 Nope"),
         "NO [TRYCREATE] No such mailbox"
     );
+    // The first SELECT of Meeting since the copies: all are \Recent there.
     let mut other = Client::login(server.ports.imap, "alice");
     other.select("Meeting");
     assert_eq!(
@@ -1724,7 +1465,11 @@ fn copy_move_expunge_and_uid_expunge() {
         (1..=5)
             .zip([2, 3, 4, 6, 8])
             .map(|(seq, n)| {
-                let flags = if n == 2 { "\\Flagged $Work" } else { "" };
+                let flags = if n == 2 {
+                    "\\Flagged \\Recent $Work"
+                } else {
+                    "\\Recent"
+                };
                 let subject = format!("Subject: m{n}\r\n\r\n");
                 format!(
                     "* {seq} FETCH (UID {seq} FLAGS ({flags}) BODY[HEADER.FIELDS (Subject)] {{{}}}\r\n{subject})",
@@ -1733,9 +1478,10 @@ fn copy_move_expunge_and_uid_expunge() {
             })
             .collect::<Vec<_>>()
     );
-    // COPY into the selected mailbox itself: the new message shows up.
+    // COPY into the selected mailbox itself: the new message shows up, and
+    // is \Recent here like the eleven this session's SELECT claimed.
     let r = c.call("COPY 1 INBOX");
-    assert_eq!(r.lines, ["* 12 EXISTS"]);
+    assert_eq!(r.lines, ["* 12 EXISTS", "* 12 RECENT"]);
     assert!(r.tagged.starts_with("OK [COPYUID "), "{r:?}");
 
     // EXPUNGE: RFC 9051 §6.4.3's example (messages 3, 4, 7 and 11 deleted).
@@ -1770,7 +1516,7 @@ fn copy_move_expunge_and_uid_expunge() {
     assert_eq!(r.lines, lines(&["* 3 EXPUNGE", "* 2 EXPUNGE"]));
     assert_eq!(
         c.ok("UID FETCH 1 FLAGS"),
-        ["* 1 FETCH (UID 1 FLAGS (\\Deleted))"]
+        ["* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"]
     );
 
     // MOVE (RFC 6851): COPYUID first, then the EXPUNGEs, then OK.
@@ -1800,8 +1546,10 @@ fn copy_move_expunge_and_uid_expunge() {
         c.ok("STATUS Meeting (MESSAGES UIDNEXT)"),
         ["* STATUS \"Meeting\" (MESSAGES 8 UIDNEXT 9)"]
     );
-    // The other session, idle in Meeting, learns of all eight at its next NOOP.
-    assert_eq!(other.ok("NOOP"), ["* 8 EXISTS"]);
+    // The other session, idle in Meeting, learns of all eight at its next
+    // NOOP; the three moved in while it had Meeting selected are \Recent
+    // there too.
+    assert_eq!(other.ok("NOOP"), ["* 8 EXISTS", "* 8 RECENT"]);
     // An empty result: a UID set that matches nothing.
     assert_eq!(
         c.only_tagged("UID COPY 1000:2000 Meeting"),
@@ -1894,9 +1642,11 @@ fn search_keys() {
         ("KEYWORD $Work".into(), "2"),
         ("UNKEYWORD $Work".into(), "1 3 4 5"),
         ("KEYWORD $Nothing".into(), ""),
-        ("RECENT".into(), ""),
-        ("NEW".into(), ""),
-        ("OLD".into(), "1 2 3 4 5"),
+        // All five arrived before this session's SELECT, which claimed
+        // them: RECENT is all, NEW is RECENT UNSEEN, OLD is NOT RECENT.
+        ("RECENT".into(), "1 2 3 4 5"),
+        ("NEW".into(), "2 3 4 5"),
+        ("OLD".into(), ""),
         ("FROM alice".into(), "1 4"),
         ("FROM \"ALICE@EXAMPLE\"".into(), "1 4"),
         ("TO alice".into(), "2 3 5"),
@@ -1930,8 +1680,10 @@ fn search_keys() {
         ("ON 2-Mar-2026".into(), ""),
         ("SENTBEFORE 10-Feb-2026".into(), "1"),
         ("SENTON 2-Feb-2026".into(), "1"),
-        ("SENTSINCE 20-Feb-2026".into(), "3 4"),
-        ("SENTON \"1-Mar-2026\"".into(), "4"),
+        // Message 5 has no Date header: SENT* use its INTERNALDATE's day
+        // instead (as RFC 5256 does for SORT), 1 March.
+        ("SENTSINCE 20-Feb-2026".into(), "3 4 5"),
+        ("SENTON \"1-Mar-2026\"".into(), "4 5"),
         ("1:3".into(), "1 2 3"),
         ("2,4:*".into(), "2 4 5"),
         ("*".into(), "5"),
@@ -2003,6 +1755,12 @@ fn search_keys() {
     ] {
         assert!(c.only_tagged(bad).starts_with("BAD "), "{bad}");
     }
+    // In a later session none of them is recent any more.
+    let mut other = Client::login(server.ports.imap, "alice");
+    assert!(other.select("INBOX").contains(&"* 0 RECENT".to_string()));
+    assert_eq!(other.ok("SEARCH RECENT"), ["* SEARCH"]);
+    assert_eq!(other.ok("SEARCH NEW"), ["* SEARCH"]);
+    assert_eq!(other.ok("SEARCH OLD"), ["* SEARCH 1 2 3"]);
 }
 
 #[test]
@@ -2053,11 +1811,12 @@ fn esearch_return_options_and_the_saved_result() {
 
     // SAVE (RFC 5182): no ESEARCH of its own; `$` in later commands.
     assert_eq!(esearch(&mut c, "SEARCH RETURN (SAVE) OR FLAGGED DRAFT"), "");
+    // (All five are \Recent: they arrived before this session's SELECT.)
     assert_eq!(
         c.ok("FETCH $ (UID FLAGS)"),
         lines(&[
-            "* 2 FETCH (UID 2 FLAGS (\\Flagged $Work))",
-            "* 4 FETCH (UID 4 FLAGS (\\Draft))",
+            "* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent $Work))",
+            "* 4 FETCH (UID 4 FLAGS (\\Draft \\Recent))",
         ])
     );
     assert_eq!(c.ok("SEARCH $"), ["* SEARCH 2 4"]);
@@ -2067,11 +1826,14 @@ fn esearch_return_options_and_the_saved_result() {
         c.ok("UID FETCH $ UID"),
         lines(&["* 2 FETCH (UID 2)", "* 4 FETCH (UID 4)"])
     );
+    // $Saved is a new keyword: announced before the FETCHes that carry it.
     assert_eq!(
         c.ok("STORE $ +FLAGS ($Saved)"),
         lines(&[
-            "* 2 FETCH (FLAGS (\\Flagged $Work $Saved))",
-            "* 4 FETCH (FLAGS (\\Draft $Saved))",
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work $Saved)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work $Saved \\*)] Flags permitted",
+            "* 2 FETCH (FLAGS (\\Flagged \\Recent $Work $Saved))",
+            "* 4 FETCH (FLAGS (\\Draft \\Recent $Saved))",
         ])
     );
     assert!(c.only_tagged("COPY $ Trash").starts_with("OK [COPYUID "));
@@ -2131,35 +1893,49 @@ fn two_sessions_see_each_others_changes() {
     let mut a = mailbox_with(&server, 2);
     let mut b = Client::login(server.ports.imap, "alice");
     b.select("INBOX");
-    // Flags set by one session reach the other at its next command.
+    // Flags set by one session reach the other at its next command. (Both
+    // messages are \Recent in `a`, whose SELECT came first, and not in `b`.)
     assert_eq!(
         b.ok("STORE 1 +FLAGS (\\Flagged)"),
         ["* 1 FETCH (FLAGS (\\Flagged))"]
     );
-    assert_eq!(a.ok("NOOP"), ["* 1 FETCH (UID 1 FLAGS (\\Flagged))"]);
+    assert_eq!(
+        a.ok("NOOP"),
+        ["* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))"]
+    );
     assert!(a.ok("NOOP").is_empty(), "reported once");
     assert!(
         b.ok("NOOP").is_empty(),
         "a session's own change is not repeated"
     );
-    // .SILENT hides the change from its own session only.
+    // .SILENT hides the change from its own session only; the new keyword
+    // is announced to the other session before the FETCH that carries it.
     b.ok("STORE 2 +FLAGS.SILENT ($Work)");
-    assert_eq!(a.ok("NOOP"), ["* 2 FETCH (UID 2 FLAGS ($Work))"]);
-    // New mail, delivered or appended, arrives as EXISTS.
+    assert_eq!(
+        a.ok("NOOP"),
+        lines(&[
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] Flags permitted",
+            "* 2 FETCH (UID 2 FLAGS (\\Recent $Work))",
+        ])
+    );
+    // New mail, delivered or appended, arrives as EXISTS, and is \Recent in
+    // the one session that hears of it first.
     deliver(&server, "alice", "delivered", "hello");
-    assert_eq!(a.ok("NOOP"), ["* 3 EXISTS"]);
+    assert_eq!(a.ok("NOOP"), ["* 3 EXISTS", "* 3 RECENT"]);
     let appended = simple_message("appended", "x");
     b.send(format!("ap APPEND INBOX (\\Seen) {{{}+}}\r\n", appended.len()).as_bytes());
     b.send(&appended);
     b.send(b"\r\n");
-    // The appending session learns of both new messages with its reply.
-    assert_eq!(b.reply("ap").lines, ["* 4 EXISTS"]);
+    // The appending session learns of both new messages with its reply;
+    // message 3 is already \Recent in `a`, message 4 is in `b` alone.
+    assert_eq!(b.reply("ap").lines, ["* 4 EXISTS", "* 1 RECENT"]);
     assert!(b.ok("NOOP").is_empty());
-    assert_eq!(a.ok("CHECK"), ["* 4 EXISTS"]);
+    assert_eq!(a.ok("CHECK"), ["* 4 EXISTS", "* 3 RECENT"]);
     assert_eq!(
         a.ok("FETCH 3:4 (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"),
         lines(&[
-            "* 3 FETCH (UID 3 FLAGS () BODY[HEADER.FIELDS (SUBJECT)] {22}\r\nSubject: delivered\r\n\r\n)",
+            "* 3 FETCH (UID 3 FLAGS (\\Recent) BODY[HEADER.FIELDS (SUBJECT)] {22}\r\nSubject: delivered\r\n\r\n)",
             "* 4 FETCH (UID 4 FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {21}\r\nSubject: appended\r\n\r\n)",
         ])
     );
@@ -2189,7 +1965,8 @@ fn two_sessions_see_each_others_changes() {
     b.ok("STORE 1 -FLAGS.SILENT (\\Flagged)");
     assert!(c.ok("NOOP").is_empty());
     a.ok("MOVE 1 Trash");
-    assert_eq!(c.ok("NOOP"), ["* 1 EXISTS"]);
+    // Moved in while `c` had Trash selected: \Recent there.
+    assert_eq!(c.ok("NOOP"), ["* 1 EXISTS", "* 1 RECENT"]);
     assert_eq!(b.ok("NOOP"), ["* 1 EXPUNGE"]);
 }
 
@@ -2220,32 +1997,43 @@ fn expunges_wait_for_a_command_that_may_report_them() {
         "{fetch:?}"
     );
     assert!(fetch.lines.contains(&"* 4 EXISTS".to_string()), "{fetch:?}");
+    // Message 2, expunged elsewhere but still in this session's view, is
+    // answered from the view, and the reply says some were expunged.
     assert!(
-        fetch.tagged.starts_with("NO [EXPUNGEISSUED]") || fetch.is_ok(),
+        fetch.lines.contains(&"* 2 FETCH (UID 2)".to_string()),
         "{fetch:?}"
+    );
+    assert_eq!(
+        fetch.tagged,
+        "OK [EXPUNGEISSUED] Some messages were already expunged"
     );
     // STORE by sequence number: still no EXPUNGE, and still the old numbers.
     let store = a.call("STORE 3 +FLAGS (\\Seen)");
-    assert_eq!(store.lines, ["* 3 FETCH (FLAGS (\\Flagged \\Seen))"]);
+    // (All three were \Recent in `a`, which selected INBOX first.)
+    assert_eq!(
+        store.lines,
+        ["* 3 FETCH (FLAGS (\\Flagged \\Seen \\Recent))"]
+    );
     assert_eq!(store.tagged, "OK STORE completed");
-    // SEARCH by sequence number: none either; the expunged message is not found.
+    // SEARCH by sequence number: none either; the expunged message, still
+    // in this session's view, still counts (as FETCH and STORE answer it).
     let search = a.call("SEARCH 1:4");
-    assert_eq!(search.lines, ["* SEARCH 1 3 4"]);
+    assert_eq!(search.lines, ["* SEARCH 1 2 3 4"]);
     let search = a.call("SEARCH ALL");
-    assert_eq!(search.lines, ["* SEARCH 1 3 4"]);
-    // Asking for the expunged message itself: NO [EXPUNGEISSUED], no data.
+    assert_eq!(search.lines, ["* SEARCH 1 2 3 4"]);
+    // Asking for the expunged message itself: its data as this session last
+    // knew it (the \Deleted set just before the expunge was never told
+    // here), and OK [EXPUNGEISSUED].
     let gone = a.call("FETCH 2 (UID FLAGS)");
-    assert!(gone.lines.is_empty(), "{gone:?}");
+    assert_eq!(gone.lines, ["* 2 FETCH (UID 2 FLAGS (\\Recent))"]);
     assert_eq!(
         gone.tagged,
-        "NO [EXPUNGEISSUED] Some of the messages were expunged"
+        "OK [EXPUNGEISSUED] Some messages were already expunged"
     );
+    // STORE on it is OK, and answers with the flags applied.
     let gone = a.call("STORE 2 +FLAGS (\\Seen)");
-    assert!(gone.lines.is_empty(), "{gone:?}");
-    assert_eq!(
-        gone.tagged,
-        "NO [EXPUNGEISSUED] Some of the messages were expunged"
-    );
+    assert_eq!(gone.lines, ["* 2 FETCH (FLAGS (\\Seen \\Recent))"]);
+    assert_eq!(gone.tagged, "OK STORE completed");
     // A command that may report it does: NOOP (or a UID command).
     assert_eq!(a.ok("NOOP"), ["* 2 EXPUNGE"]);
     assert_eq!(
@@ -2295,22 +2083,42 @@ fn idle_is_woken_by_delivery_by_another_session_and_by_expunge() {
     a.send(b"i1 IDLE\r\n");
     assert_eq!(a.line(), "+ idling");
     let wait = Duration::from_secs(5);
-    // An LMTP delivery.
+    // An LMTP delivery. The idling session hears of it first, so the new
+    // message is \Recent there (as message 1 is, from its SELECT).
     deliver(&server, "alice", "pushed", "x");
     assert_eq!(pushed(&mut a, wait), "* 2 EXISTS");
+    assert_eq!(pushed(&mut a, wait), "* 2 RECENT");
     // Another session's STORE.
-    b.ok("NOOP");
+    assert_eq!(b.ok("NOOP"), ["* 2 EXISTS", "* 0 RECENT"]);
     b.ok("STORE 1 +FLAGS (\\Flagged)");
-    assert_eq!(pushed(&mut a, wait), "* 1 FETCH (UID 1 FLAGS (\\Flagged))");
+    assert_eq!(
+        pushed(&mut a, wait),
+        "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))"
+    );
     // Another session's EXPUNGE (the EXPUNGE is allowed while idling).
     b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
     let first = pushed(&mut a, wait);
-    assert_eq!(first, "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Deleted))");
+    assert_eq!(
+        first,
+        "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Deleted \\Recent))"
+    );
     b.ok("EXPUNGE");
     assert_eq!(pushed(&mut a, wait), "* 1 EXPUNGE");
-    // An APPEND from another session.
-    b.append("INBOX", "", &simple_message("appended", "x"));
+    // An APPEND from another session. Both have INBOX selected, and the new
+    // message is \Recent in exactly one of them: whichever hears first.
+    let appended = simple_message("appended", "x");
+    b.send(format!("ap APPEND INBOX {{{}+}}\r\n", appended.len()).as_bytes());
+    b.send(&appended);
+    b.send(b"\r\n");
+    let in_b = match &b.reply("ap").lines[..] {
+        [exists, recent] if exists == "* 2 EXISTS" && recent == "* 1 RECENT" => true,
+        [exists, recent] if exists == "* 2 EXISTS" && recent == "* 0 RECENT" => false,
+        other => panic!("{other:?}"),
+    };
     assert_eq!(pushed(&mut a, wait), "* 2 EXISTS");
+    // Message 2 (UID 2) is \Recent in `a` already.
+    let in_a = if in_b { "* 1 RECENT" } else { "* 2 RECENT" };
+    assert_eq!(pushed(&mut a, wait), in_a);
     a.send(b"DONE\r\n");
     let done = a.reply("i1");
     assert!(done.lines.is_empty(), "{done:?}");
@@ -2326,7 +2134,7 @@ fn idle_is_woken_by_delivery_by_another_session_and_by_expunge() {
     let start = [a.line(), a.line()];
     assert!(start.contains(&"+ idling".to_string()), "{start:?}");
     assert!(
-        start.contains(&"* 1 FETCH (UID 2 FLAGS (\\Seen))".to_string()),
+        start.contains(&"* 1 FETCH (UID 2 FLAGS (\\Seen \\Recent))".to_string()),
         "{start:?}"
     );
     a.send(b"done\r\n");
@@ -2522,11 +2330,12 @@ fn hostile_syntax_is_refused_and_the_session_goes_on() {
         assert_eq!(c.only_tagged("NOOP"), "OK NOOP completed");
         reply.tagged
     };
-    // 10,000 levels of parentheses: over the line limit, refused unparsed.
-    let deep = format!("SEARCH {}ALL{}", "(".repeat(10_000), ")".repeat(10_000));
+    // 40,000 levels of parentheses: over the 64 KiB line limit, refused
+    // unparsed.
+    let deep = format!("SEARCH {}ALL{}", "(".repeat(40_000), ")".repeat(40_000));
     assert_eq!(
         bad(&mut c, deep.as_bytes()),
-        "BAD [TOOBIG] line longer than the limit of 8192 bytes"
+        "BAD [TOOBIG] line longer than the limit of 65536 bytes"
     );
     // 4,000 levels fit in a line and meet the parser's depth limit.
     let deep = format!("SEARCH {}ALL{}", "(".repeat(4000), ")".repeat(4000));
@@ -2564,6 +2373,15 @@ fn hostile_syntax_is_refused_and_the_session_goes_on() {
         bad(&mut c, format!("UID FETCH {set} FLAGS").as_bytes());
         bad(&mut c, format!("STORE {set} +FLAGS (\\Seen)").as_bytes());
     }
+    // Out of range, the number is quoted as sent.
+    assert_eq!(
+        bad(&mut c, b"FETCH 1:4294967296 FLAGS"),
+        "BAD sequence number 4294967296 is too large (at most 4294967295)"
+    );
+    assert_eq!(
+        bad(&mut c, b"UID FETCH 99999999999999999999 FLAGS"),
+        "BAD sequence number 99999999999999999999 is too large (at most 4294967295)"
+    );
     assert!(c.ok("FETCH 4294967295 FLAGS").is_empty());
     assert!(c.ok("UID FETCH 4294967295:* UID") == ["* 3 FETCH (UID 3)"]);
     // 1,000 ranges are accepted; 1,001 are not.
@@ -2623,12 +2441,17 @@ fn hostile_syntax_is_refused_and_the_session_goes_on() {
     c.send(&long);
     assert_eq!(
         c.line(),
-        "long1 BAD [TOOBIG] line longer than the limit of 8192 bytes"
+        "long1 BAD [TOOBIG] line longer than the limit of 65536 bytes"
     );
     // An overlong line without a line end in sight yet, then its end.
-    c.send(&vec![b'z'; 50_000]);
+    c.send(&vec![b'z'; 100_000]);
     c.send(b"\r\n");
-    assert!(c.line().starts_with("z"));
+    let reply = c.line();
+    assert!(reply.starts_with("z"), "{reply}");
+    assert!(
+        reply.ends_with(" BAD [TOOBIG] line longer than the limit of 65536 bytes"),
+        "{reply}"
+    );
     // NUL bytes.
     bad(&mut c, b"NOOP\0");
     bad(&mut c, b"SELECT IN\0BOX");
@@ -2722,6 +2545,10 @@ l.sendmail('s@example.org', ['alice+' + box + '@example.org'], b'Subject: pushed
 l.quit()
 line = M.readline()
 assert line == b'* 2 EXISTS\r\n', line
+# Both messages are \Recent in this session: the one left from its SELECT,
+# and the one delivered while it has the mailbox selected.
+line = M.readline()
+assert line == b'* 2 RECENT\r\n', line
 M.send(b'DONE\r\n')
 line = M.readline()
 assert line.startswith(tag + b' OK'), line
@@ -3181,10 +3008,15 @@ fn large_fetches_arrive_whole() {
     }
     c.select("INBOX");
     // Double up to 320 messages, some 650 KB in all: several flushes and
-    // yields in one FETCH.
+    // yields in one FETCH. Every message is \Recent in this session: the
+    // first ten from its SELECT, the copies because it has INBOX selected
+    // as they arrive.
     for exists in [20, 40, 80, 160, 320] {
         let copy = c.call("COPY 1:* INBOX");
-        assert_eq!(copy.lines, [format!("* {exists} EXISTS")]);
+        assert_eq!(
+            copy.lines,
+            [format!("* {exists} EXISTS"), format!("* {exists} RECENT")]
+        );
     }
     let fetch = c.call("FETCH 1:* (UID RFC822.SIZE BODY.PEEK[TEXT])");
     assert_eq!(fetch.tagged, "OK FETCH completed");
@@ -3240,12 +3072,16 @@ fn large_fetches_arrive_whole() {
 fn every_uid_command_takes_uids() {
     let server = started("uids", &["alice"]);
     let mut c = mailbox_with(&server, 6);
-    // Gaps, so that UIDs and sequence numbers differ: UIDs 2 3 5 6.
+    // Gaps, so that UIDs and sequence numbers differ: UIDs 2 3 5 6. (All
+    // are \Recent here: they arrived before this session's SELECT.)
     c.ok("STORE 1,4 +FLAGS.SILENT (\\Deleted)");
     c.ok("EXPUNGE");
     assert_eq!(
         c.ok("UID FETCH 3:5 (FLAGS)"),
-        lines(&["* 2 FETCH (UID 3 FLAGS ())", "* 3 FETCH (UID 5 FLAGS ())"])
+        lines(&[
+            "* 2 FETCH (UID 3 FLAGS (\\Recent))",
+            "* 3 FETCH (UID 5 FLAGS (\\Recent))"
+        ])
     );
     // `*` is the highest UID, even below the range's start (RFC 9051 §9).
     assert_eq!(c.ok("UID FETCH 100:* UID"), ["* 4 FETCH (UID 6)"]);
@@ -3255,8 +3091,8 @@ fn every_uid_command_takes_uids() {
     assert_eq!(
         c.ok("UID STORE 5:6 +FLAGS (\\Answered)"),
         lines(&[
-            "* 3 FETCH (FLAGS (\\Answered) UID 5)",
-            "* 4 FETCH (FLAGS (\\Answered) UID 6)",
+            "* 3 FETCH (FLAGS (\\Answered \\Recent) UID 5)",
+            "* 4 FETCH (FLAGS (\\Answered \\Recent) UID 6)",
         ])
     );
     let validity = c.ok("STATUS Trash (UIDVALIDITY)")[0]
@@ -3288,7 +3124,7 @@ fn every_uid_command_takes_uids() {
     assert_eq!(
         c.ok("UID FETCH 7 (FLAGS BODY[HEADER.FIELDS (DATE FROM)])"),
         [format!(
-            "* 2 FETCH (UID 7 FLAGS (\\Seen) BODY[HEADER.FIELDS (DATE FROM)] {{{}}}\r\n{want})",
+            "* 2 FETCH (UID 7 FLAGS (\\Seen \\Recent) BODY[HEADER.FIELDS (DATE FROM)] {{{}}}\r\n{want})",
             want.len()
         )]
     );

@@ -764,7 +764,7 @@ fn randomized_sessions_stay_in_step() {
                     };
                     session.command(who, &format!("COPY {set} {target}"), &[]);
                 }
-                6 if count > 0 && !session.model.rev2 || count > 0 && rng.below(2) == 0 => {
+                6 if count > 0 => {
                     let target = if rng.below(2) == 0 {
                         "INBOX"
                     } else {

@@ -13,7 +13,8 @@ use crate::store::{canonical_mailbox_name, StoreError};
 pub enum State {
     NotAuthenticated,
     Authenticated,
-    Selected(View),
+    // Boxed: a view is much larger than the other states.
+    Selected(Box<View>),
 }
 
 /// What the shell does after a command.

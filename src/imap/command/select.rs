@@ -88,7 +88,7 @@ impl Session {
         if let Some((mailbox, end)) = claimed_to {
             self.recent_claimed(mailbox, end);
         }
-        self.state = State::Selected(view);
+        self.state = State::Selected(Box::new(view));
         // RFC 5182 §2.1: `$` starts out empty in every newly selected mailbox.
         self.saved = None;
         self.ok(tag, &format!("{verb} completed"));
