@@ -297,11 +297,12 @@ impl Users {
     }
 
     /// Re-reads the file if it changed. One `stat` when it has not, so it can
-    /// run on every login.
-    pub fn refresh(&mut self) {
+    /// run on every login. Returns whether the file changed (even if the new
+    /// version could not be read).
+    pub fn refresh(&mut self) -> bool {
         let now = fs::metadata(&self.path).ok().map(|m| stamp(&m));
         if now == self.stamp {
-            return;
+            return false;
         }
         match read(&self.path) {
             Ok(Some((file, stamp))) => (self.file, self.stamp) = (file, Some(stamp)),
@@ -318,6 +319,7 @@ impl Users {
                 self.stamp = now;
             }
         }
+        true
     }
 
     pub fn lookup(&self, name: &str) -> Option<UserEntry> {

@@ -22,7 +22,7 @@ use crate::auth::sasl;
 use crate::net::{Conn, ReadError};
 use crate::server::Shared;
 use assembler::{is_idle_done, Assembler, Feed, Limits};
-use session::{Flow, Session};
+use session::{Flow, Session, State};
 
 /// The longest command line (literals aside).
 pub const MAX_LINE: usize = 8192;
@@ -59,6 +59,10 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
     if conn.write(&session.greeting()).await.is_err() {
         return;
     }
+    // As Dovecot's login processes: a client that has not logged in within
+    // --login-timeout goes, so idle unauthenticated connections cannot hold
+    // the connection slots for the 30 minutes of autologout.
+    conn.set_deadline(Some(Instant::now() + shared.config.login_timeout));
     let mut bad_in_a_row = 0;
     loop {
         if bad_in_a_row >= MAX_BAD_IN_A_ROW {
@@ -77,7 +81,17 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 asm.overlong_line(head, tail)
             }
             Err(ReadError::Timeout) => {
-                let _ = conn.write(b"* BYE Autologout: idle for too long\r\n").await;
+                let bye = if conn.deadline_passed() {
+                    // Else the BYE itself could not be sent.
+                    conn.set_deadline(None);
+                    format!(
+                        "* BYE Login timeout: log in within {} seconds\r\n",
+                        shared.config.login_timeout.as_secs()
+                    )
+                } else {
+                    "* BYE Autologout: idle for too long\r\n".to_string()
+                };
+                let _ = conn.write(bye.as_bytes()).await;
                 conn.close().await;
                 return;
             }
@@ -167,6 +181,9 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             } => authenticate(&mut session, &mut conn, &tag, &mechanism, initial_response).await,
             Flow::Idle(tag) => idle(&shared, &mut session, &mut conn, &tag).await,
         };
+        if !matches!(session.state, State::NotAuthenticated) {
+            conn.set_deadline(None);
+        }
         if conn.write(&session.out).await.is_err() {
             return;
         }

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
@@ -143,6 +143,9 @@ pub struct Conn {
     bare_lf: bool,
     pub peer: Peer,
     pub idle_timeout: Duration,
+    /// When set, reading and writing fail with a timeout from then on,
+    /// whatever the client does (the time allowed to log in).
+    deadline: Option<Instant>,
 }
 
 impl Conn {
@@ -158,6 +161,7 @@ impl Conn {
             bare_lf: false,
             peer,
             idle_timeout,
+            deadline: None,
         }
     }
 
@@ -186,6 +190,28 @@ impl Conn {
         }
     }
 
+    /// Sets or clears the deadline (see the field).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Whether the deadline has passed, to tell it from an idle timeout.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// How long the next read or write may wait: the given limit, cut short
+    /// by the deadline. None once the deadline has passed.
+    fn time_left(&self, limit: Duration) -> Option<Duration> {
+        match self.deadline {
+            None => Some(limit),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| left.min(limit))
+            }
+        }
+    }
+
     /// Reads more bytes into the buffer, waiting at most the idle timeout.
     /// Pending output is flushed first: the client may be waiting for it.
     async fn fill(&mut self, want_room: usize) -> Result<(), ReadError> {
@@ -201,7 +227,9 @@ impl Conn {
         if self.rbuf.len() - self.rend < room {
             self.rbuf.resize(self.rend + room, 0);
         }
-        let timeout = self.idle_timeout;
+        let timeout = self
+            .time_left(self.idle_timeout)
+            .ok_or(ReadError::Timeout)?;
         let end = self.rend;
         let stream = self
             .stream
@@ -355,6 +383,9 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        let timeout = self
+            .time_left(WRITE_TIMEOUT)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "time to log in is over"))?;
         let buf = std::mem::take(&mut self.wbuf);
         let stream = self.stream()?;
         let send = async {
@@ -362,7 +393,7 @@ impl Conn {
             stream.flush().await
         };
         smol::future::or(send, async {
-            Timer::after(WRITE_TIMEOUT).await;
+            Timer::after(timeout).await;
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "client stopped reading",
