@@ -271,6 +271,8 @@ async fn challenge(conn: &mut Conn, text: &str) -> Result<Vec<u8>, sasl::SaslErr
     }
     match conn.read_line(MAX_LINE).await {
         Ok(line) => sasl::decode_response(&String::from_utf8_lossy(line)),
+        Err(ReadError::LineTooLong) => Err(sasl::SaslError::TooLong),
+        // The main loop's next read meets the same end and says goodbye.
         Err(_) => Err(sasl::SaslError::Cancelled),
     }
 }
@@ -278,7 +280,7 @@ async fn challenge(conn: &mut Conn, text: &str) -> Result<Vec<u8>, sasl::SaslErr
 /// IDLE (RFC 2177): push what changes in the selected mailbox until DONE.
 async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: &str) -> Flow {
     enum Wake {
-        Line(Result<bool, ()>),
+        Line(Result<bool, ReadError>),
         Changed,
         Keepalive,
     }
@@ -297,7 +299,7 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
         let read = async {
             match conn.read_line(MAX_LINE).await {
                 Ok(line) => Wake::Line(Ok(is_idle_done(line))),
-                Err(_) => Wake::Line(Err(())),
+                Err(e) => Wake::Line(Err(e)),
             }
         };
         let changed = async {
@@ -323,7 +325,17 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
                 session.bad(tag, "Expected DONE to end IDLE");
                 return Flow::Continue;
             }
-            Wake::Line(Err(())) => return Flow::Close,
+            // Not DONE either, but the client deserves to hear why.
+            Wake::Line(Err(ReadError::LineTooLong)) => {
+                session.untagged(&format!("BAD Line too long (limit {MAX_LINE} bytes)"));
+                session.bad(tag, "Expected DONE to end IDLE");
+                return Flow::Continue;
+            }
+            Wake::Line(Err(ReadError::Timeout)) => {
+                session.untagged("BYE Autologout: idle for too long");
+                return Flow::Close;
+            }
+            Wake::Line(Err(ReadError::Closed | ReadError::Io(_))) => return Flow::Close,
             Wake::Changed => {
                 listener = listen();
                 session.sync(true);
