@@ -20,7 +20,9 @@ pub mod tty;
 
 pub use cache::LoginCache;
 pub use hash::{hash_password, verify_password};
-pub use passwd::{validate_name, EntryError, ParseError, UserEntry, Users, UsersFile};
+pub use passwd::{
+    validate_name, validate_new_name, EntryError, ParseError, UserEntry, Users, UsersFile,
+};
 pub use sasl::{Credentials, SaslError};
 pub use throttle::Throttle;
 pub use tty::{read_password, read_password_stdin};
