@@ -1092,7 +1092,10 @@ fn bench_logins(o: &Options) {
             }
         }
     }
-    println!("\n## logins (IMAP LOGIN from connect to OK, medians of {} rounds)", o.rounds);
+    println!(
+        "\n## logins (IMAP LOGIN from connect to OK, medians of {} rounds)",
+        o.rounds
+    );
     for (name, rounds) in &results {
         if rounds.is_empty() {
             continue;

@@ -267,3 +267,20 @@ fn unauthenticated_connections_get_login_timeout_to_log_in() {
     assert!(imap.cmd("b NOOP").starts_with("b OK"));
     assert!(pop3.cmd("NOOP").starts_with("+OK"));
 }
+
+#[test]
+fn a_reply_due_when_the_login_time_runs_out_is_still_sent() {
+    let mut server = Server::new("logintimeout2", &["alice"]);
+    server.start_with(&["--login-timeout", "1"]);
+    let mut imap = Raw::connect(server.ports.imap);
+    imap.line();
+    assert!(imap.cmd("a LOGIN alice wrong").starts_with("a NO"));
+    // The throttle holds this one back 1 s, past the login timeout: its
+    // answer still comes, then the goodbye.
+    assert!(imap.cmd("b LOGIN alice wrong").starts_with("b NO"));
+    assert_eq!(
+        imap.line(),
+        "* BYE Login timeout: log in within 1 seconds\r\n"
+    );
+    assert!(imap.closed());
+}

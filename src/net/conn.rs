@@ -215,6 +215,11 @@ impl Conn {
     /// Reads more bytes into the buffer, waiting at most the idle timeout.
     /// Pending output is flushed first: the client may be waiting for it.
     async fn fill(&mut self, want_room: usize) -> Result<(), ReadError> {
+        // Past the deadline, say so before trying to flush: the shell then
+        // clears it and sends its goodbye after what is queued.
+        if self.time_left(self.idle_timeout).is_none() {
+            return Err(ReadError::Timeout);
+        }
         if !self.wbuf.is_empty() {
             self.flush().await?;
         }
