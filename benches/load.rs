@@ -1059,6 +1059,10 @@ fn login_round(imap: u16) -> LoginRound {
         })
         .collect();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "logins under the flood, in order (ms): {:?}",
+        loaded.iter().map(|t| (t * 1e3).round()).collect::<Vec<_>>()
+    );
     // Repeated logins of one user, as webmail makes: one connection and
     // login per request.
     let repeated: Vec<f64> = (0..50)

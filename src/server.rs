@@ -232,12 +232,13 @@ impl Shared {
     /// parallel connections gain an attacker nothing. A login verified in the
     /// last --login-cache seconds is answered from the cache; anything else
     /// waits for a place to hash, where the address with the fewest recent
-    /// failures goes first. Unknown users cost the same hash as known ones,
-    /// so timing does not tell which names exist.
+    /// failures, then the fewest attempts lined up, goes first. Unknown users
+    /// cost the same hash as known ones, so timing does not tell which names
+    /// exist.
     pub async fn authenticate(&self, peer: &Peer, username: &str, password: &[u8]) -> Login {
         let ip = peer_ip(peer);
         let name = username.to_lowercase();
-        let _turn = self.login_queue.turn(ip).await;
+        let turn = self.login_queue.turn(ip).await;
         let delay = self
             .throttle
             .borrow()
@@ -268,7 +269,8 @@ impl Shared {
                 .as_ref()
                 .map_or_else(|| dummy_hash().to_string(), |e| e.password.clone());
             let password = password.to_vec();
-            let _permit = self.hash_gate.acquire(failures).await;
+            let queued = self.login_queue.queued(&turn);
+            let _permit = self.hash_gate.acquire(failures, queued).await;
             smol::unblock(move || crate::auth::verify_password(&stored, &password)).await
         };
         match entry {

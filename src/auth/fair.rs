@@ -7,10 +7,13 @@
 //!   connections then get no more guesses per minute than one.
 //! - [`HashGate`]: at most `limit` password hashes run at once, and when
 //!   several wait, the one from the address with the fewest recent failures
-//!   goes first (ties in arrival order). Since an address has at most one
+//!   goes first, then the one from the address with the fewest attempts
+//!   queued behind it, then arrival order. Since an address has at most one
 //!   attempt waiting (the queue above), a correct login from an address with
 //!   a clean record waits at most for the hashes already running: one hash
-//!   time, however many addresses are guessing.
+//!   time, however many addresses are guessing. The queued count matters at
+//!   the start of a flood, when the flooding addresses have no failures on
+//!   record yet but dozens of attempts lined up.
 //!
 //! Both hand out guards that give their place back when dropped, so a client
 //! that disconnects mid-login frees it at once.
@@ -64,6 +67,13 @@ impl AddressQueue {
         turn
     }
 
+    /// Attempts from `turn`'s address holding or waiting for the turn,
+    /// itself included.
+    pub fn queued(&self, turn: &AddressTurn) -> u32 {
+        let locks = self.locks.borrow();
+        locks.get(&turn.key).map_or(1, |entry| entry.1 as u32)
+    }
+
     /// Addresses with an attempt running or waiting (for tests).
     pub fn addresses(&self) -> usize {
         self.locks.borrow().len()
@@ -94,17 +104,16 @@ pub struct HashGate {
 
 struct Waiter {
     failures: u32,
+    queued: u32,
     seq: u64,
     wake: Sender<()>,
 }
 
 impl Waiter {
-    /// Fewer failures first, then earlier arrival (BinaryHeap pops the max).
-    fn rank(&self) -> (std::cmp::Reverse<u32>, std::cmp::Reverse<u64>) {
-        (
-            std::cmp::Reverse(self.failures),
-            std::cmp::Reverse(self.seq),
-        )
+    /// Fewer failures first, then fewer queued, then earlier arrival
+    /// (BinaryHeap pops the max).
+    fn rank(&self) -> std::cmp::Reverse<(u32, u32, u64)> {
+        std::cmp::Reverse((self.failures, self.queued, self.seq))
     }
 }
 
@@ -155,8 +164,9 @@ impl HashGate {
         })
     }
 
-    /// Waits for a place; `failures` is the address's recent failure count.
-    pub async fn acquire(self: &Rc<Self>, failures: u32) -> HashPermit {
+    /// Waits for a place; `failures` is the address's recent failure count,
+    /// `queued` how many of its attempts are lined up (this one included).
+    pub async fn acquire(self: &Rc<Self>, failures: u32, queued: u32) -> HashPermit {
         if self.running.get() < self.limit && self.waiting.borrow().is_empty() {
             self.running.set(self.running.get() + 1);
             return HashPermit { gate: self.clone() };
@@ -166,6 +176,7 @@ impl HashGate {
         self.next_seq.set(seq + 1);
         self.waiting.borrow_mut().push(Waiter {
             failures,
+            queued,
             seq,
             wake,
         });
@@ -219,14 +230,14 @@ mod tests {
     #[test]
     fn the_cleanest_address_is_served_first() {
         let gate = HashGate::new(1);
-        let mut first = Box::pin(gate.acquire(0));
+        let mut first = Box::pin(gate.acquire(0, 1));
         let Poll::Ready(running) = poll(&mut first) else {
             panic!("a free gate admits at once");
         };
-        let mut guesser = Box::pin(gate.acquire(5));
-        let mut other_guesser = Box::pin(gate.acquire(3));
-        let mut clean = Box::pin(gate.acquire(0));
-        let mut leaver = Box::pin(gate.acquire(0));
+        let mut guesser = Box::pin(gate.acquire(5, 1));
+        let mut other_guesser = Box::pin(gate.acquire(3, 1));
+        let mut clean = Box::pin(gate.acquire(0, 1));
+        let mut leaver = Box::pin(gate.acquire(0, 1));
         for f in [&mut guesser, &mut other_guesser, &mut clean] {
             assert!(poll(f).is_pending());
         }
@@ -252,14 +263,31 @@ mod tests {
     }
 
     #[test]
-    fn a_place_handed_to_a_client_that_left_is_passed_on() {
+    fn among_clean_addresses_the_one_with_less_queued_goes_first() {
         let gate = HashGate::new(1);
-        let mut first = Box::pin(gate.acquire(0));
+        let mut first = Box::pin(gate.acquire(0, 1));
         let Poll::Ready(running) = poll(&mut first) else {
             panic!("a free gate admits at once");
         };
-        let mut leaver = Box::pin(gate.acquire(0));
-        let mut next = Box::pin(gate.acquire(0));
+        let mut flooder = Box::pin(gate.acquire(0, 50));
+        let mut client = Box::pin(gate.acquire(0, 1));
+        assert!(poll(&mut flooder).is_pending());
+        assert!(poll(&mut client).is_pending());
+        drop(running);
+        assert!(poll(&mut flooder).is_pending());
+        assert!(poll(&mut client).is_ready());
+        assert!(poll(&mut flooder).is_ready());
+    }
+
+    #[test]
+    fn a_place_handed_to_a_client_that_left_is_passed_on() {
+        let gate = HashGate::new(1);
+        let mut first = Box::pin(gate.acquire(0, 1));
+        let Poll::Ready(running) = poll(&mut first) else {
+            panic!("a free gate admits at once");
+        };
+        let mut leaver = Box::pin(gate.acquire(0, 1));
+        let mut next = Box::pin(gate.acquire(0, 1));
         assert!(poll(&mut leaver).is_pending());
         assert!(poll(&mut next).is_pending());
         // The place goes to the leaver, who is gone before taking it.
@@ -283,6 +311,7 @@ mod tests {
         assert!(poll(&mut t2).is_pending(), "the same /64 waits");
         let mut t3 = Box::pin(queue.turn(other));
         assert!(poll(&mut t3).is_ready(), "another address does not");
+        assert_eq!(queue.queued(&turn), 2);
         drop(turn);
         let Poll::Ready(turn2) = poll(&mut t2) else {
             panic!("the next turn after the first ends");
