@@ -137,6 +137,11 @@ impl fmt::Display for AssembleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.limit {
             LimitExceeded::Line { max } => write!(f, "line longer than the limit of {max} bytes"),
+            LimitExceeded::Literal { size: TOO_LARGE, max }
+            | LimitExceeded::NonSyncLiteral {
+                size: TOO_LARGE,
+                max,
+            } => write!(f, "literal size too large (the limit is {max} bytes)"),
             LimitExceeded::Literal { size, max } => {
                 write!(f, "literal of {size} bytes is over the limit of {max} bytes")
             }
@@ -154,12 +159,16 @@ impl fmt::Display for AssembleError {
 
 impl std::error::Error for AssembleError {}
 
+/// The size of a literal whose digits do not fit in 64 bits: errors say
+/// "too large" rather than print a number the client never sent.
+pub const TOO_LARGE: u64 = u64::MAX;
+
 /// A literal announced at the end of a line: `{n}`, `{n+}`, `~{n}`, `~{n+}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Announcement {
     /// Where the announcement starts in the line.
     start: usize,
-    /// `u64::MAX` when the digits overflow; that is refused like any size.
+    /// [`TOO_LARGE`] when the digits overflow; refused like any size.
     size: u64,
     synchronizing: bool,
     binary: bool,
@@ -398,7 +407,7 @@ fn announcement(text: &[u8]) -> Option<Announcement> {
     let binary = open > 0 && body[open - 1] == b'~';
     Some(Announcement {
         start: if binary { open - 1 } else { open },
-        size: size.unwrap_or(u64::MAX),
+        size: size.unwrap_or(TOO_LARGE),
         synchronizing,
         binary,
     })
@@ -581,9 +590,19 @@ mod tests {
         assert_eq!(
             e.limit,
             LimitExceeded::Literal {
-                size: u64::MAX,
+                size: TOO_LARGE,
                 max: 1000
             }
+        );
+        assert_eq!(
+            e.response(),
+            "t BAD [TOOBIG] literal size too large (the limit is 1000 bytes)"
+        );
+        // A size that fits is given as sent.
+        let e = error(&assemble_wire(small(), b"t APPEND x {99999999999999}\r\n")).clone();
+        assert_eq!(
+            e.response(),
+            "t NO [TOOBIG] literal of 99999999999999 bytes is over the limit of 1000 bytes"
         );
     }
 

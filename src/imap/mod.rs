@@ -22,7 +22,7 @@ use crate::auth::sasl;
 use crate::net::{Conn, ReadError};
 use crate::server::Shared;
 use assembler::{is_idle_done, Assembler, Feed, Limits};
-use session::{Flow, Session};
+use session::{Flow, Session, State};
 
 /// The longest command line (literals aside), as Dovecot's 64 KiB: an ID
 /// with its 30 fields of 1,024 bytes is real. The read buffer grows to it
@@ -61,6 +61,10 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
     if conn.write(&session.greeting()).await.is_err() {
         return;
     }
+    // As Dovecot's login processes: a client that has not logged in within
+    // --login-timeout goes, so idle unauthenticated connections cannot hold
+    // the connection slots for the 30 minutes of autologout.
+    conn.set_deadline(Some(Instant::now() + shared.config.login_timeout));
     let mut bad_in_a_row = 0;
     loop {
         if bad_in_a_row >= MAX_BAD_IN_A_ROW {
@@ -79,7 +83,17 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 asm.overlong_line(head, tail)
             }
             Err(ReadError::Timeout) => {
-                let _ = conn.write(b"* BYE Autologout: idle for too long\r\n").await;
+                let bye = if conn.deadline_passed() {
+                    // Else the BYE itself could not be sent.
+                    conn.set_deadline(None);
+                    format!(
+                        "* BYE Login timeout: log in within {} seconds\r\n",
+                        shared.config.login_timeout.as_secs()
+                    )
+                } else {
+                    "* BYE Autologout: idle for too long\r\n".to_string()
+                };
+                let _ = conn.write(bye.as_bytes()).await;
                 conn.close().await;
                 return;
             }
@@ -169,6 +183,9 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             } => authenticate(&mut session, &mut conn, &tag, &mechanism, initial_response).await,
             Flow::Idle(tag) => idle(&shared, &mut session, &mut conn, &tag).await,
         };
+        if !matches!(session.state, State::NotAuthenticated) {
+            conn.set_deadline(None);
+        }
         if conn.write(&session.out).await.is_err() {
             return;
         }
@@ -263,6 +280,8 @@ async fn challenge(conn: &mut Conn, text: &str) -> Result<Vec<u8>, sasl::SaslErr
     }
     match conn.read_line(MAX_LINE).await {
         Ok(line) => sasl::decode_response(&String::from_utf8_lossy(line)),
+        Err(ReadError::LineTooLong) => Err(sasl::SaslError::TooLong),
+        // The main loop's next read meets the same end and says goodbye.
         Err(_) => Err(sasl::SaslError::Cancelled),
     }
 }
@@ -270,7 +289,7 @@ async fn challenge(conn: &mut Conn, text: &str) -> Result<Vec<u8>, sasl::SaslErr
 /// IDLE (RFC 2177): push what changes in the selected mailbox until DONE.
 async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: &str) -> Flow {
     enum Wake {
-        Line(Result<bool, ()>),
+        Line(Result<bool, ReadError>),
         Changed,
         Keepalive,
     }
@@ -290,7 +309,7 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
         let read = async {
             match conn.read_line(MAX_LINE).await {
                 Ok(line) => Wake::Line(Ok(is_idle_done(line))),
-                Err(_) => Wake::Line(Err(())),
+                Err(e) => Wake::Line(Err(e)),
             }
         };
         let changed = async {
@@ -316,7 +335,17 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
                 session.bad(tag, "Expected DONE to end IDLE");
                 return Flow::Continue;
             }
-            Wake::Line(Err(())) => return Flow::Close,
+            // Not DONE either, but the client deserves to hear why.
+            Wake::Line(Err(ReadError::LineTooLong)) => {
+                session.untagged(&format!("BAD Line too long (limit {MAX_LINE} bytes)"));
+                session.bad(tag, "Expected DONE to end IDLE");
+                return Flow::Continue;
+            }
+            Wake::Line(Err(ReadError::Timeout)) => {
+                session.untagged("BYE Autologout: idle for too long");
+                return Flow::Close;
+            }
+            Wake::Line(Err(ReadError::Closed | ReadError::Io(_))) => return Flow::Close,
             Wake::Changed => {
                 listener = listen();
                 session.sync(true);

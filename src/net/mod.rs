@@ -6,4 +6,4 @@ mod limits;
 pub mod tls;
 
 pub use conn::{accept_tls, Conn, DataError, Peer, ReadError, Stream};
-pub use limits::{ConnectionLimits, Slot};
+pub use limits::{address_key, ConnectionLimits, Slot};
