@@ -270,10 +270,10 @@ impl Parser {
     }
 }
 
-/// The one message for a number out of range: `what 99999999999 is too large (at most 4294967295)`.
+/// The one message for a number out of range: `what 99999999999 is too large (the limit is 4294967295)`.
 pub(super) fn too_large(what: &str, digits: &[u8], max: u64) -> String {
     format!(
-        "{what} {} is too large (at most {max})",
+        "{what} {} is too large (the limit is {max})",
         String::from_utf8_lossy(digits)
     )
 }

@@ -882,11 +882,11 @@ fn error_messages_name_the_problem() {
         ),
         (
             "a FETCH *:4294967296 FLAGS",
-            "sequence number 4294967296 is too large (at most 4294967295)",
+            "sequence number 4294967296 is too large (the limit is 4294967295)",
         ),
         (
             "a FETCH 1:99999999999999999999999 FLAGS",
-            "sequence number 99999999999999999999999 is too large (at most 4294967295)",
+            "sequence number 99999999999999999999999 is too large (the limit is 4294967295)",
         ),
         (
             "a FETCH , FLAGS",
@@ -948,7 +948,7 @@ fn error_messages_name_the_problem() {
         ("a FETCH 1 BODY[]<1.0>", "partial length must not be 0"),
         (
             "a FETCH 1 BODY[]<4294967296.1>",
-            "partial offset 4294967296 is too large (at most 4294967295)",
+            "partial offset 4294967296 is too large (the limit is 4294967295)",
         ),
         (
             "a FETCH 1 BINARY[TEXT]",
