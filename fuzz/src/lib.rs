@@ -10,9 +10,12 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::io::{self, Write};
+use std::net::Shutdown;
+
 use letterbox::net::{Conn, Peer, Stream};
-use smol::io::AsyncWriteExt;
 use smol::net::unix::UnixStream;
+use smol::Async;
 
 /// Call once per process (the targets' `init`). libFuzzer's `main` is not
 /// Rust's, so SIGPIPE is not ignored as it is in the server, and a session
@@ -24,31 +27,65 @@ pub fn init() {
     }
 }
 
-/// Runs `drive` on a [`Conn`] whose peer sends `input` and then closes, as
-/// a client would. The peer is a Unix socket, so it counts as local (passwords
-/// allowed in plaintext); replies are not written to the socket at all, since
-/// nobody reads them: `drive` checks them itself.
+/// Runs `drive` on a [`Conn`] whose peer sends `input` and then closes its
+/// side, as a client would. The peer is a Unix socket, so it counts as local
+/// (passwords allowed in plaintext); replies are not written to the socket,
+/// since nobody reads them: `drive` checks them itself.
+///
+/// The input is written before the session starts, and the peer shuts down
+/// only its sending side, so reads never wait and the reactor thread is never
+/// woken: a run costs no thread switch. Input beyond the socket buffer goes
+/// through a writer thread.
 pub fn over_conn<F, Fut>(input: &[u8], drive: F)
 where
     F: FnOnce(Conn) -> Fut,
     Fut: Future<Output = ()>,
 {
-    smol::block_on(async {
-        let (mut client, server) = UnixStream::pair().expect("socketpair");
-        let peer = Peer {
-            id: 0,
-            addr: None,
-            tls: false,
-        };
-        // Never reached: all input is on its way and then the peer closes.
-        let conn = Conn::new(Stream::Unix(server), peer, Duration::from_secs(3600));
-        let feed = async move {
+    let (client, server) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    client.set_nonblocking(true).expect("nonblocking");
+    let mut sent = 0;
+    while sent < input.len() {
+        match (&client).write(&input[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    // Closing the peer whole (not just its sending side) would wake the
+    // reactor with a hang-up; it stays open until the session is done.
+    let mut client = Some(client);
+    let writer = if sent < input.len() {
+        let client = client.take().expect("peer");
+        client.set_nonblocking(false).expect("blocking");
+        let rest = input[sent..].to_vec();
+        Some(std::thread::spawn(move || {
             // Fails (EPIPE) only when the session stopped reading first.
-            let _ = client.write_all(input).await;
-            drop(client);
-        };
-        smol::future::zip(feed, drive(conn)).await;
-    });
+            let _ = (&client).write_all(&rest);
+            let _ = client.shutdown(Shutdown::Write);
+        }))
+    } else {
+        if let Some(client) = &client {
+            let _ = client.shutdown(Shutdown::Write);
+        }
+        None
+    };
+    let peer = Peer {
+        id: 0,
+        addr: None,
+        tls: false,
+    };
+    let server = Async::new(server).expect("register socket");
+    // Never reached: all input is on its way and then the peer's side ends.
+    let conn = Conn::new(
+        Stream::Unix(UnixStream::from(server)),
+        peer,
+        Duration::from_secs(3600),
+    );
+    smol::block_on(drive(conn));
+    drop(client);
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
 }
 
 /// A reply must be whole lines: every LF after a CR and every CR before an
