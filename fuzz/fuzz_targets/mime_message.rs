@@ -17,7 +17,9 @@ use libfuzzer_sys::fuzz_target;
 fn let_mail_parser_panics_unwind() {
     let abort = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let in_mail_parser = info.location().is_some_and(|l| l.file().contains("/mail-parser-"));
+        let in_mail_parser = info
+            .location()
+            .is_some_and(|l| l.file().contains("/mail-parser-"));
         if !in_mail_parser {
             abort(info);
         }

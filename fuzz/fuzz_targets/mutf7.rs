@@ -13,6 +13,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(encode(&name), text, "{name:?} has a second spelling");
     }
     let encoded = encode(&text);
-    assert!(encoded.bytes().all(|b| (b' '..=b'~').contains(&b)), "{encoded:?}");
+    assert!(
+        encoded.bytes().all(|b| (b' '..=b'~').contains(&b)),
+        "{encoded:?}"
+    );
     assert_eq!(decode(&encoded).as_deref(), Some(&*text), "{encoded:?}");
 });

@@ -7,7 +7,8 @@
 
 use letterbox::mime::MessageInfo;
 use letterbox::store::{
-    chunk_of, decode_uids, encode_uids, ChunkRef, MailboxRecord, MessageRecord, StoreError, CHUNK_UIDS,
+    chunk_of, decode_uids, encode_uids, ChunkRef, MailboxRecord, MessageRecord, StoreError,
+    CHUNK_UIDS,
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -25,11 +25,14 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let name = text.rsplit('\n').next().unwrap_or_default();
-    let mut file = UsersFile::parse(text.rsplit_once('\n').map_or("", |(head, _)| head)).unwrap_or_default();
+    let mut file =
+        UsersFile::parse(text.rsplit_once('\n').map_or("", |(head, _)| head)).unwrap_or_default();
     if let Ok(_added) = file.set_password(name, HASH) {
         let written = file.to_text();
         let reread = UsersFile::parse(&written).unwrap_or_else(|e| panic!("{written:?}: {e}"));
-        let user = reread.get(name).unwrap_or_else(|| panic!("{name:?} lost in {written:?}"));
+        let user = reread
+            .get(name)
+            .unwrap_or_else(|| panic!("{name:?} lost in {written:?}"));
         assert_eq!(user.password, HASH);
         assert_eq!(reread.names().count(), file.names().count());
         let mut file = reread;

@@ -92,11 +92,24 @@ where
 /// LF, ending in CRLF. A lone CR or LF inside a reply is text the client
 /// would read as a line end of its own: a reply injection.
 pub fn assert_crlf_lines(reply: &[u8]) {
-    assert!(reply.ends_with(b"\r\n"), "reply not ended by CRLF: {:?}", lossy(reply));
+    assert!(
+        reply.ends_with(b"\r\n"),
+        "reply not ended by CRLF: {:?}",
+        lossy(reply)
+    );
     for (i, &b) in reply.iter().enumerate() {
         match b {
-            b'\r' => assert_eq!(reply.get(i + 1), Some(&b'\n'), "lone CR in reply: {:?}", lossy(reply)),
-            b'\n' => assert!(i > 0 && reply[i - 1] == b'\r', "lone LF in reply: {:?}", lossy(reply)),
+            b'\r' => assert_eq!(
+                reply.get(i + 1),
+                Some(&b'\n'),
+                "lone CR in reply: {:?}",
+                lossy(reply)
+            ),
+            b'\n' => assert!(
+                i > 0 && reply[i - 1] == b'\r',
+                "lone LF in reply: {:?}",
+                lossy(reply)
+            ),
             _ => {}
         }
     }
