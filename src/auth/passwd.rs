@@ -48,6 +48,10 @@ pub fn validate_name(name: &str) -> Result<(), EntryError> {
         Err(EntryError("user name is empty"))
     } else if name.len() > 64 {
         Err(EntryError("user name is longer than 64 bytes"))
+    } else if name.starts_with('#') {
+        // The file would read the line back as a comment: the user could
+        // neither log in nor be deleted.
+        Err(EntryError("user name starts with '#'"))
     } else if has(|c| c == ':' || c == '/') {
         Err(EntryError("user name contains ':' or '/'"))
     } else if has(char::is_whitespace) || has(char::is_control) {
@@ -434,6 +438,17 @@ mod tests {
                 "{text:?}: {e}"
             );
         }
+    }
+
+    /// Found by fuzz/fuzz_targets/users_file.rs: "#shared" was added, then
+    /// read back as a comment.
+    #[test]
+    fn a_name_that_would_read_back_as_a_comment_is_refused() {
+        let mut f = UsersFile::parse("alice:h\n").expect("parse");
+        assert!(f.set_password("#shared", "h").is_err());
+        assert!(validate_name("#").is_err());
+        assert!(validate_name("a#b").is_ok());
+        assert_eq!(f.to_text(), "alice:h\n");
     }
 
     #[test]

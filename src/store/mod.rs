@@ -19,6 +19,9 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 pub use events::{Change, Hub};
 pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
+/// For the fuzz targets (fuzz/): the one record decoder with no other public path.
+#[doc(hidden)]
+pub use records::{decode_uids, encode_uids};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
 pub use writer::WriteCtx;
 
