@@ -57,6 +57,11 @@ pub struct Config {
     pub login_timeout: Duration,
     /// How long a verified login is remembered (zero: not at all).
     pub login_cache: Duration,
+    /// Bytes incoming message bodies may hold in memory at once.
+    pub memory_budget: u64,
+    /// How long an incoming message waits for the budget before a
+    /// temporary refusal.
+    pub memory_wait: Duration,
     pub run_as: Option<String>,
 }
 
@@ -131,6 +136,10 @@ pub struct Shared {
     /// Each mailbox's \Recent horizon as far as this process has claimed
     /// it; ahead of the stored one until the claiming session writes it.
     recent_horizons: RefCell<std::collections::HashMap<crate::store::MailboxId, u32>>,
+    /// What incoming message bodies may hold in memory (`--memory-budget`).
+    pub budget: crate::net::budget::Budget,
+    /// Where incoming bodies wait while they arrive (DATA/tmp).
+    pub spool_dir: PathBuf,
 }
 
 /// The outcome of a password check.
@@ -389,6 +398,15 @@ pub fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot read {}: {e}", users_path.display()))?;
     let heavy_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let login_cache = LoginCache::new(config.login_cache)?;
+    // Spool files are unlinked once open; a crash between the two can
+    // leave one behind, removed here.
+    crate::net::spool::prepare_spool_dir(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot prepare {}: {e}",
+            crate::net::spool::spool_dir(&config.data_dir).display()
+        )
+    })?;
+    let (memory_budget, data_dir) = (config.memory_budget, config.data_dir.clone());
     let shared = Rc::new(Shared {
         limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
         config,
@@ -410,6 +428,8 @@ pub fn run(config: Config) -> Result<(), String> {
         next_conn_id: Cell::new(1),
         pop3_locked: RefCell::default(),
         recent_horizons: RefCell::default(),
+        budget: crate::net::budget::Budget::new(memory_budget),
+        spool_dir: crate::net::spool::spool_dir(&data_dir),
     });
 
     let ex = Rc::new(LocalExecutor::new());

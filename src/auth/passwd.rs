@@ -51,7 +51,9 @@ pub fn validate_name(name: &str) -> Result<(), EntryError> {
     } else if name.starts_with('#') {
         // The file would read the line back as a comment: the user could
         // neither log in nor be deleted.
-        Err(EntryError("user name starts with '#'"))
+        Err(EntryError(
+            "user name starts with '#', which the users file reads as a comment",
+        ))
     } else if has(|c| c == ':' || c == '/') {
         Err(EntryError("user name contains ':' or '/'"))
     } else if has(char::is_whitespace) || has(char::is_control) {
@@ -68,12 +70,6 @@ pub fn validate_name(name: &str) -> Result<(), EntryError> {
 /// `@` stays allowed: a whole address is a fine user name.
 pub fn validate_new_name(name: &str) -> Result<(), String> {
     validate_name(name).map_err(|e| e.to_string())?;
-    if name.starts_with('#') {
-        return Err(
-            "a user name may not start with '#': the users file would read the line as a comment"
-                .into(),
-        );
-    }
     let why = |c: char| match c {
         '+' => Some("addresses use it for folders (alice+Junk delivers to alice's Junk)"),
         '*' | '%' => Some("IMAP uses it as a wildcard"),
@@ -281,8 +277,11 @@ fn parse_line(raw: &str, seen: &mut HashSet<String>) -> Result<Line, String> {
 /// as `user add` wrote it. An admin's own comment has no `:{` after a name.
 fn commented_user(text: &str) -> Option<&str> {
     let (name, rest) = text.split_once(':')?;
-    let looks_written =
-        name.starts_with('#') && rest.starts_with('{') && validate_name(name).is_ok();
+    // A name the file can hold once its '#' is taken away (older versions
+    // wrote such lines).
+    let looks_written = name.starts_with('#')
+        && rest.starts_with('{')
+        && validate_name(name.trim_start_matches('#')).is_ok();
     looks_written.then_some(name)
 }
 

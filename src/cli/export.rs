@@ -54,6 +54,7 @@ fn write_maildirs(store: &Store, user: &str, out: &Path) -> Result<usize, String
     if mailboxes.is_empty() {
         return Err(format!("{user} has no mail here"));
     }
+    let content = snapshot.content().map_err(|e| e.to_string())?;
     let mut count = 0;
     for (id, mailbox) in mailboxes {
         let dir = out.join(safe_relative(&mailbox.name));
@@ -62,21 +63,47 @@ fn write_maildirs(store: &Store, user: &str, out: &Path) -> Result<usize, String
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         for (uid, message) in snapshot.messages(id).map_err(|e| e.to_string())? {
-            let raw = snapshot.blob(message.blob).map_err(|e| e.to_string())?;
+            let len = content
+                .blob_len(message.blob)
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0);
             let name = format!(
-                "{}.{}.{uid}.letterbox,S={}:2,{}",
+                "{}.{}.{uid}.letterbox,S={len}:2,{}",
                 message.internal_date,
                 mailbox.uid_validity,
-                raw.len(),
                 maildir_flags(message.flags)
             );
             let path = dir.join("cur").join(name);
-            std::fs::write(&path, &raw)
+            write_body(&content, message.blob, len, &path)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             count += 1;
         }
     }
     Ok(count)
+}
+
+/// Writes a message to `path` one chunk at a time, so exporting a large
+/// message never holds it whole.
+fn write_body(
+    content: &crate::store::Content,
+    blob: crate::store::BlobId,
+    len: u64,
+    path: &Path,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut at = 0;
+    while at < len {
+        let piece = content
+            .blob_piece(blob, len, at, crate::store::BLOB_CHUNK)
+            .map_err(std::io::Error::other)?;
+        if piece.is_empty() {
+            return Err(std::io::Error::other("message body ends early"));
+        }
+        at += piece.len() as u64;
+        file.write_all(&piece)?;
+    }
+    file.flush()
 }
 
 /// Maildir's info letters, in the ASCII order the format asks for.

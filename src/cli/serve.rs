@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// seconds a correct login is remembered in memory, so that logging in again skips the password hash; 0 turns it off (default 300)
     #[argh(option, default = "300")]
     login_cache: u64,
+    /// memory, in bytes, that incoming message bodies (LMTP DATA, IMAP APPEND) may hold at once, analysis included; more wait their turn (default 67108864, 64 MiB)
+    #[argh(option, default = "64 * 1024 * 1024")]
+    memory_budget: u64,
+    /// seconds an incoming message waits for --memory-budget before it is refused for now with LMTP 452 4.3.1 or IMAP NO [LIMIT] (default 30)
+    #[argh(option, default = "30")]
+    memory_wait: u64,
     /// the user to switch to after binding ports, when started as root (default letterbox)
     #[argh(option)]
     run_as: Option<String>,
@@ -121,6 +127,15 @@ fn config(args: ServeArgs) -> Result<Config, String> {
     if args.login_timeout == 0 {
         return Err("--login-timeout must be at least 1 second".into());
     }
+    if args.memory_budget < crate::net::spool::SPOOL_THRESHOLD as u64 {
+        return Err(format!(
+            "--memory-budget must be at least {} bytes: one incoming message's buffer",
+            crate::net::spool::SPOOL_THRESHOLD
+        ));
+    }
+    if args.memory_wait == 0 {
+        return Err("--memory-wait must be at least 1 second".into());
+    }
     if args.imap_autologout < 1800 {
         log::warn!(
             "--imap-autologout {} is below the 30 minutes RFC 9051 asks for; clients may be cut off mid-session",
@@ -150,6 +165,8 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         imap_autologout: Duration::from_secs(args.imap_autologout),
         login_timeout: Duration::from_secs(args.login_timeout),
         login_cache: Duration::from_secs(args.login_cache),
+        memory_budget: args.memory_budget,
+        memory_wait: Duration::from_secs(args.memory_wait),
         run_as: args.run_as,
         data_dir,
     })

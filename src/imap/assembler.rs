@@ -102,11 +102,26 @@ pub enum Feed {
 /// Which limit a command broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitExceeded {
-    Line { max: usize },
-    Literal { size: u64, max: u64 },
-    NonSyncLiteral { size: u64, max: u64 },
-    Literals { max: usize },
-    Command { max: usize },
+    Line {
+        max: usize,
+    },
+    Literal {
+        size: u64,
+        max: u64,
+    },
+    NonSyncLiteral {
+        size: u64,
+        max: u64,
+    },
+    Literals {
+        max: usize,
+    },
+    Command {
+        max: usize,
+    },
+    /// Not a limit of the command: the server's memory budget for incoming
+    /// messages stayed taken (`--memory-budget`). Answered `NO [LIMIT]`.
+    Memory,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,12 +138,16 @@ pub struct AssembleError {
 impl AssembleError {
     /// The full tagged reply, without CRLF.
     pub fn response(&self) -> String {
+        let tag = self.tag.as_deref().unwrap_or("*");
+        if self.limit == LimitExceeded::Memory {
+            // The command was fine; the client may send it again later.
+            return format!("{tag} NO [LIMIT] {self}");
+        }
         let status = if self.declined_before_sending {
             "NO"
         } else {
             "BAD"
         };
-        let tag = self.tag.as_deref().unwrap_or("*");
         format!("{tag} {status} [TOOBIG] {self}")
     }
 }
@@ -153,6 +172,10 @@ impl fmt::Display for AssembleError {
             LimitExceeded::Command { max } => {
                 write!(f, "command longer than the limit of {max} bytes")
             }
+            LimitExceeded::Memory => write!(
+                f,
+                "the server is busy receiving other messages; try again later"
+            ),
         }
     }
 }
@@ -282,6 +305,26 @@ impl Assembler {
                 binary,
             });
         }
+    }
+
+    /// Whether the command being assembled is an APPEND, whose large
+    /// literal is the message.
+    pub fn in_append(&self) -> bool {
+        self.is_append
+    }
+
+    /// Declines the literal the last [`Feed::NeedLiteral`] asked for, for
+    /// want of memory (`NO [LIMIT]`): a synchronizing one before the client
+    /// sends it; a non-synchronizing one is skipped with the rest of its
+    /// command, like any refused literal.
+    pub fn decline_literal(&mut self, size: u64, synchronizing: bool) -> Feed {
+        let literal = Announcement {
+            start: 0,
+            size,
+            synchronizing,
+            binary: false,
+        };
+        self.refuse(LimitExceeded::Memory, Some(literal))
     }
 
     fn start_command(&mut self, line: &[u8]) {

@@ -19,6 +19,8 @@ use std::time::Instant;
 use smol::Timer;
 
 use crate::auth::sasl;
+use crate::net::budget::{in_memory_cost, Reservation};
+use crate::net::spool::{Spool, SPOOL_THRESHOLD};
 use crate::net::{Conn, ReadError};
 use crate::server::Shared;
 use assembler::{is_idle_done, Assembler, Feed, Limits};
@@ -33,6 +35,9 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// posted at the port, say), and answering it forever only helps
 /// cross-protocol tricks. Commands refused in the wrong state do not count.
 pub const MAX_BAD_IN_A_ROW: u32 = 20;
+/// Literals up to this size are read without asking the memory budget: a
+/// password, a search string. The command size limit bounds them.
+const SMALL_LITERAL: u64 = 16 * 1024;
 
 /// Whether a reply ends in a tagged (or untagged) BAD.
 fn ends_in_bad(reply: &[u8]) -> bool {
@@ -66,6 +71,11 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
     // the connection slots for the 30 minutes of autologout.
     conn.set_deadline(Some(Instant::now() + shared.config.login_timeout));
     let mut bad_in_a_row = 0;
+    // An APPEND's message while the rest of its command arrives: in a
+    // spool, so a client that stalls after it holds no memory.
+    let mut spooled: Option<Spool> = None;
+    // Budget held by literals read into memory, until their command is done.
+    let mut held: Vec<Reservation> = Vec::new();
     loop {
         if bad_in_a_row >= MAX_BAD_IN_A_ROW {
             log::info!(
@@ -99,6 +109,33 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             }
             Err(ReadError::Closed | ReadError::Io(_)) => return,
         };
+        // A large literal waits for its share of the memory budget before
+        // the client may send it; past --memory-wait it is declined.
+        let mut receiving: Option<Reservation> = None;
+        let feed = match feed {
+            Feed::NeedLiteral {
+                size,
+                synchronizing,
+            } if size > SMALL_LITERAL => {
+                let wait = Some(shared.config.memory_wait);
+                let want = size.min(SPOOL_THRESHOLD as u64);
+                receiving = shared.budget.reserve(want, wait).await;
+                if receiving.is_some() {
+                    Feed::NeedLiteral {
+                        size,
+                        synchronizing,
+                    }
+                } else {
+                    log::info!(
+                        "{}: memory budget for incoming messages in use for {:?}; literal of {size} bytes declined",
+                        conn.peer,
+                        shared.config.memory_wait
+                    );
+                    asm.decline_literal(size, synchronizing)
+                }
+            }
+            other => other,
+        };
         let command = match feed {
             Feed::NeedLiteral {
                 size,
@@ -110,6 +147,20 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 {
                     return;
                 }
+                if size > SPOOL_THRESHOLD as u64 && asm.in_append() {
+                    let mut spool = Spool::new(&shared.spool_dir);
+                    if let Err(e) = conn.read_exact_to_spool(size, &mut spool).await {
+                        if let ReadError::Io(e) = e {
+                            log::info!("{}: APPEND cut off: {e}", conn.peer);
+                        }
+                        return;
+                    }
+                    // The parser sees an empty literal; the message is put
+                    // in once the command is whole (see `with_message`).
+                    spooled = Some(spool);
+                    asm.literal(Vec::new());
+                    continue;
+                }
                 let mut data = Vec::with_capacity((size as usize).min(64 * 1024));
                 if conn
                     .read_exact_into(size as usize, &mut data)
@@ -118,6 +169,7 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 {
                     return;
                 }
+                held.extend(receiving.take());
                 asm.literal(data);
                 continue;
             }
@@ -128,6 +180,8 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 continue;
             }
             Feed::Error(e) => {
+                spooled = None;
+                held.clear();
                 let reply = format!("{}\r\n", e.response());
                 bad_in_a_row = if ends_in_bad(reply.as_bytes()) {
                     bad_in_a_row + 1
@@ -143,6 +197,8 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             Feed::Complete(assembled) => match parser::parse(assembled) {
                 Ok(command) => command,
                 Err(e) => {
+                    spooled = None;
+                    held.clear();
                     let reply =
                         format!("{} BAD {}\r\n", e.tag.as_deref().unwrap_or("*"), e.message);
                     bad_in_a_row += 1;
@@ -155,7 +211,25 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
         };
         // A command that parsed is IMAP, even if refused (wrong state).
         bad_in_a_row = 0;
+        drop(receiving);
+        let command = match spooled.take() {
+            None => command,
+            Some(spool) => match with_message(&shared, command, spool).await {
+                Ok((command, message)) => {
+                    held.extend(message);
+                    command
+                }
+                Err(reply) => {
+                    held.clear();
+                    if conn.write(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
         let flow = session.run(command, &mut conn).await;
+        held.clear();
         if conn.write(&session.out).await.is_err() {
             return;
         }
@@ -202,6 +276,43 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             return;
         }
     }
+}
+
+/// Puts a spooled APPEND message into its parsed command, once the command
+/// is whole, under a reservation of the memory budget that lasts while the
+/// command runs (analysis and storing). Waits for the reservation without a
+/// deadline: whoever holds the budget then is working, not waiting on a
+/// client. Err is the reply to send instead.
+async fn with_message(
+    shared: &Shared,
+    mut command: parser::Command,
+    spool: Spool,
+) -> Result<(parser::Command, Option<Reservation>), String> {
+    let tag = command.tag.clone();
+    let parser::CommandBody::Append { message, utf8, .. } = &mut command.body else {
+        // Only an APPEND's literal is spooled (Assembler::in_append).
+        return Err(format!("{tag} BAD Unexpected large literal\r\n"));
+    };
+    // Without a deadline this is always granted, in turn.
+    let held = shared
+        .budget
+        .reserve(in_memory_cost(spool.len()), None)
+        .await;
+    let bytes = match spool.into_bytes(Vec::new()).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            log::error!("cannot read back a spooled APPEND: {e}");
+            return Err(format!(
+                "{tag} NO [SERVERBUG] Cannot read back the message; try again later\r\n"
+            ));
+        }
+    };
+    // The parser's rule for UTF8 (~{n}), which saw only the placeholder.
+    if *utf8 && bytes.contains(&0) {
+        return Err(format!("{tag} BAD UTF8 message contains NUL\r\n"));
+    }
+    *message = bytes;
+    Ok((command, held))
 }
 
 /// AUTHENTICATE PLAIN or LOGIN (RFC 4616, with SASL-IR from RFC 4959).

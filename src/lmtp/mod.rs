@@ -7,6 +7,7 @@ pub mod session;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::net::spool::{Spool, SPOOL_THRESHOLD};
 use crate::net::{Conn, DataError, ReadError};
 use crate::server::Shared;
 use crate::store::{Delivered, StoreError};
@@ -55,17 +56,44 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 return;
             }
             Next::ReadData(reply) => {
+                // The body's buffer comes out of the memory budget; until it
+                // is granted the sender hears nothing and sends nothing.
+                let Some(receiving) = shared
+                    .budget
+                    .reserve(SPOOL_THRESHOLD as u64, Some(shared.config.memory_wait))
+                    .await
+                else {
+                    log::info!(
+                        "{}: memory budget for incoming mail in use for {:?}; DATA refused for now",
+                        conn.peer,
+                        shared.config.memory_wait
+                    );
+                    if conn.write(&session.short_of_memory()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
                 if conn.write(&reply).await.is_err() {
                     return;
                 }
-                match conn.read_dot_data(shared.config.max_message_size).await {
-                    Ok(message) => {
-                        let outcome = store(&shared, &session, &conn, message).await;
+                let mut spool = Spool::new(&shared.spool_dir);
+                let read = conn
+                    .read_dot_data(shared.config.max_message_size, &mut spool)
+                    .await;
+                drop(receiving);
+                match read {
+                    Ok(()) => {
+                        let outcome = store(&shared, &session, &conn, spool).await;
                         conn.write(&session.delivered(&outcome)).await
                     }
                     Err(DataError::TooBig) => {
                         log::info!("{}: refused a message over the size limit", conn.peer);
                         conn.write(&session.too_big()).await
+                    }
+                    Err(DataError::Spool(e)) => {
+                        log::error!("{}: cannot spool an incoming message: {e}", conn.peer);
+                        let failed = Err(StoreError::Storage(e.to_string()));
+                        conn.write(&session.delivered(&failed)).await
                     }
                     // Cut off mid-message: nothing was stored or acknowledged.
                     Err(DataError::Read(_)) => return,
@@ -80,12 +108,13 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
 
 /// Adds the trace headers of final delivery, works out ENVELOPE and
 /// BODYSTRUCTURE off the event loop, and stores the message for every
-/// recipient in one commit.
+/// recipient in one commit. The message is in memory only from here on,
+/// under a reservation of the memory budget.
 async fn store(
     shared: &Rc<Shared>,
     session: &Session,
     conn: &Conn,
-    message: Vec<u8>,
+    message: Spool,
 ) -> Result<Vec<Delivered>, StoreError> {
     let Delivery {
         return_path,
@@ -96,15 +125,24 @@ async fn store(
         Some(addr) => addr.ip().to_string(),
         None => "local".into(),
     };
-    let mut raw = format!(
+    let raw = format!(
         "Return-Path: <{return_path}>\r\nReceived: from {} ({from})\r\n\tby {} (letterbox) with LMTP;\r\n\t{}\r\n",
         session.client_name(),
         shared.config.hostname,
         crate::clock::rfc5322(now, offset)
     )
     .into_bytes();
-    raw.extend_from_slice(&message);
-    drop(message);
+    let _held = shared
+        .budget
+        .reserve(
+            crate::net::budget::in_memory_cost(raw.len() as u64 + message.len()),
+            None,
+        )
+        .await;
+    let raw = message
+        .into_bytes(raw)
+        .await
+        .map_err(|e| StoreError::Storage(format!("cannot read back the spooled message: {e}")))?;
     let (raw, analysis) = shared.analyse(raw).await;
     let size = raw.len();
     let outcome = shared

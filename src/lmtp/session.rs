@@ -245,6 +245,15 @@ impl Session {
         out
     }
 
+    /// DATA waited too long for memory to receive the message in: a
+    /// temporary refusal of the whole transaction (RFC 3463 4.3.1), which
+    /// the MTA retries later.
+    pub fn short_of_memory(&mut self) -> Vec<u8> {
+        self.reset();
+        b"452 4.3.1 Insufficient system resources to receive the message now; try again later\r\n"
+            .to_vec()
+    }
+
     /// The data went past the size limit: every recipient is refused.
     pub fn too_big(&mut self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -27,6 +27,7 @@
 
 mod header;
 pub(crate) mod imap_syntax;
+pub mod transfer;
 
 use mail_parser::{DateTime, Message, MessageParser, PartType};
 use std::ops::Range;

@@ -25,6 +25,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 const BUFFER_KEEP: usize = 4096;
 /// Queued output is sent once it reaches this size, even mid-reply.
 const WRITE_CHUNK: usize = 32 * 1024;
+/// While a message body arrives, this long without a byte is a stall: the
+/// connection ends, and with it what the body holds of the memory budget.
+const BODY_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// How much of an over-long line's start and end is kept.
 const OVERLONG_HEAD: usize = 64;
 const OVERLONG_TAIL: usize = 32;
@@ -126,6 +129,9 @@ impl From<io::Error> for ReadError {
 pub enum DataError {
     /// The data went past the size limit; it was read to its end and dropped.
     TooBig,
+    /// The spool could not take the data (disk full); it was read to its
+    /// end and dropped.
+    Spool(io::Error),
     Read(ReadError),
 }
 
@@ -341,37 +347,86 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads exactly `n` bytes (an IMAP literal) into `out`.
+    /// Reads exactly `n` bytes (an IMAP literal) into `out`. A client that
+    /// stops sending mid-literal for [`BODY_STALL_TIMEOUT`] is cut off.
     pub async fn read_exact_into(&mut self, n: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
         self.consume_last_line();
+        let idle = self.idle_timeout;
+        self.idle_timeout = idle.min(BODY_STALL_TIMEOUT);
         let mut left = n;
-        while left > 0 {
-            if self.rstart == self.rend {
-                self.fill(left).await?;
+        let result = async {
+            while left > 0 {
+                if self.rstart == self.rend {
+                    self.fill(left).await?;
+                }
+                let take = left.min(self.rend - self.rstart);
+                out.extend_from_slice(&self.rbuf[self.rstart..self.rstart + take]);
+                self.rstart += take;
+                left -= take;
             }
-            let take = left.min(self.rend - self.rstart);
-            out.extend_from_slice(&self.rbuf[self.rstart..self.rstart + take]);
-            self.rstart += take;
-            left -= take;
+            Ok(())
         }
-        Ok(())
+        .await;
+        self.idle_timeout = idle;
+        result
     }
 
-    /// Reads SMTP-style data up to the lone "." line: removes dot-stuffing and
-    /// turns bare LF line ends into CRLF, so stored mail always has CRLF.
-    /// Lines may be of any length; the whole is limited to `max` bytes.
-    pub async fn read_dot_data(&mut self, max: usize) -> Result<Vec<u8>, DataError> {
+    /// Reads exactly `n` bytes (a large IMAP literal) into `spool`, which
+    /// keeps little in memory. A client that stops sending for
+    /// [`BODY_STALL_TIMEOUT`] is cut off.
+    pub async fn read_exact_to_spool(
+        &mut self,
+        n: u64,
+        spool: &mut super::spool::Spool,
+    ) -> Result<(), ReadError> {
         self.consume_last_line();
+        let idle = self.idle_timeout;
+        self.idle_timeout = idle.min(BODY_STALL_TIMEOUT);
+        let mut left = n;
+        let result = async {
+            while left > 0 {
+                if self.rstart == self.rend {
+                    self.fill(left.min(64 * 1024) as usize).await?;
+                }
+                let take = left.min((self.rend - self.rstart) as u64) as usize;
+                spool.write(&self.rbuf[self.rstart..self.rstart + take])?;
+                self.rstart += take;
+                left -= take as u64;
+            }
+            Ok(())
+        }
+        .await;
+        self.idle_timeout = idle;
+        result
+    }
+
+    /// Reads SMTP-style data up to the lone "." line into `spool`: removes
+    /// dot-stuffing and turns bare LF line ends into CRLF, so stored mail
+    /// always has CRLF. Lines may be of any length; the whole is limited to
+    /// `max` bytes. A sender that stalls for [`BODY_STALL_TIMEOUT`] is cut off.
+    pub async fn read_dot_data(
+        &mut self,
+        max: usize,
+        spool: &mut super::spool::Spool,
+    ) -> Result<(), DataError> {
+        self.consume_last_line();
+        let idle = self.idle_timeout;
+        self.idle_timeout = idle.min(BODY_STALL_TIMEOUT);
         let mut decoder = DotDecoder::new(max);
-        loop {
+        let result = loop {
             let chunk = &self.rbuf[self.rstart..self.rend];
             let (used, done) = decoder.feed(chunk);
             self.rstart += used;
+            decoder.drain_into(spool);
             if done {
-                return decoder.finish();
+                break decoder.finish().map(drop);
             }
-            self.fill(64 * 1024).await.map_err(DataError::Read)?;
-        }
+            if let Err(e) = self.fill(64 * 1024).await {
+                break Err(DataError::Read(e));
+            }
+        };
+        self.idle_timeout = idle;
+        result
     }
 
     /// Queues bytes to send; they go out at the next flush or read, or once
@@ -471,7 +526,11 @@ pub async fn accept_tls(
 /// DATA into two messages, and refusing would bounce mail that a sloppy but
 /// honest sender (a script, `nc`) produced.
 struct DotDecoder {
+    /// Decoded bytes not yet handed to the spool.
     out: Vec<u8>,
+    /// Decoded bytes handed to the spool.
+    drained: usize,
+    spool_error: Option<io::Error>,
     max: usize,
     too_big: bool,
     state: DotState,
@@ -495,6 +554,8 @@ impl DotDecoder {
     fn new(max: usize) -> DotDecoder {
         DotDecoder {
             out: Vec::with_capacity(max.min(64 * 1024)),
+            drained: 0,
+            spool_error: None,
             max,
             too_big: false,
             state: DotState::LineStart(true),
@@ -505,7 +566,7 @@ impl DotDecoder {
         if self.too_big {
             return;
         }
-        if self.out.len() + bytes.len() > self.max {
+        if self.drained + self.out.len() + bytes.len() > self.max {
             self.too_big = true;
             self.out = Vec::new();
             return;
@@ -563,9 +624,24 @@ impl DotDecoder {
         }
     }
 
+    /// Moves the decoded bytes to the spool, so that memory holds one
+    /// read's worth. After a spool error the rest is decoded and dropped,
+    /// to find the end of the data.
+    fn drain_into(&mut self, spool: &mut super::spool::Spool) {
+        if !self.too_big && self.spool_error.is_none() {
+            if let Err(e) = spool.write(&self.out) {
+                self.spool_error = Some(e);
+            }
+        }
+        self.drained += self.out.len();
+        self.out.clear();
+    }
+
     fn finish(self) -> Result<Vec<u8>, DataError> {
         if self.too_big {
             Err(DataError::TooBig)
+        } else if let Some(e) = self.spool_error {
+            Err(DataError::Spool(e))
         } else {
             Ok(self.out)
         }

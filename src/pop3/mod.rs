@@ -202,20 +202,55 @@ async fn send_message(
     let Some(entry) = session.messages().get(index) else {
         return conn.write(b"-ERR No such message\r\n").await;
     };
-    let raw = match shared.store.snapshot().and_then(|s| s.blob(entry.blob)) {
-        Ok(raw) => raw,
+    let (blob, size) = (entry.blob, entry.size);
+    let opened = shared.store.snapshot().and_then(|snapshot| {
+        let content = snapshot.content()?;
+        let len = content.blob_len(blob)?;
+        Ok((content, len))
+    });
+    let (content, len) = match opened {
+        Ok((content, Some(len))) => (content, len),
         // Expunged over IMAP since this session's listing was made.
-        Err(_) => {
+        Ok((_, None)) | Err(_) => {
             return conn
                 .write(b"-ERR Message was removed by another session\r\n")
                 .await
         }
     };
-    let rendered = session::render_message(&raw, body_lines);
-    drop(raw);
-    let header = format!("+OK {} octets\r\n", entry.size);
-    conn.write(header.as_bytes()).await?;
-    conn.write(&rendered).await?;
+    conn.write(format!("+OK {size} octets\r\n").as_bytes())
+        .await?;
+    // One chunk at a time, written as the socket drains: a client that
+    // stops reading holds its socket buffer and one chunk.
+    let mut renderer = session::Renderer::new(body_lines);
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut pieces = 0usize;
+    while at < len && !renderer.is_done() {
+        let piece = match content.blob_piece(blob, len, at, crate::store::BLOB_CHUNK) {
+            Ok(piece) if !piece.is_empty() => piece,
+            Ok(_) | Err(_) => {
+                // "+OK" has gone out; the message cannot be finished
+                // truthfully, so the connection ends.
+                log::error!(
+                    "{}: message body {blob} could not be read back whole; closing",
+                    conn.peer
+                );
+                conn.close().await;
+                return Err(std::io::Error::other("damaged message body"));
+            }
+        };
+        at += piece.len() as u64;
+        out.clear();
+        renderer.feed(&piece, &mut out);
+        conn.write(&out).await?;
+        pieces += 1;
+        if pieces % 16 == 0 {
+            smol::future::yield_now().await;
+        }
+    }
+    out.clear();
+    renderer.finish(&mut out);
+    conn.write(&out).await?;
     session.message_sent(index, body_lines.is_none());
     Ok(())
 }

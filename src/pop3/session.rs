@@ -519,34 +519,131 @@ fn err(text: &str) -> Action {
 /// The bytes RETR or TOP sends after "+OK": CRLF line ends however the
 /// message was stored, no NUL bytes (clients choke on them; they become
 /// '?'), dot-stuffing, an empty line after headers even for a message
-/// without a body, and the final ".".
+/// without a body, and the final ".". The whole message at once; the server
+/// streams it through [`Renderer`] instead.
 pub fn render_message(raw: &[u8], body_lines: Option<usize>) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 40 + 8);
-    let mut in_body = false;
-    let mut body_sent = 0usize;
-    for line in raw.split_inclusive(|&b| b == b'\n') {
-        let text = line.strip_suffix(b"\n").unwrap_or(line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if in_body {
-            if body_lines.is_some_and(|max| body_sent >= max) {
-                break;
-            }
-            body_sent += 1;
-        }
-        if text.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend(text.iter().map(|&b| if b == 0 { b'?' } else { b }));
-        out.extend_from_slice(b"\r\n");
-        if !in_body && text.is_empty() {
-            in_body = true;
-        }
-    }
-    if !in_body {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut renderer = Renderer::new(body_lines);
+    renderer.feed(raw, &mut out);
+    renderer.finish(&mut out);
     out
+}
+
+/// [`render_message`] for a message that arrives in pieces, split anywhere:
+/// a line, a CR LF pair or a dot may straddle two pieces. Holds a few
+/// flags, never a line.
+pub struct Renderer {
+    body_lines: Option<usize>,
+    in_body: bool,
+    body_sent: usize,
+    /// The next byte starts a line.
+    line_start: bool,
+    /// The current line has bytes other than its line end.
+    line_has_text: bool,
+    /// A CR was seen and not yet sent: it is dropped if LF follows.
+    pending_cr: bool,
+    /// TOP has sent its lines; the rest is ignored.
+    stopped: bool,
+}
+
+impl Renderer {
+    pub fn new(body_lines: Option<usize>) -> Renderer {
+        Renderer {
+            body_lines,
+            in_body: false,
+            body_sent: 0,
+            line_start: true,
+            line_has_text: false,
+            pending_cr: false,
+            stopped: false,
+        }
+    }
+
+    /// True once nothing more of the message will be sent (TOP's count is
+    /// reached): the reader can stop reading.
+    pub fn is_done(&self) -> bool {
+        self.stopped
+    }
+
+    /// Renders the next piece of the message into `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while !input.is_empty() && !self.stopped {
+            if self.line_start {
+                if self.in_body {
+                    if self.body_lines.is_some_and(|max| self.body_sent >= max) {
+                        self.stopped = true;
+                        return;
+                    }
+                    self.body_sent += 1;
+                }
+                self.line_start = false;
+                self.line_has_text = false;
+                if input[0] == b'.' {
+                    out.push(b'.');
+                }
+            }
+            // A run of plain bytes goes out in one copy.
+            let run = input
+                .iter()
+                .position(|&b| matches!(b, b'\r' | b'\n' | 0))
+                .unwrap_or(input.len());
+            if run > 0 {
+                self.send_pending_cr(out);
+                out.extend_from_slice(&input[..run]);
+                self.line_has_text = true;
+                input = &input[run..];
+                continue;
+            }
+            match input[0] {
+                b'\n' => {
+                    // A CR just before the LF belongs to the line end.
+                    self.pending_cr = false;
+                    self.end_line(out);
+                }
+                b'\r' => {
+                    self.send_pending_cr(out);
+                    self.pending_cr = true;
+                }
+                _ => {
+                    self.send_pending_cr(out);
+                    out.push(b'?');
+                    self.line_has_text = true;
+                }
+            }
+            input = &input[1..];
+        }
+    }
+
+    fn send_pending_cr(&mut self, out: &mut Vec<u8>) {
+        if self.pending_cr {
+            out.push(b'\r');
+            self.pending_cr = false;
+            self.line_has_text = true;
+        }
+    }
+
+    fn end_line(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\r\n");
+        if !self.in_body && !self.line_has_text {
+            self.in_body = true;
+        }
+        self.line_start = true;
+    }
+
+    /// Ends the message: its last line, the blank line a message without a
+    /// body lacks, and the final ".".
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        if !self.stopped && !self.line_start {
+            // A last line without a line end; a CR at its very end is
+            // taken as a line end, as in a whole-message read.
+            self.pending_cr = false;
+            self.end_line(out);
+        }
+        if !self.in_body {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
 }
 
 #[cfg(test)]
@@ -779,5 +876,65 @@ mod tests {
             b"Subject: no body\r\n\r\n.\r\n".to_vec()
         );
         assert_eq!(render_message(b"", None), b"\r\n.\r\n".to_vec());
+    }
+
+    /// The old whole-message renderer, kept here as the reference the
+    /// streaming one must match.
+    fn reference(raw: &[u8], body_lines: Option<usize>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut in_body = false;
+        let mut body_sent = 0usize;
+        for line in raw.split_inclusive(|&b| b == b'\n') {
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if in_body {
+                if body_lines.is_some_and(|max| body_sent >= max) {
+                    break;
+                }
+                body_sent += 1;
+            }
+            if text.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            out.extend(text.iter().map(|&b| if b == 0 { b'?' } else { b }));
+            out.extend_from_slice(b"\r\n");
+            if !in_body && text.is_empty() {
+                in_body = true;
+            }
+        }
+        if !in_body {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    #[test]
+    fn streaming_matches_whole_wherever_split() {
+        let samples: [&[u8]; 6] = [
+            b"Subject: x\n\n.dot\r\nline2\nline3\0\r\n",
+            b"A: b\r\n\r\n.\r\n..\r\n\r.x\r\r\nend\r",
+            b"no body\r",
+            b"\r\n\r\n.\n.",
+            b"H: 1\r\n\r\n\r\n\r\r\n\n\0\0.\r\n.end",
+            b"",
+        ];
+        for raw in samples {
+            for lines in [None, Some(0), Some(1), Some(2), Some(5)] {
+                let want = reference(raw, lines);
+                assert_eq!(render_message(raw, lines), want, "{raw:?} {lines:?}");
+                for a in 0..=raw.len() {
+                    for b in a..=raw.len() {
+                        let mut r = Renderer::new(lines);
+                        let mut out = Vec::new();
+                        r.feed(&raw[..a], &mut out);
+                        r.feed(&raw[a..b], &mut out);
+                        r.feed(&raw[b..], &mut out);
+                        r.finish(&mut out);
+                        assert_eq!(out, want, "{raw:?} {lines:?} split {a} {b}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -441,6 +441,7 @@ mod tests {
             let db = redb::Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
             txn.delete_table(MESSAGE_INDEX).unwrap();
+            crate::store::blobs::tests::unchunk(&txn);
             {
                 let mut meta = txn.open_table(META).unwrap();
                 meta.insert("schema_version", 1u32.to_le_bytes().as_slice())
@@ -471,6 +472,16 @@ mod tests {
         assert_eq!(snapshot.subscriptions(&owner).unwrap(), [names[0].clone()]);
         let after: Vec<_> = mailboxes.iter().map(|&m| indexed(&store, m)).collect();
         assert_eq!(after, before);
+        // And through schema 2 to 3: the bodies are in chunks.
+        let snapshot = store.snapshot().unwrap();
+        for &mailbox in &mailboxes {
+            for (_, message) in snapshot.messages(mailbox).unwrap() {
+                assert_eq!(
+                    snapshot.blob(message.blob).unwrap(),
+                    b"Subject: x\r\n\r\nbody\r\n"
+                );
+            }
+        }
         for &mailbox in &mailboxes {
             check(&store, mailbox);
         }

@@ -5,6 +5,7 @@
 //! writer thread that commits whatever is queued in one transaction and one
 //! fsync (see [`writer`]). Protocols speak in users, mailboxes, UIDs and flags.
 
+mod blobs;
 mod events;
 mod index;
 mod ops;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use blobs::BLOB_CHUNK;
 pub use events::{Change, Hub};
 pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
@@ -41,7 +43,11 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const MAILBOXES: TableDefinition<u64, &[u8]> = TableDefinition::new("mailboxes");
 const MAILBOX_NAMES: TableDefinition<(&str, &str), u64> = TableDefinition::new("mailbox_names");
 const MESSAGES: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("messages");
-const BLOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("blobs");
+/// Schemas 1 and 2 kept each message's bytes as one value; read only to
+/// upgrade (blobs.rs).
+const BLOBS_V2: TableDefinition<u64, &[u8]> = TableDefinition::new("blobs");
+/// (blob id, chunk number) → up to [`BLOB_CHUNK`] bytes of a message.
+const BLOB_CHUNKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("blob_chunks");
 /// Reference counts live apart from the blobs so that a COPY or a second
 /// recipient rewrites four bytes, not the whole message.
 const BLOB_REFS: TableDefinition<u64, u32> = TableDefinition::new("blob_refs");
@@ -219,6 +225,9 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 if version < 2 {
                     upgrade_to_v2(&txn)?;
                 }
+                if version < 3 {
+                    blobs::upgrade_to_v3(&txn)?;
+                }
                 if version < SCHEMA_VERSION {
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
                 }
@@ -233,7 +242,7 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(MAILBOXES)?;
         txn.open_table(MAILBOX_NAMES)?;
         txn.open_table(MESSAGES)?;
-        txn.open_table(BLOBS)?;
+        txn.open_table(BLOB_CHUNKS)?;
         txn.open_table(BLOB_REFS)?;
         txn.open_table(PARSED)?;
         txn.open_table(SEARCH_HEADERS)?;
@@ -472,7 +481,7 @@ impl Snapshot {
     /// Opens the message bodies and their analyses once, for reading many.
     pub fn content(&self) -> Result<Content, StoreError> {
         Ok(Content {
-            blobs: self.txn.open_table(BLOBS)?,
+            chunks: self.txn.open_table(BLOB_CHUNKS)?,
             parsed: self.txn.open_table(PARSED)?,
             search_headers: self.txn.open_table(SEARCH_HEADERS)?,
         })
@@ -488,12 +497,12 @@ impl Snapshot {
         found.map(|v| MessageRecord::decode(v.value())).transpose()
     }
 
-    /// The raw RFC 5322 bytes of a message.
+    /// The raw RFC 5322 bytes of a message, whole. For tests and small
+    /// messages; whatever may meet a large message reads it through
+    /// [`Content`] in pieces.
     pub fn blob(&self, blob: BlobId) -> Result<Vec<u8>, StoreError> {
-        let blobs = self.txn.open_table(BLOBS)?;
-        let found = blobs.get(blob)?;
-        found
-            .map(|v| v.value().to_vec())
+        self.content()?
+            .blob(blob)?
             .ok_or_else(|| StoreError::Corrupt(format!("message body {blob} (missing)")))
     }
 
@@ -522,14 +531,49 @@ impl Snapshot {
 /// Message bytes and analyses, with their tables open: for commands that
 /// read many messages (FETCH, SEARCH).
 pub struct Content {
-    blobs: redb::ReadOnlyTable<u64, &'static [u8]>,
+    chunks: redb::ReadOnlyTable<(u64, u32), &'static [u8]>,
     parsed: redb::ReadOnlyTable<u64, &'static [u8]>,
     search_headers: redb::ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl Content {
+    /// A message's bytes, whole; None when they are gone. Loads the whole
+    /// message: streaming readers use [`Content::blob_piece`].
     pub fn blob(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.blobs.get(blob)?.map(|v| v.value().to_vec()))
+        match self.blob_len(blob)? {
+            None => Ok(None),
+            Some(total) => blobs::read_range(&self.chunks, blob, total, 0..total).map(Some),
+        }
+    }
+
+    /// A message's length in bytes, or None when its bytes are gone (or it
+    /// is empty, which letterbox never stores).
+    pub fn blob_len(&self, blob: BlobId) -> Result<Option<u64>, StoreError> {
+        blobs::len(&self.chunks, blob)
+    }
+
+    /// Up to `max` bytes from `offset` of a message `total` bytes long (from
+    /// [`Content::blob_len`]), never more than one chunk: what a streaming
+    /// reader sends next. Empty at the end.
+    pub fn blob_piece(
+        &self,
+        blob: BlobId,
+        total: u64,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        blobs::piece(&self.chunks, blob, total, offset, max)
+    }
+
+    /// The bytes of `range` of a message, clipped to its end, in memory:
+    /// for reads known to be small, or that must be whole (a part to decode).
+    pub fn blob_range(
+        &self,
+        blob: BlobId,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let total = self.blob_len(blob)?.unwrap_or(0);
+        blobs::read_range(&self.chunks, blob, total, range)
     }
 
     pub fn parsed(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {

@@ -223,7 +223,7 @@ impl WriteCtx<'_> {
     /// them, and returns its blob id; `append` adds the references.
     pub fn put_blob(&mut self, raw: &[u8], analysis: &Analysis) -> Result<BlobId, StoreError> {
         let blob = self.next_counter("next_blob_id", 1)?;
-        self.blobs.insert(blob, raw)?;
+        super::blobs::put(&mut self.blob_chunks, blob, raw)?;
         self.parsed.insert(blob, analysis.parsed.as_slice())?;
         self.search_headers
             .insert(blob, analysis.search_header.as_slice())?;
@@ -241,7 +241,7 @@ impl WriteCtx<'_> {
         let refs = self.blob_refs.get(blob)?.map(|v| v.value()).unwrap_or(0);
         if refs <= 1 {
             self.blob_refs.remove(blob)?;
-            self.blobs.remove(blob)?;
+            super::blobs::remove(&mut self.blob_chunks, blob)?;
             self.parsed.remove(blob)?;
             self.search_headers.remove(blob)?;
         } else {

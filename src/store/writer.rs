@@ -22,8 +22,8 @@ use smol::channel::{Receiver, Sender};
 
 use super::index::PendingChunk;
 use super::{
-    Change, MailboxId, StoreError, BLOBS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES, MESSAGES,
-    MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SUBSCRIPTIONS,
+    Change, MailboxId, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES,
+    MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SUBSCRIPTIONS,
 };
 
 /// The most jobs one transaction takes, so that one commit stays short and a
@@ -39,7 +39,7 @@ pub struct WriteCtx<'t> {
     pub(super) mailboxes: Table<'t, u64, &'static [u8]>,
     pub(super) mailbox_names: Table<'t, (&'static str, &'static str), u64>,
     pub(super) messages: Table<'t, (u64, u32), &'static [u8]>,
-    pub(super) blobs: Table<'t, u64, &'static [u8]>,
+    pub(super) blob_chunks: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) blob_refs: Table<'t, u64, u32>,
     pub(super) parsed: Table<'t, u64, &'static [u8]>,
     pub(super) search_headers: Table<'t, u64, &'static [u8]>,
@@ -234,7 +234,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError>
         mailboxes: txn.open_table(MAILBOXES)?,
         mailbox_names: txn.open_table(MAILBOX_NAMES)?,
         messages: txn.open_table(MESSAGES)?,
-        blobs: txn.open_table(BLOBS)?,
+        blob_chunks: txn.open_table(BLOB_CHUNKS)?,
         blob_refs: txn.open_table(BLOB_REFS)?,
         parsed: txn.open_table(PARSED)?,
         search_headers: txn.open_table(SEARCH_HEADERS)?,

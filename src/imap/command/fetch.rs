@@ -1,5 +1,10 @@
 //! FETCH and UID FETCH. ENVELOPE, BODYSTRUCTURE and section offsets were
 //! worked out at delivery, so most items are lookups; only BINARY decodes.
+//!
+//! Message bytes are never loaded whole: a body section goes out as a
+//! literal whose bytes are read from the store one chunk at a time and
+//! written as the socket drains, so a client that stops reading holds its
+//! socket buffer and one chunk, whatever the message size.
 
 use std::io::Write as _;
 use std::ops::Range;
@@ -7,15 +12,19 @@ use std::ops::Range;
 use crate::imap::parser::{FetchItem, MessageSet, Partial, Section, SectionText};
 use crate::imap::response::{flag_list_recent, literal};
 use crate::imap::session::{Session, State};
+use crate::mime::transfer::{Decoder, Encoding};
 use crate::mime::{MessageInfo, PartKind};
 use crate::net::Conn;
-use crate::store::{FlagChange, Flags, MessageRecord};
+use crate::store::{BlobId, Content, FlagChange, Flags, MessageRecord, BLOB_CHUNK};
 
 /// Output is sent in pieces of about this size, so a FETCH of a whole large
 /// mailbox never sits in memory at once.
 const FLUSH_AT: usize = 64 * 1024;
 /// Other sessions get a turn on the event loop this often.
 const YIELD_EVERY: usize = 256;
+/// ... and this often (in chunks) while one large body streams to a fast
+/// client, whose socket never makes us wait.
+const YIELD_EVERY_CHUNKS: usize = 16;
 
 /// Does fetching this item set \Seen (RFC 9051 §6.4.5)?
 fn sets_seen(item: &FetchItem) -> bool {
@@ -53,6 +62,8 @@ fn needs_info(item: &FetchItem) -> bool {
 struct Trouble {
     expunged: bool,
     unknown_cte: bool,
+    /// A stored body could not be read back intact.
+    corrupt: bool,
 }
 
 impl Session {
@@ -156,11 +167,32 @@ impl Session {
             if flags_changed {
                 view.saw_flags(msg_uid, record);
             }
-            let mut raw: Option<Vec<u8>> = None;
+            let mut body: Option<Body<'_>> = None;
             let mut info: Option<MessageInfo> = None;
             if let Some(content) = &content {
                 if wants_raw {
-                    raw = content.blob(record.blob).ok().flatten();
+                    // Only the length is read here; the bytes are read as
+                    // they are sent.
+                    body = match content.blob_len(record.blob) {
+                        Ok(Some(len)) => Some(Body {
+                            content,
+                            blob: record.blob,
+                            len,
+                        }),
+                        // letterbox stores no empty message, but an empty
+                        // one would have no chunks.
+                        Ok(None) if record.size == 0 => Some(Body {
+                            content,
+                            blob: record.blob,
+                            len: 0,
+                        }),
+                        Ok(None) => None,
+                        Err(e) => {
+                            log::error!("{}: store: {e}", self.peer);
+                            trouble.corrupt = true;
+                            None
+                        }
+                    };
                 }
                 if wants_content {
                     info = content
@@ -170,14 +202,11 @@ impl Session {
                         .and_then(|bytes| MessageInfo::decode(&bytes));
                     if info.is_none() {
                         // Stored by something that did not analyse it.
-                        let bytes = raw
-                            .clone()
-                            .or_else(|| content.blob(record.blob).ok().flatten())
-                            .unwrap_or_default();
+                        let bytes = content.blob(record.blob).ok().flatten().unwrap_or_default();
                         info = Some(MessageInfo::parse(&bytes));
                     }
                 }
-                if (wants_raw && raw.is_none()) || info.is_none() {
+                if (wants_raw && body.is_none()) || info.is_none() {
                     trouble.expunged = true;
                     continue;
                 }
@@ -186,7 +215,7 @@ impl Session {
                 uid: msg_uid,
                 recent,
                 record,
-                raw: raw.as_deref().unwrap_or_default(),
+                body,
                 info: info.as_ref(),
             };
             let _ = write!(self.out, "* {seq} FETCH (");
@@ -196,7 +225,12 @@ impl Session {
                     self.out.push(b' ');
                 }
                 first = false;
-                render(&mut self.out, item, &message, &mut trouble);
+                let streamed = render(&mut self.out, item, &message, &mut trouble);
+                if let (Some(range), Some(body)) = (streamed, &message.body) {
+                    if !self.stream_body(conn, body, range).await {
+                        return;
+                    }
+                }
             }
             if flags_changed && !items.contains(&FetchItem::Flags) {
                 self.out.extend_from_slice(b" FLAGS ");
@@ -217,7 +251,12 @@ impl Session {
                 return;
             }
         }
-        if trouble.unknown_cte {
+        if trouble.corrupt {
+            self.no(
+                tag,
+                "[CORRUPTION] A message could not be read back intact; see the server log",
+            );
+        } else if trouble.unknown_cte {
             self.no(
                 tag,
                 "[UNKNOWN-CTE] A part has a content-transfer-encoding letterbox cannot decode",
@@ -271,6 +310,123 @@ fn render_gone(out: &mut Vec<u8>, items: &[FetchItem], view: &crate::imap::view:
 }
 
 impl Session {
+    /// Sends what is queued, then the body bytes in `range`, one chunk at a
+    /// time as the socket drains: the literal's announcement is already in
+    /// `out`. False if the client is gone, or if the stored bytes turn out
+    /// damaged part way: the literal cannot be finished truthfully, so the
+    /// connection is closed.
+    async fn stream_body(&mut self, conn: &mut Conn, body: &Body<'_>, range: Streamed) -> bool {
+        if conn.write(&self.out).await.is_err() {
+            return false;
+        }
+        self.out.clear();
+        if let Some((encoding, window)) = range.decode {
+            return self
+                .stream_decoded(conn, body, range.range, encoding, window)
+                .await;
+        }
+        let mut at = range.range.start;
+        let mut pieces = 0;
+        while at < range.range.end {
+            let want = (range.range.end - at).min(BLOB_CHUNK as u64) as usize;
+            let mut piece = match body.content.blob_piece(body.blob, body.len, at, want) {
+                Ok(piece) if !piece.is_empty() => piece,
+                Ok(_) | Err(_) => {
+                    log::error!(
+                        "{}: message body {} could not be read back whole; closing the connection mid-literal",
+                        self.peer,
+                        body.blob
+                    );
+                    conn.close().await;
+                    return false;
+                }
+            };
+            at += piece.len() as u64;
+            if range.nul_to_80 {
+                nul_to_80(&mut piece);
+            }
+            if conn.write(&piece).await.is_err() {
+                return false;
+            }
+            pieces += 1;
+            if pieces % YIELD_EVERY_CHUNKS == 0 {
+                smol::future::yield_now().await;
+            }
+        }
+        true
+    }
+
+    /// Streams the decoded bytes `window` of the encoded part at `range`
+    /// (BINARY[part]<partial>), decoding one chunk at a time. The literal's
+    /// size came from [`scan_decoded`] over the same bytes.
+    async fn stream_decoded(
+        &mut self,
+        conn: &mut Conn,
+        body: &Body<'_>,
+        range: Range<u64>,
+        encoding: Encoding,
+        window: Range<u64>,
+    ) -> bool {
+        let mut decoder = Decoder::new(encoding);
+        let mut decoded = Vec::new();
+        let mut position = 0u64;
+        let mut sent = 0u64;
+        let mut at = range.start;
+        let mut pieces = 0;
+        let mut ended = false;
+        while position < window.end && !ended {
+            decoded.clear();
+            if at < range.end {
+                let want = (range.end - at).min(BLOB_CHUNK as u64) as usize;
+                match body.content.blob_piece(body.blob, body.len, at, want) {
+                    Ok(piece) if !piece.is_empty() => {
+                        at += piece.len() as u64;
+                        if decoder.feed(&piece, &mut decoded).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) | Err(_) => break,
+                }
+            } else {
+                std::mem::replace(&mut decoder, Decoder::new(encoding)).finish(&mut decoded);
+                ended = true;
+            }
+            let start = window
+                .start
+                .saturating_sub(position)
+                .min(decoded.len() as u64);
+            let end = window
+                .end
+                .saturating_sub(position)
+                .min(decoded.len() as u64);
+            position += decoded.len() as u64;
+            if start < end {
+                sent += end - start;
+                if conn
+                    .write(&decoded[start as usize..end as usize])
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            pieces += 1;
+            if pieces % YIELD_EVERY_CHUNKS == 0 {
+                smol::future::yield_now().await;
+            }
+        }
+        if sent != window.end - window.start {
+            log::error!(
+                "{}: message body {} did not decode as it did a moment ago; closing the connection mid-literal",
+                self.peer,
+                body.blob
+            );
+            conn.close().await;
+            return false;
+        }
+        true
+    }
+
     /// Between two messages of a long FETCH: sends what has piled up and
     /// lets other sessions run now and then. False if the client is gone.
     async fn pace(&mut self, n: usize, conn: &mut Conn) -> bool {
@@ -350,11 +506,101 @@ struct Message<'a> {
     uid: u32,
     recent: bool,
     record: &'a MessageRecord,
-    raw: &'a [u8],
+    body: Option<Body<'a>>,
     info: Option<&'a MessageInfo>,
 }
 
-fn render(out: &mut Vec<u8>, item: &FetchItem, m: &Message<'_>, trouble: &mut Trouble) {
+/// Where a message's bytes are, and how many there are.
+struct Body<'a> {
+    content: &'a Content,
+    blob: BlobId,
+    len: u64,
+}
+
+impl Body<'_> {
+    /// The bytes of `range`, in memory: for the parts that are small or
+    /// must be whole (a header to filter, a part to decode).
+    fn read(&self, range: Range<usize>, trouble: &mut Trouble) -> Option<Vec<u8>> {
+        match self
+            .content
+            .blob_range(self.blob, range.start as u64..range.end as u64)
+        {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                log::error!("store: message body {}: {e}", self.blob);
+                trouble.corrupt = true;
+                None
+            }
+        }
+    }
+
+    /// Whether the bytes of `range` hold a NUL, read chunk by chunk.
+    fn has_nul(&self, range: &Range<u64>, trouble: &mut Trouble) -> bool {
+        let mut at = range.start;
+        while at < range.end {
+            let want = (range.end - at).min(BLOB_CHUNK as u64) as usize;
+            match self.content.blob_piece(self.blob, self.len, at, want) {
+                Ok(piece) if !piece.is_empty() => {
+                    if piece.contains(&0) {
+                        return true;
+                    }
+                    at += piece.len() as u64;
+                }
+                Ok(_) | Err(_) => {
+                    trouble.corrupt = true;
+                    return false;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// A body range to stream after what `render` wrote (which ends with the
+/// literal's announcement).
+struct Streamed {
+    range: Range<u64>,
+    /// NUL may not appear in an IMAP literal (RFC 9051 §4.3); like Dovecot,
+    /// BODY and RFC822 send it as 0x80. BINARY sends a literal8 instead.
+    nul_to_80: bool,
+    /// BINARY of an encoded part: `range` is decoded, and the decoded bytes
+    /// in this window are sent.
+    decode: Option<(Encoding, Range<u64>)>,
+}
+
+fn nul_to_80(bytes: &mut [u8]) {
+    for b in bytes.iter_mut().filter(|b| **b == 0) {
+        *b = 0x80;
+    }
+}
+
+/// A literal of in-memory body bytes, with NUL sent as 0x80.
+fn body_literal(out: &mut Vec<u8>, mut bytes: Vec<u8>) {
+    nul_to_80(&mut bytes);
+    literal(out, &bytes);
+}
+
+/// Announces a literal of `range` (after `<partial>`), to be streamed.
+fn stream_literal(out: &mut Vec<u8>, range: Range<u64>, binary: bool) -> Streamed {
+    if binary {
+        out.push(b'~');
+    }
+    let _ = write!(out, "{{{}}}\r\n", range.end - range.start);
+    Streamed {
+        range,
+        nul_to_80: !binary,
+        decode: None,
+    }
+}
+
+/// Writes one FETCH item into `out`. A body range that must be streamed is
+/// announced in `out` and returned: the caller sends `out`, then the bytes.
+fn render(
+    out: &mut Vec<u8>,
+    item: &FetchItem,
+    m: &Message<'_>,
+    trouble: &mut Trouble,
+) -> Option<Streamed> {
     let info = m.info;
     match item {
         FetchItem::Flags => {
@@ -389,38 +635,65 @@ fn render(out: &mut Vec<u8>, item: &FetchItem, m: &Message<'_>, trouble: &mut Tr
         }
         FetchItem::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
-            literal(out, m.raw);
+            let len = m.body.as_ref().map_or(0, |b| b.len);
+            return Some(stream_literal(out, 0..len, false));
         }
         FetchItem::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
             let range = info.and_then(|i| i.header_range(&[])).unwrap_or(0..0);
-            literal(out, slice(m.raw, range));
+            return Some(stream_literal(out, within(m, range), false));
         }
         FetchItem::Rfc822Text => {
             out.extend_from_slice(b"RFC822.TEXT ");
             let range = info.and_then(|i| i.text_range(&[])).unwrap_or(0..0);
-            literal(out, slice(m.raw, range));
+            return Some(stream_literal(out, within(m, range), false));
         }
         FetchItem::BodySection {
             section, partial, ..
         } => {
             out.extend_from_slice(item.response_name().as_bytes());
             out.push(b' ');
-            match info.and_then(|i| section_bytes(m.raw, i, section)) {
-                Some(bytes) => literal(out, clip(&bytes, partial)),
+            match info.and_then(|i| section_bytes(m, i, section, trouble)) {
+                Some(SectionBytes::Range(range)) => {
+                    return Some(stream_literal(out, clip_range(range, partial), false));
+                }
+                Some(SectionBytes::Built(bytes)) => {
+                    body_literal(out, clip(&bytes, partial).to_vec());
+                }
                 None => out.extend_from_slice(b"NIL"),
             }
         }
         FetchItem::Binary { part, partial, .. } => {
             out.extend_from_slice(item.response_name().as_bytes());
             out.push(b' ');
-            match info.map(|i| binary_bytes(m.raw, i, part)) {
-                Some(Ok(bytes)) => {
-                    let bytes = clip(&bytes, partial);
-                    if bytes.contains(&0) {
-                        out.push(b'~');
+            match info.map(|i| binary_bytes(m, i, part)) {
+                Some(Ok(BinaryBody::Range(range))) => {
+                    let range = clip_range(range, partial);
+                    let binary = m.body.as_ref().is_some_and(|b| b.has_nul(&range, trouble));
+                    let mut streamed = stream_literal(out, range, binary);
+                    streamed.nul_to_80 = false;
+                    return Some(streamed);
+                }
+                Some(Ok(BinaryBody::Encoded { range, encoding })) => {
+                    let body = m.body.as_ref()?;
+                    match scan_decoded(body, &range, encoding, partial, trouble) {
+                        Ok((_, window, nul)) => {
+                            if nul {
+                                out.push(b'~');
+                            }
+                            let _ = write!(out, "{{{}}}\r\n", window.end - window.start);
+                            return Some(Streamed {
+                                range,
+                                nul_to_80: false,
+                                decode: Some((encoding, window)),
+                            });
+                        }
+                        Err(BinaryError::UnknownEncoding) => {
+                            trouble.unknown_cte = true;
+                            out.extend_from_slice(b"NIL");
+                        }
+                        Err(BinaryError::NoSuchPart) => out.extend_from_slice(b"NIL"),
                     }
-                    literal(out, bytes);
                 }
                 Some(Err(BinaryError::UnknownEncoding)) => {
                     trouble.unknown_cte = true;
@@ -431,8 +704,25 @@ fn render(out: &mut Vec<u8>, item: &FetchItem, m: &Message<'_>, trouble: &mut Tr
         }
         FetchItem::BinarySize { part } => {
             out.extend_from_slice(item.response_name().as_bytes());
-            match info.map(|i| binary_bytes(m.raw, i, part)) {
-                Some(Ok(bytes)) => out.extend_from_slice(format!(" {}", bytes.len()).as_bytes()),
+            match info.map(|i| binary_bytes(m, i, part)) {
+                Some(Ok(BinaryBody::Range(range))) => {
+                    out.extend_from_slice(format!(" {}", range.end - range.start).as_bytes());
+                }
+                Some(Ok(BinaryBody::Encoded { range, encoding })) => {
+                    let scanned = m
+                        .body
+                        .as_ref()
+                        .ok_or(BinaryError::NoSuchPart)
+                        .and_then(|body| scan_decoded(body, &range, encoding, &None, trouble));
+                    match scanned {
+                        Ok((size, _, _)) => out.extend_from_slice(format!(" {size}").as_bytes()),
+                        Err(BinaryError::UnknownEncoding) => {
+                            trouble.unknown_cte = true;
+                            out.extend_from_slice(b" NIL");
+                        }
+                        Err(BinaryError::NoSuchPart) => out.extend_from_slice(b" NIL"),
+                    }
+                }
                 Some(Err(BinaryError::UnknownEncoding)) => {
                     trouble.unknown_cte = true;
                     out.extend_from_slice(b" NIL");
@@ -441,26 +731,50 @@ fn render(out: &mut Vec<u8>, item: &FetchItem, m: &Message<'_>, trouble: &mut Tr
             }
         }
     }
+    None
 }
 
-fn slice(raw: &[u8], range: Range<usize>) -> &[u8] {
-    raw.get(range).unwrap_or_default()
+/// A range of the message, clipped to its bytes.
+fn within(m: &Message<'_>, range: Range<usize>) -> Range<u64> {
+    let len = m.body.as_ref().map_or(0, |b| b.len);
+    let end = (range.end as u64).min(len);
+    (range.start as u64).min(end)..end
 }
 
 /// `<offset.length>`: the part of the data asked for (RFC 9051 §6.4.5).
 fn clip<'a>(bytes: &'a [u8], partial: &Option<Partial>) -> &'a [u8] {
+    let range = clip_range(0..bytes.len() as u64, partial);
+    &bytes[range.start as usize..range.end as usize]
+}
+
+/// [`clip`] for a range of the message.
+fn clip_range(range: Range<u64>, partial: &Option<Partial>) -> Range<u64> {
     match partial {
-        None => bytes,
+        None => range,
         Some(p) => {
-            let start = (p.offset as usize).min(bytes.len());
-            let end = start.saturating_add(p.length as usize).min(bytes.len());
-            &bytes[start..end]
+            let start = range
+                .start
+                .saturating_add(u64::from(p.offset))
+                .min(range.end);
+            let end = start.saturating_add(u64::from(p.length)).min(range.end);
+            start..end
         }
     }
 }
 
+/// What BODY[section] sends: a range of the message, or bytes built from it.
+enum SectionBytes {
+    Range(Range<u64>),
+    Built(Vec<u8>),
+}
+
 /// The bytes of BODY[section], or None when the section does not exist.
-fn section_bytes(raw: &[u8], info: &MessageInfo, section: &Section) -> Option<Vec<u8>> {
+fn section_bytes(
+    m: &Message<'_>,
+    info: &MessageInfo,
+    section: &Section,
+    trouble: &mut Trouble,
+) -> Option<SectionBytes> {
     let part = &section.part;
     let range = match &section.text {
         None => info.body_range(part)?,
@@ -468,21 +782,19 @@ fn section_bytes(raw: &[u8], info: &MessageInfo, section: &Section) -> Option<Ve
         Some(SectionText::Header) => info.header_range(part)?,
         Some(SectionText::Text) => info.text_range(part)?,
         Some(SectionText::HeaderFields(names)) => {
-            return Some(header_fields(
-                raw.get(info.header_range(part)?)?,
-                names,
-                true,
-            ))
+            let header = m.body.as_ref()?.read(info.header_range(part)?, trouble)?;
+            return Some(SectionBytes::Built(header_fields(&header, names, true)));
         }
         Some(SectionText::HeaderFieldsNot(names)) => {
-            return Some(header_fields(
-                raw.get(info.header_range(part)?)?,
-                names,
-                false,
-            ))
+            let header = m.body.as_ref()?.read(info.header_range(part)?, trouble)?;
+            return Some(SectionBytes::Built(header_fields(&header, names, false)));
         }
     };
-    raw.get(range).map(<[u8]>::to_vec)
+    let len = m.body.as_ref()?.len;
+    if range.end as u64 > len {
+        return None;
+    }
+    Some(SectionBytes::Range(range.start as u64..range.end as u64))
 }
 
 /// The header fields named (or all but those named), with their
@@ -518,35 +830,88 @@ enum BinaryError {
     UnknownEncoding,
 }
 
+/// BINARY[part]'s content: a range of the message, sent as it is or
+/// decoded on the way (both streamed like BODY[]).
+enum BinaryBody {
+    Range(Range<u64>),
+    Encoded {
+        range: Range<u64>,
+        encoding: Encoding,
+    },
+}
+
 /// BINARY[part]: the part's body with its content-transfer-encoding undone
 /// (RFC 3516).
-fn binary_bytes(raw: &[u8], info: &MessageInfo, part: &[u32]) -> Result<Vec<u8>, BinaryError> {
+fn binary_bytes(
+    m: &Message<'_>,
+    info: &MessageInfo,
+    part: &[u32],
+) -> Result<BinaryBody, BinaryError> {
+    let body = m.body.as_ref().ok_or(BinaryError::NoSuchPart)?;
     if part.is_empty() {
-        return Ok(raw.to_vec());
+        return Ok(BinaryBody::Range(0..body.len));
     }
     let found = info.part(part).ok_or(BinaryError::NoSuchPart)?;
     let range = info.body_range(part).ok_or(BinaryError::NoSuchPart)?;
-    let body = raw.get(range).ok_or(BinaryError::NoSuchPart)?;
-    if found.kind != PartKind::Leaf {
-        return Ok(body.to_vec());
+    if range.end as u64 > body.len {
+        return Err(BinaryError::NoSuchPart);
     }
-    match found.encoding.as_str() {
-        "" | "7bit" | "8bit" | "binary" => Ok(body.to_vec()),
-        "base64" => {
-            let compact: Vec<u8> = body
-                .iter()
-                .copied()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            mail_parser::decoders::base64::base64_decode(&compact)
-                .ok_or(BinaryError::UnknownEncoding)
-        }
-        "quoted-printable" => {
-            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
-                .ok_or(BinaryError::UnknownEncoding)
-        }
-        _ => Err(BinaryError::UnknownEncoding),
+    let encoding = found.encoding.as_str();
+    let range = range.start as u64..range.end as u64;
+    if found.kind != PartKind::Leaf || matches!(encoding, "" | "7bit" | "8bit" | "binary") {
+        return Ok(BinaryBody::Range(range));
     }
+    match Encoding::from_name(encoding) {
+        Some(encoding) => Ok(BinaryBody::Encoded { range, encoding }),
+        None => Err(BinaryError::UnknownEncoding),
+    }
+}
+
+/// Decodes the part at `range` once without keeping it, as BINARY must
+/// announce its size before sending: returns the decoded size, the window
+/// `<partial>` picks from it, and whether that window holds a NUL.
+fn scan_decoded(
+    body: &Body<'_>,
+    range: &Range<u64>,
+    encoding: Encoding,
+    partial: &Option<Partial>,
+    trouble: &mut Trouble,
+) -> Result<(u64, Range<u64>, bool), BinaryError> {
+    // The window as asked for; it is clipped to the size at the end.
+    let wanted = clip_range(0..u64::MAX, partial);
+    let mut decoder = Decoder::new(encoding);
+    let mut decoded = Vec::new();
+    let mut size = 0u64;
+    let mut nul = false;
+    let mut account = |decoded: &[u8], size: &mut u64| {
+        if !nul {
+            let start = wanted.start.saturating_sub(*size).min(decoded.len() as u64) as usize;
+            let end = wanted.end.saturating_sub(*size).min(decoded.len() as u64) as usize;
+            nul = decoded[start..end].contains(&0);
+        }
+        *size += decoded.len() as u64;
+    };
+    let mut at = range.start;
+    while at < range.end {
+        let want = (range.end - at).min(BLOB_CHUNK as u64) as usize;
+        let piece = match body.content.blob_piece(body.blob, body.len, at, want) {
+            Ok(piece) if !piece.is_empty() => piece,
+            Ok(_) | Err(_) => {
+                trouble.corrupt = true;
+                return Err(BinaryError::NoSuchPart);
+            }
+        };
+        at += piece.len() as u64;
+        decoded.clear();
+        decoder
+            .feed(&piece, &mut decoded)
+            .map_err(|_| BinaryError::UnknownEncoding)?;
+        account(&decoded, &mut size);
+    }
+    decoded.clear();
+    decoder.finish(&mut decoded);
+    account(&decoded, &mut size);
+    Ok((size, clip_range(0..size, partial), nul))
 }
 
 #[cfg(test)]
@@ -573,18 +938,11 @@ mod tests {
     }
 
     #[test]
-    fn binary_decodes_base64_and_quoted_printable() {
-        let raw = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--x\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n--x\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nabc\r\n--x--\r\n";
-        let info = MessageInfo::parse(raw);
-        assert!(matches!(binary_bytes(raw, &info, &[1]), Ok(b) if b == [0, 1, 2, 3]));
-        assert!(matches!(binary_bytes(raw, &info, &[2]), Ok(b) if b == "café".as_bytes()));
-        assert!(matches!(
-            binary_bytes(raw, &info, &[3]),
-            Err(BinaryError::UnknownEncoding)
-        ));
-        assert!(matches!(
-            binary_bytes(raw, &info, &[9]),
-            Err(BinaryError::NoSuchPart)
-        ));
+    fn partial_ranges_clip_inside_the_section() {
+        let p = |offset, length| Some(Partial { offset, length });
+        assert_eq!(clip_range(100..200, &p(10, 5)), 110..115);
+        assert_eq!(clip_range(100..200, &p(90, 50)), 190..200);
+        assert_eq!(clip_range(100..200, &p(500, 1)), 200..200);
+        assert_eq!(clip_range(100..200, &None), 100..200);
     }
 }
