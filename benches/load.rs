@@ -5,6 +5,7 @@
 //! cargo bench --bench load -- pop3          # POP3 retrieval and memory per connection
 //! cargo bench --bench load -- imap          # 100,000-message INBOX, mixed load, IDLE memory
 //! cargo bench --bench load -- imap --big 20000   # a smaller big mailbox, for a quick look
+//! cargo bench --bench load -- logins        # login fairness under a flood; repeated logins
 //! cargo bench --bench load -- all --rounds 5 --messages 500
 //! cargo bench --bench load -- lmtp --no-dovecot
 //! ```
@@ -619,6 +620,9 @@ fn main() {
     if o.what == "imap" || o.what == "all" {
         bench_imap(&o);
     }
+    if o.what == "logins" || o.what == "all" {
+        bench_logins(&o);
+    }
     let _ = std::io::stdout().flush();
 }
 
@@ -935,4 +939,181 @@ fn bench_imap(o: &Options) {
     );
     drop(idlers);
     drop(first);
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from`,
+/// so one machine can play many clients (Linux routes all of 127/8 to lo).
+fn connect_from(from: std::net::Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own; each result is
+    // checked, and the descriptor goes to exactly one TcpStream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let src = sockaddr(from, 0);
+        if libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let dst = sockaddr(std::net::Ipv4Addr::LOCALHOST, port);
+        if libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+/// Connects from `from`, reads the greeting and logs in over IMAP; returns
+/// the seconds from connecting to the tagged reply, and whether it was OK.
+fn timed_imap_login(port: u16, from: std::net::Ipv4Addr, user: &str, pass: &str) -> (f64, bool) {
+    let start = Instant::now();
+    let Ok(tcp) = connect_from(from, port) else {
+        return (start.elapsed().as_secs_f64(), false);
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(120)));
+    let _ = tcp.set_nodelay(true);
+    let mut r = BufReader::new(tcp);
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() || !line.starts_with("* OK") {
+        return (start.elapsed().as_secs_f64(), false);
+    }
+    if r.get_mut()
+        .write_all(format!("l LOGIN {user} {pass}\r\n").as_bytes())
+        .is_err()
+    {
+        return (start.elapsed().as_secs_f64(), false);
+    }
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            _ => return (start.elapsed().as_secs_f64(), false),
+        }
+        if line.starts_with("l ") {
+            let took = start.elapsed().as_secs_f64();
+            let _ = r.get_mut().write_all(b"z LOGOUT\r\n");
+            return (took, line.starts_with("l OK"));
+        }
+    }
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// One round's figures, in seconds.
+struct LoginRound {
+    /// Median of first logins with nothing else running: one hash, for scale.
+    alone: f64,
+    /// A correct login from a fresh address under the flood.
+    p50: f64,
+    p99: f64,
+    /// Median of repeated correct logins of one user.
+    repeated: f64,
+}
+
+/// One round on a fresh server.
+fn login_round(imap: u16) -> LoginRound {
+    let fresh = |i: usize| std::net::Ipv4Addr::new(127, 0, 1, i as u8 + 1);
+    // A first login per user pays the whole hash (letterbox's cache is
+    // keyed by user): the unloaded hash time, for scale.
+    let alone: Vec<f64> = (1..=10)
+        .map(|i| {
+            let (t, ok) = timed_imap_login(imap, fresh(i), &format!("bench{i}"), PASSWORD);
+            assert!(ok, "bench{i} could not log in");
+            t
+        })
+        .collect();
+    // 200 wrong logins from 4 addresses, all at once, for users the
+    // measured logins do not use.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for n in 0..200 {
+        let stop = stop.clone();
+        flood.push(std::thread::spawn(move || {
+            let from = std::net::Ipv4Addr::new(127, 0, 2, (n % 4) as u8 + 1);
+            let user = format!("bench{}", 31 + n % 70);
+            if !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                timed_imap_login(imap, from, &user, "wrong-password");
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let loaded: Vec<f64> = (11..=30)
+        .map(|i| {
+            let (t, ok) = timed_imap_login(imap, fresh(i), &format!("bench{i}"), PASSWORD);
+            assert!(ok, "bench{i} could not log in under the flood");
+            t
+        })
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "logins under the flood, in order (ms): {:?}",
+        loaded.iter().map(|t| (t * 1e3).round()).collect::<Vec<_>>()
+    );
+    // Repeated logins of one user, as webmail makes: one connection and
+    // login per request.
+    let repeated: Vec<f64> = (0..50)
+        .map(|_| timed_imap_login(imap, fresh(1), "bench1", PASSWORD).0)
+        .collect();
+    // The flood threads end when the server they talk to is stopped.
+    drop(flood);
+    LoginRound {
+        alone: median(alone),
+        p50: percentile(loaded.clone(), 0.5),
+        p99: percentile(loaded, 0.99),
+        repeated: median(repeated),
+    }
+}
+
+fn bench_logins(o: &Options) {
+    let users: Vec<String> = (1..=BENCH_USERS).map(|i| format!("bench{i}")).collect();
+    let mut results: Vec<(&str, Vec<LoginRound>)> = vec![("letterbox", Vec::new())];
+    if o.dovecot {
+        results.push(("dovecot", Vec::new()));
+    }
+    for _ in 0..o.rounds {
+        for (name, rounds) in results.iter_mut() {
+            // A fresh server each round: the flood leaves throttle state.
+            if *name == "letterbox" {
+                let lb = Letterbox::start(&users);
+                rounds.push(login_round(lb.ports.imap));
+            } else if let Some(dc) = Dovecot::start() {
+                wait_port(dc.ports.imap);
+                rounds.push(login_round(dc.ports.imap));
+            }
+        }
+    }
+    println!(
+        "\n## logins (IMAP LOGIN from connect to OK, medians of {} rounds)",
+        o.rounds
+    );
+    for (name, rounds) in &results {
+        if rounds.is_empty() {
+            continue;
+        }
+        let pick = |f: fn(&LoginRound) -> f64| median(rounds.iter().map(f).collect());
+        let hash = pick(|r| r.alone);
+        let (p50, p99) = (pick(|r| r.p50), pick(|r| r.p99));
+        println!(
+            "{name:9}: unloaded first login {:.1} ms; under 200 wrong logins from 4 addresses: p50 {:.1} ms, p99 {:.1} ms ({:.1} unloaded logins); repeated logins p50 {:.2} ms",
+            hash * 1e3,
+            p50 * 1e3,
+            p99 * 1e3,
+            p99 / hash,
+            pick(|r| r.repeated) * 1e3
+        );
+    }
 }

@@ -17,7 +17,8 @@ use smol::net::TcpListener;
 use smol::stream::StreamExt;
 use smol::{LocalExecutor, Timer};
 
-use crate::auth::{Throttle, Users};
+use crate::auth::fair::{AddressQueue, HashGate};
+use crate::auth::{LoginCache, Throttle, Users};
 use crate::net::tls::TlsFiles;
 use crate::net::{accept_tls, Conn, ConnectionLimits, Peer, Slot, Stream};
 use crate::store::{Hub, Store};
@@ -52,6 +53,10 @@ pub struct Config {
     pub idle_keepalive: Duration,
     /// How long an IMAP client may stay silent.
     pub imap_autologout: Duration,
+    /// How long an IMAP or POP3 client has to log in.
+    pub login_timeout: Duration,
+    /// How long a verified login is remembered (zero: not at all).
+    pub login_cache: Duration,
     /// Bytes incoming message bodies may hold in memory at once.
     pub memory_budget: u64,
     /// How long an incoming message waits for the budget before a
@@ -112,6 +117,11 @@ pub struct Shared {
     pub hub: Hub,
     users: RefCell<Users>,
     throttle: RefCell<Throttle>,
+    /// Logins from one address run one after another.
+    login_queue: Rc<AddressQueue>,
+    /// Password hashes running at once, cleanest address first.
+    hash_gate: Rc<HashGate>,
+    login_cache: RefCell<LoginCache>,
     tls: RefCell<Option<TlsAcceptor>>,
     tls_files: TlsFiles,
     limits: Rc<ConnectionLimits>,
@@ -123,6 +133,9 @@ pub struct Shared {
     next_conn_id: Cell<u64>,
     /// Users whose POP3 maildrop is held by a session (RFC 1939's lock).
     pub pop3_locked: RefCell<HashSet<String>>,
+    /// Each mailbox's \Recent horizon as far as this process has claimed
+    /// it; ahead of the stored one until the claiming session writes it.
+    recent_horizons: RefCell<std::collections::HashMap<crate::store::MailboxId, u32>>,
     /// What incoming message bodies may hold in memory (`--memory-budget`).
     pub budget: crate::net::budget::Budget,
     /// Where incoming bodies wait while they arrive (DATA/tmp).
@@ -142,9 +155,25 @@ impl Shared {
     /// users file if it changed (one stat), so `letterbox user add` takes
     /// effect at once.
     pub fn resolve_user(&self, name: &str) -> Option<String> {
-        let mut users = self.users.borrow_mut();
-        users.refresh();
+        self.refresh_users();
+        let users = self.users.borrow();
         users.lookup(&name.to_lowercase()).map(|entry| entry.name)
+    }
+
+    /// Re-reads the users file if it changed; a changed file forgets every
+    /// cached login, whatever changed in it.
+    fn refresh_users(&self) {
+        if self.users.borrow_mut().refresh() {
+            self.forget_logins("the users file changed");
+        }
+    }
+
+    fn forget_logins(&self, why: &str) {
+        let mut cache = self.login_cache.borrow_mut();
+        if !cache.is_empty() {
+            log::info!("login cache cleared: {why}");
+        }
+        cache.clear();
     }
 
     /// A user's extra field from the users file (e.g. `pop3_mode=keep`).
@@ -210,12 +239,43 @@ impl Shared {
         .await
     }
 
-    /// Checks a password, after the throttle's delay for this address and
-    /// user. Unknown users cost the same hash as known ones, so timing does
-    /// not tell which names exist.
+    /// The lowest UID of a mailbox not yet \Recent in any session, given the
+    /// stored horizon: claims made here are ahead of the store until written.
+    pub fn recent_horizon(&self, mailbox: crate::store::MailboxId, stored: u32) -> u32 {
+        let claimed = self.recent_horizons.borrow().get(&mailbox).copied();
+        claimed.map_or(stored, |c| c.max(stored))
+    }
+
+    /// Claims the messages from the horizon up to `uid_next` as \Recent for
+    /// one session (RFC 3501 §2.3.2: exactly one session sees a message as
+    /// recent). Returns the claimed UIDs as `start..end`, if any. The event
+    /// loop is one thread, so two sessions can never claim the same UID.
+    pub fn claim_recent(
+        &self,
+        mailbox: crate::store::MailboxId,
+        stored: u32,
+        uid_next: u32,
+    ) -> Option<std::ops::Range<u32>> {
+        let start = self.recent_horizon(mailbox, stored);
+        if uid_next <= start {
+            return None;
+        }
+        self.recent_horizons.borrow_mut().insert(mailbox, uid_next);
+        Some(start..uid_next)
+    }
+
+    /// Checks a password. Attempts from one address (IPv6 by its /64) take
+    /// turns, each after the throttle's delay for that address and user, so
+    /// parallel connections gain an attacker nothing. A login verified in the
+    /// last --login-cache seconds is answered from the cache; anything else
+    /// waits for a place to hash, where the address with the fewest recent
+    /// failures, then the fewest attempts lined up, goes first. Unknown users
+    /// cost the same hash as known ones, so timing does not tell which names
+    /// exist.
     pub async fn authenticate(&self, peer: &Peer, username: &str, password: &[u8]) -> Login {
         let ip = peer_ip(peer);
         let name = username.to_lowercase();
+        let turn = self.login_queue.turn(ip).await;
         let delay = self
             .throttle
             .borrow()
@@ -224,28 +284,43 @@ impl Shared {
             log::info!("{peer}: login for {name:?} delayed {delay:?} after recent failures");
             Timer::after(delay).await;
         }
-        let entry = {
-            let mut users = self.users.borrow_mut();
-            users.refresh();
-            users.lookup(&name)
+        let failures = self.throttle.borrow().recent_failures(ip, Instant::now());
+        // Counted as a failure until it proves otherwise: a client that
+        // hangs up mid-check, or as soon as an answer is slow to come, must
+        // not escape the count.
+        self.throttle
+            .borrow_mut()
+            .record_failure(ip, Some(&name), Instant::now());
+        self.refresh_users();
+        let entry = self.users.borrow().lookup(&name);
+        let cache_tag = entry.as_ref().and_then(|e| {
+            let cache = self.login_cache.borrow();
+            cache
+                .enabled()
+                .then(|| cache.tag(&e.name, &e.password, password))
+        });
+        let cached =
+            cache_tag.is_some_and(|tag| self.login_cache.borrow_mut().hit(tag, Instant::now()));
+        let matches = cached || {
+            let stored = entry
+                .as_ref()
+                .map_or_else(|| dummy_hash().to_string(), |e| e.password.clone());
+            let password = password.to_vec();
+            let queued = self.login_queue.queued(&turn);
+            let _permit = self.hash_gate.acquire(failures, queued).await;
+            smol::unblock(move || crate::auth::verify_password(&stored, &password)).await
         };
-        let stored = entry
-            .as_ref()
-            .map_or_else(|| dummy_hash().to_string(), |e| e.password.clone());
-        let password = password.to_vec();
-        let matches = self
-            .run_heavy(move || crate::auth::verify_password(&stored, &password))
-            .await;
         match entry {
             Some(entry) if matches => {
                 self.throttle.borrow_mut().record_success(ip, Some(&name));
-                log::info!("{peer}: logged in as {}", entry.name);
+                if let (Some(tag), false) = (cache_tag, cached) {
+                    self.login_cache.borrow_mut().insert(tag, Instant::now());
+                }
+                let how = if cached { " (cached)" } else { "" };
+                log::info!("{peer}: logged in as {}{how}", entry.name);
                 Login::Ok(entry.name)
             }
             _ => {
-                self.throttle
-                    .borrow_mut()
-                    .record_failure(ip, Some(&name), Instant::now());
                 log::info!("{peer}: failed login for {name:?}");
                 Login::Failed
             }
@@ -264,6 +339,7 @@ impl Shared {
             Err(e) => log::error!("tls: reload failed, keeping the old certificate: {e}"),
         }
         self.users.borrow_mut().refresh();
+        self.forget_logins("SIGHUP");
     }
 }
 
@@ -321,6 +397,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let users = Users::open(&users_path)
         .map_err(|e| format!("cannot read {}: {e}", users_path.display()))?;
     let heavy_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let login_cache = LoginCache::new(config.login_cache)?;
     // Spool files are unlinked once open; a crash between the two can
     // leave one behind, removed here.
     crate::net::spool::prepare_spool_dir(&config.data_dir).map_err(|e| {
@@ -341,12 +418,16 @@ pub fn run(config: Config) -> Result<(), String> {
             Duration::from_secs(15 * 60),
             Duration::from_secs(15),
         )),
+        login_queue: Rc::default(),
+        hash_gate: HashGate::new(heavy_threads),
+        login_cache: RefCell::new(login_cache),
         tls: RefCell::new(Some(acceptor)),
         tls_files,
         heavy: Arc::new(Semaphore::new(heavy_threads)),
         heavy_threads,
         next_conn_id: Cell::new(1),
         pop3_locked: RefCell::default(),
+        recent_horizons: RefCell::default(),
         budget: crate::net::budget::Budget::new(memory_budget),
         spool_dir: crate::net::spool::spool_dir(&data_dir),
     });

@@ -78,14 +78,25 @@ fn sigkill_during_eight_concurrent_senders_loses_nothing_acknowledged() {
             .spawn()
             .expect("python3");
         let stdout = senders.stdout.take().unwrap();
+        let (first_ack, acked_once) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
+            let acks = BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
-                .filter_map(|l| l.strip_prefix("ACK ").map(str::to_string))
-                .collect::<Vec<_>>()
+                .filter_map(|l| l.strip_prefix("ACK ").map(str::to_string));
+            let mut all = Vec::new();
+            for ack in acks {
+                if all.is_empty() {
+                    let _ = first_ack.send(());
+                }
+                all.push(ack);
+            }
+            all
         });
-        std::thread::sleep(Duration::from_millis(random_millis(400, 1500)));
+        // Kill at a random moment once deliveries are flowing: on a loaded
+        // machine the senders can take a while to start at all.
+        let _ = acked_once.recv_timeout(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(random_millis(50, 1000)));
         server.kill();
         let _ = senders.wait();
         let round_acked = reader.join().unwrap();

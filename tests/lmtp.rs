@@ -391,3 +391,49 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
         "the open connection survives"
     );
 }
+
+/// RFC 5321 §4.1.1.4: only CRLF "." CRLF ends the data. The smuggling shape
+/// (a bare-LF "end", then a second transaction inside the same DATA) must
+/// give one message, whether it comes over LMTP or through `deliver`.
+#[test]
+fn a_bare_lf_dot_never_ends_the_data() {
+    let mut server = Server::new("smuggle", &["bob"]);
+    server.start();
+    let smuggled =
+        b"MAIL FROM:<evil@x>\r\nRCPT TO:<bob>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n";
+    let mut c = Raw::connect(server.ports.lmtp);
+    assert!(c.line().starts_with("220"));
+    // Commands that end in a bare LF are refused, not obeyed.
+    c.send(b"LHLO t\n");
+    assert!(c.line().starts_with("500 5.5.2 Bare LF"));
+    assert!(c.cmd("LHLO t").starts_with("250-"));
+    while !c.line().starts_with("250 ") {}
+    assert!(c.cmd("MAIL FROM:<a@b>").starts_with("250"));
+    c.send(b"RCPT TO:<bob>\n");
+    assert!(c.line().starts_with("500 5.5.2 Bare LF"));
+    assert!(c.cmd("RCPT TO:<bob>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    let mut data = b"Subject: one\r\n\r\nbody\n.\n".to_vec();
+    data.extend_from_slice(smuggled);
+    data.extend_from_slice(b".\r\n");
+    c.send(&data);
+    assert!(c.line().starts_with("250 2.0.0 <bob>"));
+    // Had the smuggled commands run, this would be their replies instead.
+    assert!(c.cmd("QUIT").starts_with("221"), "one reply per command");
+    // The same shape on stdin of `letterbox deliver`.
+    let mut input = b"Subject: two\n\nbody\n.\n".to_vec();
+    input.extend_from_slice(smuggled);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["deliver", "--data"]).arg(&server.data).arg("bob");
+    run_with_stdin(cmd, &input).assert_ok();
+    server.stop();
+    let mail = server.export("bob");
+    assert_eq!(mail.len(), 2, "one message per DATA: {mail:?}");
+    let mut bodies: Vec<&[u8]> = mail.iter().map(|m| &m.2[..]).collect();
+    bodies.sort_by_key(|b| b.windows(12).position(|w| w == b"Subject: two"));
+    for (body, subject) in bodies.iter().zip(["one", "two"]) {
+        let mut want = format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").into_bytes();
+        want.extend_from_slice(smuggled);
+        assert!(body.ends_with(&want), "{}", String::from_utf8_lossy(body));
+    }
+}

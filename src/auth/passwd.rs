@@ -48,6 +48,12 @@ pub fn validate_name(name: &str) -> Result<(), EntryError> {
         Err(EntryError("user name is empty"))
     } else if name.len() > 64 {
         Err(EntryError("user name is longer than 64 bytes"))
+    } else if name.starts_with('#') {
+        // The file would read the line back as a comment: the user could
+        // neither log in nor be deleted.
+        Err(EntryError(
+            "user name starts with '#', which the users file reads as a comment",
+        ))
     } else if has(|c| c == ':' || c == '/') {
         Err(EntryError("user name contains ':' or '/'"))
     } else if has(char::is_whitespace) || has(char::is_control) {
@@ -56,6 +62,23 @@ pub fn validate_name(name: &str) -> Result<(), EntryError> {
         ))
     } else {
         Ok(())
+    }
+}
+
+/// The stricter rule for a name being added: on top of [`validate_name`]
+/// (what the file can hold), nothing that reads differently somewhere else.
+/// `@` stays allowed: a whole address is a fine user name.
+pub fn validate_new_name(name: &str) -> Result<(), String> {
+    validate_name(name).map_err(|e| e.to_string())?;
+    let why = |c: char| match c {
+        '+' => Some("addresses use it for folders (alice+Junk delivers to alice's Junk)"),
+        '*' | '%' => Some("IMAP uses it as a wildcard"),
+        '"' | '\\' | '{' | '}' => Some("IMAP uses it for quoting and literals"),
+        _ => None,
+    };
+    match name.chars().find_map(|c| why(c).map(|w| (c, w))) {
+        Some((c, why)) => Err(format!("a user name may not contain {c:?}: {why}")),
+        None => Ok(()),
     }
 }
 
@@ -154,17 +177,30 @@ impl UsersFile {
         Ok(true)
     }
 
-    /// Returns whether the user existed.
+    /// Returns whether the user existed. Also removes a user line that an
+    /// older `letterbox user add` wrote for a name starting with '#', which
+    /// the file reads as a comment (see [`UsersFile::commented_users`]).
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.lines.len();
-        self.lines
-            .retain(|l| !matches!(l, Line::User(u) if u.name.eq_ignore_ascii_case(name)));
+        self.lines.retain(|l| match l {
+            Line::User(u) => !u.name.eq_ignore_ascii_case(name),
+            Line::Other(text) => commented_user(text).is_none_or(|n| !n.eq_ignore_ascii_case(name)),
+        });
         self.lines.len() != before
     }
 
     /// In file order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.users().map(|u| u.name.as_str())
+    }
+
+    /// Names of user lines that the file reads as comments because the
+    /// name starts with '#' (older versions let `user add` write them).
+    pub fn commented_users(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().filter_map(|l| match l {
+            Line::Other(text) => commented_user(text),
+            Line::User(_) => None,
+        })
     }
 
     pub fn to_text(&self) -> String {
@@ -237,6 +273,18 @@ fn parse_line(raw: &str, seen: &mut HashSet<String>) -> Result<Line, String> {
     ))
 }
 
+/// A comment line that is really a user line with a '#' name: `#name:{SCHEME}…`
+/// as `user add` wrote it. An admin's own comment has no `:{` after a name.
+fn commented_user(text: &str) -> Option<&str> {
+    let (name, rest) = text.split_once(':')?;
+    // A name the file can hold once its '#' is taken away (older versions
+    // wrote such lines).
+    let looks_written = name.starts_with('#')
+        && rest.starts_with('{')
+        && validate_name(name.trim_start_matches('#')).is_ok();
+    looks_written.then_some(name)
+}
+
 /// `sudo letterbox passwd` would otherwise leave a root-owned file that a
 /// server running as its own user can no longer read.
 fn keep_owner(f: &File, path: &Path) {
@@ -297,11 +345,12 @@ impl Users {
     }
 
     /// Re-reads the file if it changed. One `stat` when it has not, so it can
-    /// run on every login.
-    pub fn refresh(&mut self) {
+    /// run on every login. Returns whether the file changed (even if the new
+    /// version could not be read).
+    pub fn refresh(&mut self) -> bool {
         let now = fs::metadata(&self.path).ok().map(|m| stamp(&m));
         if now == self.stamp {
-            return;
+            return false;
         }
         match read(&self.path) {
             Ok(Some((file, stamp))) => (self.file, self.stamp) = (file, Some(stamp)),
@@ -318,6 +367,7 @@ impl Users {
                 self.stamp = now;
             }
         }
+        true
     }
 
     pub fn lookup(&self, name: &str) -> Option<UserEntry> {
@@ -387,6 +437,58 @@ mod tests {
                 "{text:?}: {e}"
             );
         }
+    }
+
+    /// Found by fuzz/fuzz_targets/users_file.rs: "#shared" was added, then
+    /// read back as a comment.
+    #[test]
+    fn a_name_that_would_read_back_as_a_comment_is_refused() {
+        let mut f = UsersFile::parse("alice:h\n").expect("parse");
+        assert!(f.set_password("#shared", "h").is_err());
+        assert!(validate_name("#").is_err());
+        assert!(validate_name("a#b").is_ok());
+        assert_eq!(f.to_text(), "alice:h\n");
+    }
+
+    #[test]
+    fn new_names_must_not_clash_with_address_or_imap_syntax() {
+        for good in ["alice", "alice@example.org", "a.b-c_d", "..", "élise"] {
+            assert_eq!(validate_new_name(good), Ok(()), "{good}");
+        }
+        for (bad, what) in [
+            ("#shared", "comment"),
+            ("alice+x", "folders"),
+            ("*", "wildcard"),
+            ("a%", "wildcard"),
+            ("x\"y", "quoting"),
+            ("{5}", "literals"),
+            ("a\\b", "quoting"),
+            ("a b", "space"),
+            ("a\tb", "space"),
+            ("a\u{7}b", "control"),
+            ("a:b", "':'"),
+            ("a/b", "'/'"),
+            ("", "empty"),
+        ] {
+            let e = validate_new_name(bad).expect_err(bad);
+            assert!(e.contains(what), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_commented_user_can_be_seen_and_removed() {
+        let text = "# admin: alice looks after this\n\
+            #shared:{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\n\
+            bob:{ARGON2ID}x\n";
+        let mut f = UsersFile::parse(text).expect("parse");
+        assert_eq!(f.names().collect::<Vec<_>>(), ["bob"]);
+        assert_eq!(f.commented_users().collect::<Vec<_>>(), ["#shared"]);
+        assert!(!f.remove("# admin"));
+        assert!(f.remove("#Shared"));
+        assert_eq!(
+            f.to_text(),
+            "# admin: alice looks after this\nbob:{ARGON2ID}x\n"
+        );
     }
 
     #[test]

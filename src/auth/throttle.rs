@@ -63,6 +63,15 @@ impl Throttle {
         records.fold(Duration::ZERO, |max, r| max.max(self.backoff(*r, now)))
     }
 
+    /// Failures from this address that still count, for ordering waiting
+    /// password checks (the cleanest address goes first).
+    pub fn recent_failures(&self, ip: IpAddr, now: Instant) -> u32 {
+        match self.records.get(&Key::Ip(ip_key(ip))) {
+            Some((n, last)) if now.saturating_duration_since(*last) < self.forget_after => *n,
+            _ => 0,
+        }
+    }
+
     pub fn record_failure(&mut self, ip: IpAddr, user: Option<&str>, now: Instant) {
         self.bump(Key::Ip(ip_key(ip)), now);
         if let Some(u) = user {
@@ -116,13 +125,10 @@ impl Throttle {
     }
 }
 
-/// IPv4-mapped addresses count as IPv4, and IPv6 clients by their /64, since
-/// one host can usually pick any address in its /64.
+/// IPv4-mapped addresses count as IPv4, and IPv6 clients by their /64, as
+/// for the connection limits.
 fn ip_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & u128::MAX << 64).into()),
-        v4 => v4,
-    }
+    crate::net::address_key(ip)
 }
 
 /// Lowercased like the users file, and cut short so a client cannot make a
@@ -156,6 +162,9 @@ mod tests {
         // The user counter follows the user to another address, in any case.
         assert_eq!(t.delay(B, Some("ALICE"), now), 15 * S);
         assert_eq!(t.delay(B, Some("bob"), now), Duration::ZERO);
+        assert_eq!(t.recent_failures(A, now), 7);
+        assert_eq!(t.recent_failures(B, now), 0);
+        assert_eq!(t.recent_failures(A, now + 15 * 60 * S), 0);
         t.record_success(A, Some("alice"));
         assert_eq!(t.delay(A, Some("alice"), now), Duration::ZERO);
         assert!(t.records.is_empty());

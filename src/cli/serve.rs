@@ -54,7 +54,7 @@ pub struct ServeArgs {
     /// the most client connections at once (default 1000)
     #[argh(option, default = "1000")]
     max_connections: usize,
-    /// the most connections from one IP address (default 50)
+    /// the most connections from one address, IPv6 counted by its /64 (default 50)
     #[argh(option, default = "50")]
     max_connections_per_ip: usize,
     /// database page cache, in bytes (default 33554432, 32 MiB; fits a 512 MB board)
@@ -69,6 +69,12 @@ pub struct ServeArgs {
     /// seconds an IMAP client may stay silent before it is logged out; RFC 9051 asks for at least 1800 (default 1800)
     #[argh(option, default = "1800")]
     imap_autologout: u64,
+    /// seconds an IMAP or POP3 client has to log in before it is disconnected (default 60)
+    #[argh(option, default = "60")]
+    login_timeout: u64,
+    /// seconds a correct login is remembered in memory, so that logging in again skips the password hash; 0 turns it off (default 300)
+    #[argh(option, default = "300")]
+    login_cache: u64,
     /// memory, in bytes, that incoming message bodies (LMTP DATA, IMAP APPEND) may hold at once, analysis included; more wait their turn (default 67108864, 64 MiB)
     #[argh(option, default = "64 * 1024 * 1024")]
     memory_budget: u64,
@@ -118,6 +124,9 @@ fn config(args: ServeArgs) -> Result<Config, String> {
     if args.idle_keepalive == 0 || args.imap_autologout == 0 {
         return Err("--idle-keepalive and --imap-autologout must be at least 1 second".into());
     }
+    if args.login_timeout == 0 {
+        return Err("--login-timeout must be at least 1 second".into());
+    }
     if args.memory_budget < crate::net::spool::SPOOL_THRESHOLD as u64 {
         return Err(format!(
             "--memory-budget must be at least {} bytes: one incoming message's buffer",
@@ -154,6 +163,8 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         pop3_mode,
         idle_keepalive: Duration::from_secs(args.idle_keepalive),
         imap_autologout: Duration::from_secs(args.imap_autologout),
+        login_timeout: Duration::from_secs(args.login_timeout),
+        login_cache: Duration::from_secs(args.login_cache),
         memory_budget: args.memory_budget,
         memory_wait: Duration::from_secs(args.memory_wait),
         run_as: args.run_as,

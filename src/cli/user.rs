@@ -131,7 +131,13 @@ fn set_password(
     adding: bool,
 ) -> Result<(), String> {
     let name = name.to_ascii_lowercase();
-    auth::validate_name(&name).map_err(|e| format!("{name:?}: {e}"))?;
+    // A name already in the file keeps working (its password can change);
+    // a new one must not clash with the file's, addresses' or IMAP's syntax.
+    if adding {
+        auth::validate_new_name(&name).map_err(|e| format!("{name:?}: {e}"))?;
+    } else {
+        auth::validate_name(&name).map_err(|e| format!("{name:?}: {e}"))?;
+    }
     let path = users_path(data)?;
     let exists = load(&path)?.get(&name).is_some();
     if adding && exists {
@@ -189,8 +195,15 @@ fn delete(data: Option<PathBuf>, name: &str) -> Result<(), String> {
 
 fn list(data: Option<PathBuf>) -> Result<(), String> {
     let path = super::data_dir(data).join("users");
-    for name in load(&path)?.names() {
+    let file = load(&path)?;
+    for name in file.names() {
         println!("{name}");
+    }
+    for name in file.commented_users() {
+        eprintln!(
+            "letterbox user: {name:?} is written in {} but is read as a comment, so it cannot log in; remove it with `letterbox user del '{name}'`",
+            path.display()
+        );
     }
     Ok(())
 }

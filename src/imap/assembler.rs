@@ -47,6 +47,9 @@
 
 use std::fmt;
 
+pub use super::parser::Assembled;
+use super::parser::{is_tag_char, Literal};
+
 /// The largest non-synchronizing literal a LITERAL- server accepts (RFC 7888).
 pub const LITERAL_MINUS_MAX: u64 = 4096;
 
@@ -80,25 +83,6 @@ impl Default for Limits {
             max_literals: 32,
         }
     }
-}
-
-/// One complete command: its text with every literal cut out and kept
-/// aside, so the parser can tell a literal from an atom and never scans a
-/// message body as command text.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Assembled {
-    /// The command's lines, joined, without CRLFs or literal announcements.
-    pub(crate) text: Vec<u8>,
-    /// The literals in order; each sits at `offset` in `text`.
-    pub(crate) literals: Vec<Literal>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Literal {
-    pub(crate) offset: usize,
-    pub(crate) data: Vec<u8>,
-    /// Sent as `~{n}` (literal8, RFC 3516): may hold NUL.
-    pub(crate) binary: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -172,6 +156,11 @@ impl fmt::Display for AssembleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.limit {
             LimitExceeded::Line { max } => write!(f, "line longer than the limit of {max} bytes"),
+            LimitExceeded::Literal { size: TOO_LARGE, max }
+            | LimitExceeded::NonSyncLiteral {
+                size: TOO_LARGE,
+                max,
+            } => write!(f, "literal size too large (the limit is {max} bytes)"),
             LimitExceeded::Literal { size, max } => {
                 write!(f, "literal of {size} bytes is over the limit of {max} bytes")
             }
@@ -193,12 +182,16 @@ impl fmt::Display for AssembleError {
 
 impl std::error::Error for AssembleError {}
 
+/// The size of a literal whose digits do not fit in 64 bits: errors say
+/// "too large" rather than print a number the client never sent.
+pub const TOO_LARGE: u64 = u64::MAX;
+
 /// A literal announced at the end of a line: `{n}`, `{n+}`, `~{n}`, `~{n+}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Announcement {
     /// Where the announcement starts in the line.
     start: usize,
-    /// `u64::MAX` when the digits overflow; that is refused like any size.
+    /// [`TOO_LARGE`] when the digits overflow; refused like any size.
     size: u64,
     synchronizing: bool,
     binary: bool,
@@ -335,10 +328,7 @@ impl Assembler {
     }
 
     fn start_command(&mut self, line: &[u8]) {
-        let tag_len = line
-            .iter()
-            .take_while(|&&b| super::parser::is_tag_char(b))
-            .count();
+        let tag_len = line.iter().take_while(|&&b| is_tag_char(b)).count();
         self.tag = (tag_len > 0).then(|| String::from_utf8_lossy(&line[..tag_len]).into_owned());
         let rest = line.get(tag_len..).unwrap_or_default();
         self.is_append = rest.len() > 8
@@ -460,7 +450,7 @@ fn announcement(text: &[u8]) -> Option<Announcement> {
     let binary = open > 0 && body[open - 1] == b'~';
     Some(Announcement {
         start: if binary { open - 1 } else { open },
-        size: size.unwrap_or(u64::MAX),
+        size: size.unwrap_or(TOO_LARGE),
         synchronizing,
         binary,
     })
@@ -643,9 +633,19 @@ mod tests {
         assert_eq!(
             e.limit,
             LimitExceeded::Literal {
-                size: u64::MAX,
+                size: TOO_LARGE,
                 max: 1000
             }
+        );
+        assert_eq!(
+            e.response(),
+            "t BAD [TOOBIG] literal size too large (the limit is 1000 bytes)"
+        );
+        // A size that fits is given as sent.
+        let e = error(&assemble_wire(small(), b"t APPEND x {99999999999999}\r\n")).clone();
+        assert_eq!(
+            e.response(),
+            "t NO [TOOBIG] literal of 99999999999999 bytes is over the limit of 1000 bytes"
         );
     }
 

@@ -20,12 +20,15 @@
 //!   into σ). BODY covers every text/* part, attached messages' included,
 //!   decoded to UTF-8 by mail-parser; HTML is searched with its markup, and
 //!   other parts not at all.
-//! - SENT* keys use the Date header's calendar date in UTC, since
-//!   [`MessageInfo::sent_date`] keeps the instant but not the zone. A message
-//!   without a parseable Date header matches no SENT* key (Dovecot falls back
-//!   to INTERNALDATE; inventing a sent date would make SENTBEFORE lie).
-//! - RECENT never matches: letterbox keeps no \Recent, which RFC 9051 dropped.
-//!   So NEW matches nothing and OLD everything.
+//! - SENT* keys compare the calendar date written in the Date header, its
+//!   time and zone disregarded (RFC 3501 §6.4.4), read from the header kept
+//!   at delivery. A message without a readable Date uses its INTERNALDATE's
+//!   day, as Dovecot does.
+//! - RECENT matches the messages \Recent in this session (IMAP4rev1 only;
+//!   RFC 9051 dropped \Recent, so in rev2 it matches nothing).
+//! - A message another session expunged, which the client still sees, is
+//!   matched on what the view knows (number, UID, flags, MODSEQ); keys that
+//!   need its content or its date do not match it.
 //! - `$` holds UIDs and means the same messages in a sequence set as in a UID
 //!   set (RFC 5182 §2.1).
 //! - TEXT searches the top-level header (field names and decoded values) and
@@ -40,7 +43,7 @@ use std::sync::OnceLock;
 
 use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, PartType};
 
-use super::parser::{DateMatch, Flag, MessageSet, SearchKey, TextField};
+use super::parser::{Date, DateMatch, Flag, MessageSet, SearchKey, TextField};
 use crate::mime::MessageInfo;
 use crate::store::Flags;
 
@@ -60,6 +63,8 @@ pub struct Candidate<'a> {
     /// RFC822.SIZE.
     pub size: u32,
     pub modseq: u64,
+    /// \Recent in this session (always false in IMAP4rev2).
+    pub recent: bool,
 }
 
 /// Lazily loaded message content; the matcher asks only when a key needs it.
@@ -131,7 +136,6 @@ impl Matcher {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Cost {
     Record,
-    Info,
     Header,
     Body,
 }
@@ -139,6 +143,7 @@ enum Cost {
 #[derive(Debug)]
 enum Node {
     Const(bool),
+    Recent,
     System(Flags),
     /// Kept as the client wrote it; compared ignoring ASCII case.
     Keyword(String),
@@ -171,7 +176,7 @@ impl Scope {
         let saved = || self.saved.clone().map_or(Node::Const(false), Node::Uid);
         match key {
             SearchKey::All => Node::Const(true),
-            SearchKey::Recent => Node::Const(false),
+            SearchKey::Recent => Node::Recent,
             SearchKey::Flag(flag) => Node::System(match flag {
                 Flag::Seen => Flags::SEEN,
                 Flag::Answered => Flags::ANSWERED,
@@ -237,7 +242,7 @@ impl Scope {
 impl Node {
     fn cost(&self) -> Cost {
         match self {
-            Node::Sent(..) => Cost::Info,
+            Node::Sent(..) => Cost::Header,
             Node::Text(TextField::Body | TextField::Text, _) => Cost::Body,
             Node::Text(..) | Node::Header(..) => Cost::Header,
             Node::Not(inner) => inner.cost(),
@@ -250,6 +255,7 @@ impl Node {
     fn eval(&self, message: &Candidate<'_>, loaded: &mut Loaded<'_>) -> bool {
         match self {
             Node::Const(value) => *value,
+            Node::Recent => message.recent,
             Node::System(flag) => message.flags.contains(*flag),
             Node::Keyword(keyword) => message
                 .keywords
@@ -263,9 +269,7 @@ impl Node {
                 let local = message.internal_date.saturating_add(offset);
                 compare_day(*how, local.div_euclid(DAY), *day)
             }
-            Node::Sent(how, day) => loaded
-                .sent_day()
-                .is_some_and(|sent| compare_day(*how, sent, *day)),
+            Node::Sent(how, day) => compare_day(*how, loaded.sent_day(message), *day),
             Node::Larger(size) => u64::from(message.size) > *size,
             Node::Smaller(size) => u64::from(message.size) < *size,
             Node::Modseq(modseq) => message.modseq >= *modseq,
@@ -336,18 +340,40 @@ fn lower(text: &str) -> String {
 /// One message's content, loaded on first use within one `matches` call.
 struct Loaded<'c> {
     content: &'c mut dyn Content,
-    sent_day: Option<Option<i64>>,
+    sent_day: Option<i64>,
     header: Option<HeaderText>,
     body: Option<Vec<String>>,
 }
 
 impl Loaded<'_> {
-    fn sent_day(&mut self) -> Option<i64> {
-        let content = &mut self.content;
-        *self.sent_day.get_or_insert_with(|| {
-            let sent = content.info().and_then(|info| info.sent_date);
-            sent.map(|seconds| seconds.div_euclid(DAY))
-        })
+    /// The calendar day written in the Date: field, whatever its time and
+    /// zone (RFC 3501 §6.4.4); INTERNALDATE's day when there is no date to
+    /// read, as Dovecot does.
+    fn sent_day(&mut self, message: &Candidate<'_>) -> i64 {
+        if let Some(day) = self.sent_day {
+            return day;
+        }
+        let written = self
+            .header()
+            .fields
+            .iter()
+            .find(|(name, _)| name == "date")
+            .and_then(|(_, value)| mail_parser::DateTime::parse_rfc822(value))
+            .filter(|d| (1..=12).contains(&d.month) && (1..=31).contains(&d.day))
+            .map(|d| {
+                Date {
+                    year: d.year,
+                    month: d.month,
+                    day: d.day,
+                }
+                .days_since_epoch()
+            });
+        let day = written.unwrap_or_else(|| {
+            let offset = i64::from(message.internal_date_offset) * 60;
+            message.internal_date.saturating_add(offset).div_euclid(DAY)
+        });
+        self.sent_day = Some(day);
+        day
     }
 
     fn header(&mut self) -> &HeaderText {
@@ -720,6 +746,7 @@ mod tests {
             internal_date_offset: stored.date.1,
             size: seq * 1000,
             modseq: u64::from(seq),
+            recent: false,
         }
     }
 
@@ -864,16 +891,17 @@ mod tests {
             // Message 3 arrived on Feb 1 in its own zone (Feb 2 in UTC).
             ("BEFORE 2-Feb-2023", &[1, 2, 3]),
             ("ON 1-Feb-2023", &[3]),
-            // Sent dates are UTC: message 1's Jan 2 23:30 -0500 is Jan 3.
-            ("SENTON 3-Jan-2023", &[1]),
-            ("SENTON 2-Jan-2023", &[]),
+            // Sent dates are the day written, time and zone disregarded:
+            // message 1's Jan 2 23:30 -0500 is Jan 2 (Jan 3 in UTC).
+            ("SENTON 2-Jan-2023", &[1]),
+            ("SENTON 3-Jan-2023", &[]),
             ("SENTBEFORE 10-Jan-2023", &[1]),
-            ("SENTSINCE 10-Jan-2023", &[2, 4]),
-            // Message 3 has no Date header: no SENT* key matches it...
-            ("SENTSINCE 1-Jan-1970", &[1, 2, 4]),
-            ("SENTBEFORE 1-Jan-2100", &[1, 2, 4]),
-            // ...so their negations do.
-            ("NOT SENTSINCE 1-Jan-1970", &[3]),
+            // Message 3 has no Date header: its INTERNALDATE (Feb 1) counts.
+            ("SENTSINCE 10-Jan-2023", &[2, 3, 4]),
+            ("SENTON 1-Feb-2023", &[3]),
+            ("SENTSINCE 1-Jan-1970", &[1, 2, 3, 4]),
+            ("SENTBEFORE 1-Jan-2100", &[1, 2, 3, 4]),
+            ("NOT SENTSINCE 1-Jan-1970", &[]),
             ("FROM alice", &[1]),
             ("FROM \"Alice Example\"", &[1]),
             ("FROM example.org", &[1]),
@@ -964,8 +992,8 @@ mod tests {
             "LARGER 10 SMALLER 100000",
             "BEFORE 1-Jan-2024 ON 2-Jan-2023 SINCE 1-Jan-2000",
             "OR (1:* UID 1:*) OR $ UID $",
-            "OR OLD BODY x", // folded to ALL
-            "NEW SUBJECT x", // folded to nothing
+            "OR ALL BODY x",     // folded to ALL
+            "NOT ALL SUBJECT x", // folded to nothing
         ] {
             let matcher = Matcher::new(&key(criteria), Some(&[10]), 4, 40);
             assert!(!matcher.needs_content(), "{criteria}");

@@ -24,10 +24,12 @@ use crate::net::spool::{Spool, SPOOL_THRESHOLD};
 use crate::net::{Conn, ReadError};
 use crate::server::Shared;
 use assembler::{is_idle_done, Assembler, Feed, Limits};
-use session::{Flow, Session};
+use session::{Flow, Session, State};
 
-/// The longest command line (literals aside).
-pub const MAX_LINE: usize = 8192;
+/// The longest command line (literals aside), as Dovecot's 64 KiB: an ID
+/// with its 30 fields of 1,024 bytes is real. The read buffer grows to it
+/// only while such a line is being read.
+pub const MAX_LINE: usize = 64 * 1024;
 /// Unparsable commands in a row before the connection is closed, as Dovecot
 /// does: a client this far out of step is not speaking IMAP (a web form
 /// posted at the port, say), and answering it forever only helps
@@ -58,12 +60,16 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
         max_line: MAX_LINE,
         max_literal: shared.config.max_message_size as u64,
         max_nonsync_literal: u64::MAX,
-        max_command: 64 * 1024,
+        max_command: MAX_LINE,
         max_literals: 32,
     });
     if conn.write(&session.greeting()).await.is_err() {
         return;
     }
+    // As Dovecot's login processes: a client that has not logged in within
+    // --login-timeout goes, so idle unauthenticated connections cannot hold
+    // the connection slots for the 30 minutes of autologout.
+    conn.set_deadline(Some(Instant::now() + shared.config.login_timeout));
     let mut bad_in_a_row = 0;
     // An APPEND's message while the rest of its command arrives: in a
     // spool, so a client that stalls after it holds no memory.
@@ -87,7 +93,17 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 asm.overlong_line(head, tail)
             }
             Err(ReadError::Timeout) => {
-                let _ = conn.write(b"* BYE Autologout: idle for too long\r\n").await;
+                let bye = if conn.deadline_passed() {
+                    // Else the BYE itself could not be sent.
+                    conn.set_deadline(None);
+                    format!(
+                        "* BYE Login timeout: log in within {} seconds\r\n",
+                        shared.config.login_timeout.as_secs()
+                    )
+                } else {
+                    "* BYE Autologout: idle for too long\r\n".to_string()
+                };
+                let _ = conn.write(bye.as_bytes()).await;
                 conn.close().await;
                 return;
             }
@@ -245,10 +261,20 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             } => authenticate(&mut session, &mut conn, &tag, &mechanism, initial_response).await,
             Flow::Idle(tag) => idle(&shared, &mut session, &mut conn, &tag).await,
         };
+        if !matches!(session.state, State::NotAuthenticated) {
+            conn.set_deadline(None);
+        }
         if conn.write(&session.out).await.is_err() {
             return;
         }
         session.out.clear();
+        if session.has_recent_claim() {
+            // The reply goes first; the horizon's write then costs no one a wait.
+            if conn.flush().await.is_err() {
+                return;
+            }
+            session.store_recent_claim().await;
+        }
         if let Flow::Close = next {
             conn.close().await;
             return;
@@ -369,6 +395,8 @@ async fn challenge(conn: &mut Conn, text: &str) -> Result<Vec<u8>, sasl::SaslErr
     }
     match conn.read_line(MAX_LINE).await {
         Ok(line) => sasl::decode_response(&String::from_utf8_lossy(line)),
+        Err(ReadError::LineTooLong) => Err(sasl::SaslError::TooLong),
+        // The main loop's next read meets the same end and says goodbye.
         Err(_) => Err(sasl::SaslError::Cancelled),
     }
 }
@@ -376,7 +404,7 @@ async fn challenge(conn: &mut Conn, text: &str) -> Result<Vec<u8>, sasl::SaslErr
 /// IDLE (RFC 2177): push what changes in the selected mailbox until DONE.
 async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: &str) -> Flow {
     enum Wake {
-        Line(Result<bool, ()>),
+        Line(Result<bool, ReadError>),
         Changed,
         Keepalive,
     }
@@ -392,10 +420,11 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
             return Flow::Close;
         }
         session.out.clear();
+        session.store_recent_claim().await;
         let read = async {
             match conn.read_line(MAX_LINE).await {
                 Ok(line) => Wake::Line(Ok(is_idle_done(line))),
-                Err(_) => Wake::Line(Err(())),
+                Err(e) => Wake::Line(Err(e)),
             }
         };
         let changed = async {
@@ -421,7 +450,17 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
                 session.bad(tag, "Expected DONE to end IDLE");
                 return Flow::Continue;
             }
-            Wake::Line(Err(())) => return Flow::Close,
+            // Not DONE either, but the client deserves to hear why.
+            Wake::Line(Err(ReadError::LineTooLong)) => {
+                session.untagged(&format!("BAD Line too long (limit {MAX_LINE} bytes)"));
+                session.bad(tag, "Expected DONE to end IDLE");
+                return Flow::Continue;
+            }
+            Wake::Line(Err(ReadError::Timeout)) => {
+                session.untagged("BYE Autologout: idle for too long");
+                return Flow::Close;
+            }
+            Wake::Line(Err(ReadError::Closed | ReadError::Io(_))) => return Flow::Close,
             Wake::Changed => {
                 listener = listen();
                 session.sync(true);

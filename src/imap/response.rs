@@ -14,16 +14,25 @@ pub const SYSTEM_FLAGS: [(Flags, &str); 5] = [
 /// `(\Seen $Label1)`: a message's flags and keywords as FETCH FLAGS shows
 /// them. Flags letterbox keeps for itself never appear.
 pub fn flag_list(out: &mut Vec<u8>, flags: Flags, keywords: &[String]) {
+    flag_list_recent(out, flags, keywords, false);
+}
+
+/// [`flag_list`], with `\Recent` for a message recent in this session.
+pub fn flag_list_recent(out: &mut Vec<u8>, flags: Flags, keywords: &[String], recent: bool) {
     out.push(b'(');
     let mut first = true;
-    for (flag, name) in SYSTEM_FLAGS {
-        if flags.contains(flag) {
-            if !first {
-                out.push(b' ');
-            }
-            out.extend_from_slice(name.as_bytes());
-            first = false;
+    let recent = recent.then_some("\\Recent");
+    for name in SYSTEM_FLAGS
+        .iter()
+        .filter(|(flag, _)| flags.contains(*flag))
+        .map(|(_, name)| *name)
+        .chain(recent)
+    {
+        if !first {
+            out.push(b' ');
         }
+        out.extend_from_slice(name.as_bytes());
+        first = false;
     }
     for keyword in keywords {
         if !first {
@@ -33,6 +42,31 @@ pub fn flag_list(out: &mut Vec<u8>, flags: Flags, keywords: &[String]) {
         first = false;
     }
     out.push(b')');
+}
+
+/// The FLAGS and PERMANENTFLAGS responses for a mailbox with these
+/// keywords: SELECT sends them, and so does any later update that brings a
+/// keyword the client has not been told of (RFC 9051 §7.3.5).
+pub fn flags_announcement(out: &mut Vec<u8>, keywords: &[String], read_only: bool) {
+    let keyword_list: String = keywords.iter().map(|k| format!(" {k}")).collect();
+    out.extend_from_slice(
+        format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_list})\r\n")
+            .as_bytes(),
+    );
+    if read_only {
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    } else {
+        // `\*` only while the mailbox can take another keyword.
+        let more = if keywords.len() < crate::store::MAX_MAILBOX_KEYWORDS {
+            " \\*"
+        } else {
+            ""
+        };
+        out.extend_from_slice(
+            format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_list}{more})] Flags permitted\r\n")
+                .as_bytes(),
+        );
+    }
 }
 
 /// A string as a quoted string when it can be one, else as a literal (the

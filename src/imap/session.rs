@@ -13,7 +13,8 @@ use crate::store::{canonical_mailbox_name, StoreError};
 pub enum State {
     NotAuthenticated,
     Authenticated,
-    Selected(View),
+    // Boxed: a view is much larger than the other states.
+    Selected(Box<View>),
 }
 
 /// What the shell does after a command.
@@ -45,6 +46,8 @@ pub struct Session {
     pub(super) condstore: bool,
     /// The result SEARCH RETURN (SAVE) kept, as UIDs (RFC 5182).
     pub(super) saved: Option<Vec<u32>>,
+    /// A \Recent horizon this session claimed and has yet to store.
+    recent_to_store: Option<(crate::store::MailboxId, u32)>,
     pub(super) login_failures: u32,
 }
 
@@ -63,6 +66,7 @@ impl Session {
             rev2: false,
             condstore: false,
             saved: None,
+            recent_to_store: None,
             login_failures: 0,
         }
     }
@@ -155,6 +159,12 @@ impl Session {
             return Err("Mailbox name is too long or holds control characters".into());
         }
         Ok(canonical_mailbox_name(&name).into_owned())
+    }
+
+    /// A mailbox name that cannot name a mailbox (not valid modified UTF-7,
+    /// say): the command is well-formed, so NO, not BAD.
+    pub(super) fn no_such_name(&mut self, tag: &str, why: &str) {
+        self.no(tag, &format!("[NONEXISTENT] {why}"));
     }
 
     /// The saved SEARCH result or the given set, as UIDs or sequence numbers
@@ -420,11 +430,70 @@ impl Session {
         let State::Selected(view) = &mut self.state else {
             return;
         };
+        let (mailbox, claims) = (view.mailbox, claims_recent(self.rev2, view.read_only));
+        let shared = &self.shared;
+        let mut claimed_to = None;
+        let mut claim = |record: &crate::store::MailboxRecord| {
+            let claimed = claims
+                .then(|| shared.claim_recent(mailbox, record.recent_horizon, record.uid_next))
+                .flatten();
+            claimed_to = claimed.as_ref().map(|r| r.end);
+            claimed
+        };
+        let rev1 = !self.rev2;
         let result = self.shared.store.snapshot().and_then(|snapshot| {
-            view.sync(&snapshot, &mut self.out, allow_expunge, self.condstore)
+            view.sync(
+                &snapshot,
+                &mut self.out,
+                allow_expunge,
+                self.condstore,
+                rev1,
+                &mut claim,
+            )
         });
+        if let Some(end) = claimed_to {
+            self.recent_to_store = Some((mailbox, end));
+        }
         if let Err(e) = result {
             log::error!("{}: cannot refresh the selected mailbox: {e}", self.peer);
+        }
+    }
+
+    /// Notes a \Recent claim for [`Session::store_recent_claim`].
+    pub(super) fn recent_claimed(&mut self, mailbox: crate::store::MailboxId, end: u32) {
+        self.recent_to_store = Some((mailbox, end));
+    }
+
+    /// Tells the client of keywords that reached the mailbox after its last
+    /// FLAGS, before a reply that may carry them (RFC 9051 §7.3.5).
+    pub(super) fn announce_keywords(&mut self, snapshot: &crate::store::Snapshot) {
+        let State::Selected(view) = &mut self.state else {
+            return;
+        };
+        if let Ok(Some(record)) = snapshot.mailbox(view.mailbox) {
+            view.announce_keywords(&record, &mut self.out);
+        }
+    }
+
+    pub fn has_recent_claim(&self) -> bool {
+        self.recent_to_store.is_some()
+    }
+
+    /// Writes the \Recent horizon this session moved, after its reply has
+    /// gone out, so that a restart does not make those messages recent
+    /// again. The claim itself was made on the event loop at once.
+    pub async fn store_recent_claim(&mut self) {
+        let Some((mailbox, end)) = self.recent_to_store.take() else {
+            return;
+        };
+        let result = self
+            .shared
+            .store
+            .write(move |tx| tx.advance_recent_horizon(mailbox, end))
+            .await;
+        match result {
+            Ok(()) | Err(StoreError::NoSuchMailbox) => {}
+            Err(e) => log::warn!("{}: cannot store the \\Recent horizon: {e}", self.peer),
         }
     }
 
@@ -483,6 +552,13 @@ impl Session {
             _ => None,
         }
     }
+}
+
+/// Whether a session takes new messages' \Recent for itself: an IMAP4rev1
+/// session with the mailbox selected read-write. EXAMINE only looks (RFC
+/// 3501 §6.3.2), and IMAP4rev2 has no \Recent.
+pub(super) fn claims_recent(rev2: bool, read_only: bool) -> bool {
+    !rev2 && !read_only
 }
 
 /// RFC 7162 §3.1's CONDSTORE-enabling commands, except SELECT/EXAMINE

@@ -4,8 +4,9 @@
 //! when the command in progress allows them (RFC 9051 §7.5.1).
 
 use std::collections::HashMap;
+use std::ops::Range;
 
-use super::response::flag_list;
+use super::response::{flag_list_recent, flags_announcement};
 use crate::store::{
     chunk_of, Flags, MailboxId, MailboxRecord, MessageRecord, Snapshot, StoreError, CHUNK_UIDS,
 };
@@ -36,6 +37,12 @@ pub struct View {
     /// The EXISTS that SELECT announced, until [`View::load`] has read the
     /// messages.
     announced: Option<u32>,
+    /// The UIDs that are \Recent in this session (RFC 3501 §2.3.2), as the
+    /// ranges it claimed, ascending; empty for IMAP4rev2 sessions.
+    recent: Vec<Range<u32>>,
+    /// How many of the mailbox's keywords the client was told of in FLAGS
+    /// (the list only grows): a new one is announced before it is used.
+    announced_keywords: usize,
 }
 
 impl View {
@@ -62,6 +69,8 @@ impl View {
             uid_next: record.uid_next,
             vanished: Vec::new(),
             announced: Some(record.exists),
+            recent: Vec::new(),
+            announced_keywords: record.keywords.len(),
         };
         Ok((view, record))
     }
@@ -133,6 +142,62 @@ impl View {
         Ok(())
     }
 
+    /// Makes `uids` \Recent in this session.
+    pub fn add_recent(&mut self, uids: Range<u32>) {
+        match self.recent.last_mut() {
+            Some(last) if last.end == uids.start => last.end = uids.end,
+            _ => self.recent.push(uids),
+        }
+    }
+
+    pub fn is_recent(&self, uid: u32) -> bool {
+        let i = self.recent.partition_point(|r| r.end <= uid);
+        self.recent.get(i).is_some_and(|r| r.contains(&uid))
+    }
+
+    /// The UID ranges that are \Recent in this session.
+    pub fn recent(&self) -> &[Range<u32>] {
+        &self.recent
+    }
+
+    /// How many of the view's messages are \Recent (the view is loaded).
+    pub fn recent_count(&self) -> u32 {
+        self.recent
+            .iter()
+            .map(|r| {
+                let from = self.uids.partition_point(|&u| u < r.start);
+                let to = self.uids.partition_point(|&u| u < r.end);
+                (to - from) as u32
+            })
+            .sum()
+    }
+
+    /// Writes FLAGS and PERMANENTFLAGS if the mailbox has keywords the
+    /// client was not yet told of; true if it did.
+    pub fn announce_keywords(&mut self, record: &MailboxRecord, out: &mut Vec<u8>) -> bool {
+        if record.keywords.len() <= self.announced_keywords {
+            return false;
+        }
+        flags_announcement(out, &record.keywords, self.read_only);
+        self.announced_keywords = record.keywords.len();
+        true
+    }
+
+    /// A STORE on a message another session expunged, which this view still
+    /// shows (RFC 2180 §4.2): the change is kept here until the EXPUNGE is
+    /// reported.
+    pub fn set_flags_of_gone(&mut self, uid: u32, flags: Flags, keywords: Vec<String>) {
+        let Ok(i) = self.uids.binary_search(&uid) else {
+            return;
+        };
+        self.flags[i] = flags;
+        if keywords.is_empty() {
+            self.keywords.remove(&uid);
+        } else {
+            self.keywords.insert(uid, keywords);
+        }
+    }
+
     /// The mailbox's HIGHESTMODSEQ as of the last sync.
     pub fn highest_modseq(&self) -> u64 {
         self.highest_modseq
@@ -185,15 +250,19 @@ impl View {
     }
 
     /// Brings the view up to date with the store and writes the untagged
-    /// responses that say so: EXPUNGE (only if `allow_expunge`), EXISTS, and
-    /// FETCH FLAGS for flags changed elsewhere. Only index chunks changed
-    /// since the last sync are read message by message.
+    /// responses that say so: FLAGS for new keywords, EXPUNGE (only if
+    /// `allow_expunge`), EXISTS (and RECENT when `rev1`), and FETCH FLAGS for
+    /// flags changed elsewhere. Only index chunks changed since the last
+    /// sync are read message by message. `claim_recent` is asked for the
+    /// new messages this session may see as \Recent.
     pub fn sync(
         &mut self,
         snapshot: &Snapshot,
         out: &mut Vec<u8>,
         allow_expunge: bool,
         condstore: bool,
+        rev1: bool,
+        claim_recent: &mut dyn FnMut(&MailboxRecord) -> Option<Range<u32>>,
     ) -> Result<(), StoreError> {
         let Some(record) = snapshot.mailbox(self.mailbox)? else {
             // Deleted under us: every message is gone.
@@ -211,6 +280,7 @@ impl View {
             self.note_gone(all, out, allow_expunge);
             return Ok(());
         };
+        self.announce_keywords(&record, out);
         let pending_expunge = allow_expunge && !self.vanished.is_empty();
         if record.highest_modseq == self.highest_modseq
             && record.uid_next == self.uid_next
@@ -234,7 +304,7 @@ impl View {
             self.modseqs[i] = modseq;
             self.flags[i] = flags;
             out.extend_from_slice(format!("* {} FETCH (UID {uid} FLAGS ", i + 1).as_bytes());
-            flag_list(out, flags, &keywords);
+            flag_list_recent(out, flags, &keywords, self.is_recent(uid));
             if condstore {
                 out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
             }
@@ -254,7 +324,13 @@ impl View {
                     self.keywords.insert(uid, keywords);
                 }
             }
+            if let Some(claimed) = claim_recent(&record) {
+                self.add_recent(claimed);
+            }
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
+            if rev1 {
+                out.extend_from_slice(format!("* {} RECENT\r\n", self.recent_count()).as_bytes());
+            }
         }
         self.highest_modseq = record.highest_modseq;
         self.uid_next = record.uid_next;
@@ -351,12 +427,17 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::response::flag_list;
     use crate::store::testing::{random_batch, temp_store, two_mailboxes, Lcg};
 
     /// What a client knows of the mailbox, kept only from the responses it
     /// was sent: the flags of each message by sequence number, where told.
     fn apply(client: &mut Vec<Option<String>>, out: &[u8]) {
         for line in std::str::from_utf8(out).unwrap().split_terminator("\r\n") {
+            // New keywords are announced; nothing is \Recent here.
+            if line.starts_with("* FLAGS ") || line.starts_with("* OK [PERMANENTFLAGS") {
+                continue;
+            }
             let words: Vec<&str> = line.splitn(4, ' ').collect();
             let n: usize = words[1].parse().unwrap();
             match words[2] {
@@ -368,6 +449,7 @@ mod tests {
                     assert!(n >= client.len(), "EXISTS may not shrink: {line}");
                     client.resize(n, None);
                 }
+                "RECENT" => assert_eq!(n, 0, "{line}"),
                 "FETCH" => {
                     let flags = &words[3][words[3].find("FLAGS ").unwrap() + 6..];
                     client[n - 1] = Some(flags.strip_suffix(')').unwrap().to_string());
@@ -410,8 +492,15 @@ mod tests {
             // Some commands may not report expunges (FETCH, STORE, SEARCH).
             let allow_expunge = rng.below(3) != 0;
             let mut out = Vec::new();
-            view.sync(&store.snapshot().unwrap(), &mut out, allow_expunge, false)
-                .unwrap();
+            view.sync(
+                &store.snapshot().unwrap(),
+                &mut out,
+                allow_expunge,
+                false,
+                true,
+                &mut |_| None,
+            )
+            .unwrap();
             apply(&mut client, &out);
             assert_eq!(client.len(), view.exists() as usize, "round {round}");
             if allow_expunge {
@@ -423,8 +512,15 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        view.sync(&store.snapshot().unwrap(), &mut out, true, false)
-            .unwrap();
+        view.sync(
+            &store.snapshot().unwrap(),
+            &mut out,
+            true,
+            false,
+            true,
+            &mut |_| None,
+        )
+        .unwrap();
         apply(&mut client, &out);
         assert!(view.vanished.is_empty());
 

@@ -23,8 +23,8 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
         return;
     }
     loop {
-        let line = match conn.read_line(MAX_COMMAND_LINE).await {
-            Ok(line) => line,
+        let (line, bare_lf) = match conn.read_line_with_ending(MAX_COMMAND_LINE).await {
+            Ok(read) => read,
             Err(ReadError::LineTooLong) => {
                 if conn.write(&session.line_too_long()).await.is_err() {
                     return;
@@ -38,8 +38,16 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             }
             Err(ReadError::Closed | ReadError::Io(_)) => return,
         };
-        let resolve = |name: &str| shared.resolve_user(name);
-        let next = session.command(line, &resolve);
+        // RFC 5321 §2.3.8: commands end in CRLF. A client that ends them in
+        // a bare LF would also read "LF . LF" as the end of its data, which
+        // is the disagreement SMTP smuggling lives on: refuse, as Postfix's
+        // smtpd_forbid_bare_newline does.
+        let next = if bare_lf {
+            Next::Reply(session.bare_lf().to_vec())
+        } else {
+            let resolve = |name: &str| shared.resolve_user(name);
+            session.command(line, &resolve)
+        };
         let sent = match next {
             Next::Reply(reply) => conn.write(&reply).await,
             Next::Close(reply) => {

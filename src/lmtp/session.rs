@@ -67,6 +67,11 @@ impl Session {
         format!("500 5.5.2 Line too long (limit {MAX_COMMAND_LINE} bytes)\r\n").into_bytes()
     }
 
+    /// A command line that ended in LF without CR (it is not obeyed).
+    pub fn bare_lf(&self) -> &'static [u8] {
+        b"500 5.5.2 Bare LF line ending: end each command with CRLF (RFC 5321 section 2.3.8)\r\n"
+    }
+
     pub fn timeout(&self) -> Vec<u8> {
         format!(
             "421 4.4.2 {} Idle timeout, closing connection\r\n",

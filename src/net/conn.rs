@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
@@ -145,8 +145,13 @@ pub struct Conn {
     wbuf: Vec<u8>,
     /// Head and tail of the latest over-long line (see `read_line`).
     overlong: (Vec<u8>, Vec<u8>),
+    /// Whether the last line read ended in a bare LF rather than CRLF.
+    bare_lf: bool,
     pub peer: Peer,
     pub idle_timeout: Duration,
+    /// When set, reading and writing fail with a timeout from then on,
+    /// whatever the client does (the time allowed to log in).
+    deadline: Option<Instant>,
 }
 
 impl Conn {
@@ -159,8 +164,10 @@ impl Conn {
             consumed: 0,
             wbuf: Vec::new(),
             overlong: (Vec::new(), Vec::new()),
+            bare_lf: false,
             peer,
             idle_timeout,
+            deadline: None,
         }
     }
 
@@ -189,9 +196,36 @@ impl Conn {
         }
     }
 
+    /// Sets or clears the deadline (see the field).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Whether the deadline has passed, to tell it from an idle timeout.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// How long the next read or write may wait: the given limit, cut short
+    /// by the deadline. None once the deadline has passed.
+    fn time_left(&self, limit: Duration) -> Option<Duration> {
+        match self.deadline {
+            None => Some(limit),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| left.min(limit))
+            }
+        }
+    }
+
     /// Reads more bytes into the buffer, waiting at most the idle timeout.
     /// Pending output is flushed first: the client may be waiting for it.
     async fn fill(&mut self, want_room: usize) -> Result<(), ReadError> {
+        // Past the deadline, say so before trying to flush: the shell then
+        // clears it and sends its goodbye after what is queued.
+        if self.time_left(self.idle_timeout).is_none() {
+            return Err(ReadError::Timeout);
+        }
         if !self.wbuf.is_empty() {
             self.flush().await?;
         }
@@ -204,7 +238,9 @@ impl Conn {
         if self.rbuf.len() - self.rend < room {
             self.rbuf.resize(self.rend + room, 0);
         }
-        let timeout = self.idle_timeout;
+        let timeout = self
+            .time_left(self.idle_timeout)
+            .ok_or(ReadError::Timeout)?;
         let end = self.rend;
         let stream = self
             .stream
@@ -254,8 +290,10 @@ impl Conn {
                 }
                 self.consumed = lf + 1 - self.rstart;
                 let mut line = &self.rbuf[self.rstart..lf];
+                self.bare_lf = true;
                 if let [rest @ .., b'\r'] = line {
                     line = rest;
+                    self.bare_lf = false;
                 }
                 return Ok(line);
             }
@@ -280,6 +318,13 @@ impl Conn {
             }
             self.fill(max.saturating_sub(scanned) + 2).await?;
         }
+    }
+
+    /// [`Conn::read_line`], also saying whether the line ended in a bare LF
+    /// rather than CRLF, for protocols that insist on CRLF (LMTP).
+    pub async fn read_line_with_ending(&mut self, max: usize) -> Result<(&[u8], bool), ReadError> {
+        let len = self.read_line(max).await?.len();
+        Ok((&self.rbuf[self.rstart..self.rstart + len], self.bare_lf))
     }
 
     /// The start and the last bytes of the latest over-long line.
@@ -400,6 +445,9 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        let timeout = self
+            .time_left(WRITE_TIMEOUT)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "time to log in is over"))?;
         let buf = std::mem::take(&mut self.wbuf);
         let stream = self.stream()?;
         let send = async {
@@ -407,7 +455,7 @@ impl Conn {
             stream.flush().await
         };
         smol::future::or(send, async {
-            Timer::after(WRITE_TIMEOUT).await;
+            Timer::after(timeout).await;
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "client stopped reading",
@@ -470,6 +518,15 @@ pub async fn accept_tls(
 
 /// The dot-unstuffing state machine behind [`Conn::read_dot_data`], separate
 /// so it can be tested on byte strings split anywhere.
+///
+/// The data ends only at CRLF "." CRLF (RFC 5321 §4.1.1.4). A bare LF is
+/// content, never part of the end: if one hop ended the data at `LF . LF`
+/// and another did not, the text after it would run as commands on one of
+/// them (SMTP smuggling). Bare LFs in content are turned into CRLF, as
+/// Postfix's `smtpd_forbid_bare_newline = normalize` does, so stored mail
+/// always has CRLF: once the end is strict, normalising cannot make one
+/// DATA into two messages, and refusing would bounce mail that a sloppy but
+/// honest sender (a script, `nc`) produced.
 struct DotDecoder {
     /// Decoded bytes not yet handed to the spool.
     out: Vec<u8>,
@@ -483,14 +540,16 @@ struct DotDecoder {
 
 #[derive(Clone, Copy, PartialEq)]
 enum DotState {
-    LineStart,
+    /// At the start of a line; true when the line before ended in CRLF
+    /// (or this is the first line), which only then may be the end.
+    LineStart(bool),
     InLine,
     /// A CR inside a line, which may or may not be followed by LF.
     Cr,
-    /// A line that began with ".".
-    Dot,
+    /// A line that began with "."; the flag as for `LineStart`.
+    Dot(bool),
     /// ".", CR.
-    DotCr,
+    DotCr(bool),
 }
 
 impl DotDecoder {
@@ -501,7 +560,7 @@ impl DotDecoder {
             spool_error: None,
             max,
             too_big: false,
-            state: DotState::LineStart,
+            state: DotState::LineStart(true),
         }
     }
 
@@ -521,19 +580,29 @@ impl DotDecoder {
     fn feed(&mut self, input: &[u8]) -> (usize, bool) {
         for (i, &b) in input.iter().enumerate() {
             self.state = match (self.state, b) {
-                (DotState::Dot, b'\r') => DotState::DotCr,
-                (DotState::Dot, b'\n') | (DotState::DotCr, b'\n') => return (i + 1, true),
-                (DotState::DotCr, _) => {
-                    // ".\rX": not the end after all; keep the CR as data.
+                (DotState::LineStart(after_crlf), b'.') => DotState::Dot(after_crlf),
+                (DotState::Dot(after_crlf), b'\r') => DotState::DotCr(after_crlf),
+                (DotState::DotCr(true), b'\n') => return (i + 1, true),
+                // A lone "." that cannot be the end (a bare LF before or
+                // after it) is content, kept as written.
+                (DotState::DotCr(false), b'\n') => {
+                    self.push(b".\r\n");
+                    DotState::LineStart(true)
+                }
+                (DotState::Dot(_), b'\n') => {
+                    self.push(b".\r\n");
+                    DotState::LineStart(false)
+                }
+                (DotState::DotCr(_), _) => {
+                    // ".\rX": a stuffed dot, then a CR that is data.
                     self.push(b"\r");
                     self.byte_in_line(b)
                 }
-                (DotState::LineStart, b'.') => DotState::Dot,
                 (DotState::Cr, b'\n') => {
                     self.push(b"\n");
-                    DotState::LineStart
+                    DotState::LineStart(true)
                 }
-                (DotState::Cr, _) => self.byte_in_line(b),
+                // Any other byte after a leading dot: the dot was stuffing.
                 (_, _) => self.byte_in_line(b),
             };
         }
@@ -548,7 +617,7 @@ impl DotDecoder {
             }
             b'\n' => {
                 self.push(b"\r\n");
-                DotState::LineStart
+                DotState::LineStart(false)
             }
             _ => {
                 self.push(&[b]);
@@ -608,9 +677,37 @@ mod tests {
     }
 
     #[test]
-    fn empty_message_and_bare_lf_terminator() {
+    fn empty_message() {
         assert_eq!(decode_split(b".\r\n", 0).unwrap().0, b"");
-        assert_eq!(decode_split(b"a\n.\n", 1).unwrap().0, b"a\r\n");
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_the_data() {
+        // Each shape has a would-be end with a bare LF on one side or both,
+        // then a second transaction: all of it is one message's content.
+        let smuggled = b"MAIL FROM:<evil@x>\r\nRCPT TO:<bob>\r\nDATA\r\nevil\r\n";
+        for (fake_end, kept) in [
+            (&b"\n.\n"[..], &b"\r\n.\r\n"[..]),
+            (b"\r\n.\n", b"\r\n.\r\n"),
+            (b"\n.\r\n", b"\r\n.\r\n"),
+            (b"\r.\r\n", b"\r.\r\n"),
+            (b"\r\n.\r.\r\n", b"\r\n\r.\r\n"),
+        ] {
+            let mut input = b"body".to_vec();
+            input.extend_from_slice(fake_end);
+            input.extend_from_slice(smuggled);
+            input.extend_from_slice(b".\r\nNEXT");
+            let mut want = b"body".to_vec();
+            want.extend_from_slice(kept);
+            want.extend_from_slice(smuggled);
+            for split in 0..input.len() {
+                let (out, used) = decode_split(&input, split).unwrap();
+                assert_eq!(out, want, "{fake_end:?} split at {split}");
+                assert_eq!(&input[used..], b"NEXT");
+            }
+        }
+        // Data that never reaches CRLF.CRLF has not ended.
+        assert!(decode_split(b"a\n.\n", 1).is_none());
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Total and per-IP connection limits. A [`Slot`] is held for a connection's
-//! whole life and gives its place back when dropped, however the session ends.
+//! Total and per-address connection limits. A [`Slot`] is held for a
+//! connection's whole life and gives its place back when dropped, however the
+//! session ends. An address is an IPv4 address or an IPv6 /64, as for the
+//! login throttle: one host can usually pick any address in its /64.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -42,6 +44,7 @@ impl ConnectionLimits {
     /// Takes a place for a new connection, or says which limit is reached.
     /// Unix-socket connections (`ip` None) count only towards the total.
     pub fn try_acquire(self: &Rc<Self>, ip: Option<IpAddr>) -> Result<Slot, Refused> {
+        let ip = ip.map(address_key);
         let mut state = self.state.borrow_mut();
         if state.total >= self.max_total {
             return Err(Refused::Total(self.max_total));
@@ -62,6 +65,16 @@ impl ConnectionLimits {
 
     pub fn open_connections(&self) -> usize {
         self.state.borrow().total
+    }
+}
+
+/// The part of a client's address that identifies it for limits and
+/// throttling: IPv4 (IPv4-mapped IPv6 counts as IPv4) as it is, IPv6 by its
+/// /64.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        v4 => v4,
     }
 }
 
@@ -111,5 +124,26 @@ mod tests {
         drop(a);
         let _d = limits.try_acquire(Some(ip)).unwrap();
         assert_eq!(limits.open_connections(), 3);
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64() {
+        let limits = ConnectionLimits::new(10, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = limits.try_acquire(Some(ip("2001:db8:1:2::1"))).unwrap();
+        let b = limits
+            .try_acquire(Some(ip("2001:db8:1:2:ffff::9")))
+            .unwrap();
+        assert_eq!(
+            limits.try_acquire(Some(ip("2001:db8:1:2::abcd"))).err(),
+            Some(Refused::PerIp(2))
+        );
+        let _c = limits.try_acquire(Some(ip("2001:db8:1:3::1"))).unwrap();
+        drop(b);
+        let _d = limits.try_acquire(Some(ip("2001:db8:1:2::2"))).unwrap();
+        // IPv4-mapped IPv6 is the IPv4 address.
+        let _e = limits.try_acquire(Some(ip("::ffff:192.0.2.1"))).unwrap();
+        let _f = limits.try_acquire(Some(ip("192.0.2.1"))).unwrap();
+        assert!(limits.try_acquire(Some(ip("192.0.2.1"))).is_err());
     }
 }

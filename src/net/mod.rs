@@ -8,4 +8,4 @@ pub mod spool;
 pub mod tls;
 
 pub use conn::{accept_tls, Conn, DataError, Peer, ReadError, Stream};
-pub use limits::{ConnectionLimits, Slot};
+pub use limits::{address_key, ConnectionLimits, Slot};

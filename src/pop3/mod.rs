@@ -59,13 +59,25 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
     {
         return;
     }
+    // As Dovecot's login processes: --login-timeout to log in.
+    conn.set_deadline(Some(
+        std::time::Instant::now() + shared.config.login_timeout,
+    ));
     loop {
         let mut action = match conn.read_line(MAX_LINE).await {
             Ok(line) => session.command(line),
             Err(ReadError::LineTooLong) => Action::Reply(session.line_too_long()),
-            Err(ReadError::Timeout) => {
-                Action::Close(b"-ERR Idle for too long, closing connection\r\n".to_vec())
-            }
+            Err(ReadError::Timeout) => Action::Close(if conn.deadline_passed() {
+                // Else the reply itself could not be sent.
+                conn.set_deadline(None);
+                format!(
+                    "-ERR Login timeout: log in within {} seconds, closing connection\r\n",
+                    shared.config.login_timeout.as_secs()
+                )
+                .into_bytes()
+            } else {
+                b"-ERR Idle for too long, closing connection\r\n".to_vec()
+            }),
             // A dropped connection deletes nothing (RFC 1939 §6).
             Err(ReadError::Closed | ReadError::Io(_)) => return,
         };
@@ -99,6 +111,7 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                             match open_maildrop(&shared, &user).await {
                                 Ok(Some((drop, uid_validity, entries))) => {
                                     maildrop = Some(drop);
+                                    conn.set_deadline(None);
                                     session.logged_in(user, uid_validity, entries)
                                 }
                                 Ok(None) => session.maildrop_busy(),

@@ -419,13 +419,12 @@ impl Session {
                 _ => err("Syntax: RETR message"),
             },
             "TOP" => match args {
-                [n, lines] => match (find(messages, n), lines.parse::<usize>()) {
+                [n, lines] => match (find(messages, n), number(lines, "number of lines")) {
                     (Ok(index), Ok(lines)) => Action::SendMessage {
                         index,
-                        body_lines: Some(lines),
+                        body_lines: Some(lines as usize),
                     },
-                    (Err(e), _) => e,
-                    (_, Err(_)) => err("Syntax: TOP message lines (lines is a number)"),
+                    (Err(e), _) | (_, Err(e)) => e,
                 },
                 _ => err("Syntax: TOP message lines"),
             },
@@ -480,10 +479,23 @@ pub fn unique_id(uid: u32, uid_validity: u32) -> String {
     format!("{uid:08X}{uid_validity:08X}")
 }
 
+/// One rule for every number a client sends: digits only (no sign, no
+/// space), and at most 32 bits; anything larger is refused as too large,
+/// never wrapped, capped or read as "all".
+fn number(arg: &str, what: &str) -> Result<u32, Action> {
+    if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err(&format!("Syntax: the {what} must be a number")));
+    }
+    arg.parse().map_err(|_| {
+        err(&format!(
+            "The {what} is too large (the limit is {})",
+            u32::MAX
+        ))
+    })
+}
+
 fn find(messages: &[Entry], arg: &str) -> Result<usize, Action> {
-    let n: usize = arg
-        .parse()
-        .map_err(|_| err("Syntax: the message number must be a number"))?;
+    let n = number(arg, "message number")? as usize;
     if n == 0 || n > messages.len() {
         return Err(err(&format!("No such message {arg}")));
     }
@@ -801,6 +813,47 @@ mod tests {
         assert!(text(s.command(b"RSET")).starts_with("+OK 3 messages"));
         assert_eq!(text(s.command(b"STAT")), "+OK 3 600\r\n");
         assert_eq!(s.command(b"QUIT"), Action::Update);
+    }
+
+    #[test]
+    fn numbers_follow_one_rule() {
+        let mut s = logged_in();
+        for (command, want) in [
+            (
+                "RETR +1",
+                "-ERR Syntax: the message number must be a number\r\n",
+            ),
+            (
+                "LIST +2",
+                "-ERR Syntax: the message number must be a number\r\n",
+            ),
+            (
+                "TOP 1 +3",
+                "-ERR Syntax: the number of lines must be a number\r\n",
+            ),
+            (
+                "TOP 1 4294967296",
+                "-ERR The number of lines is too large (the limit is 4294967295)\r\n",
+            ),
+            (
+                "TOP 1 12345678901234567890123",
+                "-ERR The number of lines is too large (the limit is 4294967295)\r\n",
+            ),
+            (
+                "DELE 4294967296",
+                "-ERR The message number is too large (the limit is 4294967295)\r\n",
+            ),
+            ("RETR 4294967295", "-ERR No such message 4294967295\r\n"),
+        ] {
+            assert_eq!(text(s.command(command.as_bytes())), want, "{command}");
+        }
+        assert_eq!(
+            s.command(b"TOP 01 4294967295"),
+            Action::SendMessage {
+                index: 0,
+                body_lines: Some(4294967295)
+            }
+        );
     }
 
     #[test]

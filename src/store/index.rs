@@ -452,17 +452,24 @@ mod tests {
                         table.get(id).unwrap().unwrap().value(),
                     )
                     .unwrap();
-                    // Version 1 is version 2 without the keyword count and list.
                     record.keywords.clear();
-                    let mut v1 = record.encode();
-                    v1.truncate(v1.len() - 2);
-                    v1[0] = 1;
+                    // Schema 1 kept subscriptions in the record: the first
+                    // mailbox was subscribed, the second not.
+                    let v1 = crate::store::records::encode_legacy(&record, 1, id == mailboxes[0]);
                     table.insert(id, v1.as_slice()).unwrap();
                 }
+                txn.delete_table(crate::store::SUBSCRIPTIONS).unwrap();
             }
             txn.commit().unwrap();
         }
         let (store, _changes) = Store::open(&path, 1 << 20).unwrap();
+        let snapshot = store.snapshot().unwrap();
+        let names: Vec<String> = mailboxes
+            .iter()
+            .map(|&m| snapshot.mailbox(m).unwrap().unwrap().name)
+            .collect();
+        let owner = snapshot.mailbox(mailboxes[0]).unwrap().unwrap().owner;
+        assert_eq!(snapshot.subscriptions(&owner).unwrap(), [names[0].clone()]);
         let after: Vec<_> = mailboxes.iter().map(|&m| indexed(&store, m)).collect();
         assert_eq!(after, before);
         // And through schema 2 to 3: the bodies are in chunks.

@@ -21,6 +21,9 @@ pub use blobs::BLOB_CHUNK;
 pub use events::{Change, Hub};
 pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
+/// For the fuzz targets (fuzz/): the one record decoder with no other public path.
+#[doc(hidden)]
+pub use records::{decode_uids, encode_uids};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
 pub use writer::WriteCtx;
 
@@ -55,6 +58,10 @@ const SEARCH_HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("search
 const EXPUNGED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("expunged");
 /// (mailbox, UID / CHUNK_UIDS) → packed UIDs, MODSEQs and flags (index.rs).
 const MESSAGE_INDEX: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("message_index");
+/// (user, mailbox name) of every subscription. Apart from the mailboxes: a
+/// name stays subscribed when its mailbox is deleted (RFC 9051 §6.3.7), and
+/// may be subscribed before it exists.
+const SUBSCRIPTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("subscriptions");
 
 /// The mailboxes every user starts with, and their special use.
 pub const DEFAULT_MAILBOXES: [(&str, Option<SpecialUse>); 6] = [
@@ -211,6 +218,10 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 if version > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema(version));
                 }
+                if version < 3 {
+                    // First, while the mailbox records still hold it.
+                    upgrade_subscriptions(&txn)?;
+                }
                 if version < 2 {
                     upgrade_to_v2(&txn)?;
                 }
@@ -237,8 +248,29 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(SEARCH_HEADERS)?;
         txn.open_table(EXPUNGED)?;
         txn.open_table(MESSAGE_INDEX)?;
+        txn.open_table(SUBSCRIPTIONS)?;
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// Schema 2 → 3: subscriptions move from a byte in each mailbox record to
+/// their own table.
+fn upgrade_subscriptions(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mailboxes = txn.open_table(MAILBOXES)?;
+    let mut subscriptions = txn.open_table(SUBSCRIPTIONS)?;
+    let mut moved = 0;
+    for entry in mailboxes.iter()? {
+        let (_, value) = entry?;
+        if records::legacy_subscribed(value.value()) == Some(true) {
+            let record = MailboxRecord::decode(value.value())?;
+            subscriptions.insert((record.owner.as_str(), record.name.as_str()), ())?;
+            moved += 1;
+        }
+    }
+    log::info!(
+        "store: upgraded the database to schema 3 ({moved} subscriptions in their own table)"
+    );
     Ok(())
 }
 
@@ -346,6 +378,35 @@ impl Snapshot {
             }
         }
         Ok(out)
+    }
+
+    /// The names a user is subscribed to, in name order, whether or not
+    /// their mailboxes exist.
+    pub fn subscriptions(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(SUBSCRIPTIONS)?;
+        let mut out = Vec::new();
+        for entry in table.range((user, "")..)? {
+            let (key, _) = entry?;
+            let (owner, name) = key.value();
+            if owner != user {
+                break;
+            }
+            out.push(name.to_string());
+        }
+        Ok(out)
+    }
+
+    /// How many messages of a mailbox have a UID of at least `uid`. Reads
+    /// only the index chunks from that UID on.
+    pub fn count_from(&self, mailbox: MailboxId, uid: u32) -> Result<u32, StoreError> {
+        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+        let mut count = 0;
+        for entry in chunks.range((mailbox, chunk_of(uid))..=(mailbox, u32::MAX))? {
+            let (key, value) = entry?;
+            let chunk = ChunkRef::parse(key.value().1, value.value())?;
+            count += chunk.uids().filter(|&u| u >= uid).count() as u32;
+        }
+        Ok(count)
     }
 
     /// Every message of a mailbox in UID order.

@@ -186,12 +186,12 @@ impl WriteCtx<'_> {
             uid_next: 1,
             highest_modseq: 1,
             special_use,
-            subscribed: true,
             exists: 0,
             unseen: 0,
             deleted: 0,
             size: 0,
             keywords: Vec::new(),
+            recent_horizon: 1,
         };
         self.save_mailbox(id, &record)?;
         self.mailbox_names.insert((user, name.as_str()), id)?;
@@ -200,7 +200,8 @@ impl WriteCtx<'_> {
     }
 
     /// Gives a user INBOX and the special-use mailboxes the first time they
-    /// are needed. Returns INBOX's id.
+    /// are needed, subscribed (a mailbox a client creates is not: RFC 9051
+    /// §6.3.4 leaves that to the client). Returns INBOX's id.
     pub fn ensure_user(&mut self, user: &str) -> Result<MailboxId, StoreError> {
         if let Some(inbox) = self.mailbox_id(user, "INBOX")? {
             return Ok(inbox);
@@ -209,6 +210,7 @@ impl WriteCtx<'_> {
         for (name, special_use) in DEFAULT_MAILBOXES {
             if self.mailbox_id(user, name)?.is_none() {
                 let id = self.create_mailbox(user, name, special_use)?;
+                self.subscriptions.insert((user, name), ())?;
                 if name == "INBOX" {
                     inbox = id;
                 }
@@ -492,24 +494,61 @@ impl WriteCtx<'_> {
             self.mailbox_names.insert((user, new_name.as_str()), id)?;
             self.changes.push(Change::Mailbox(id));
         }
+        // Subscriptions follow the names, as in Dovecot, so the renamed
+        // folders stay visible to clients that list subscribed ones.
+        let prefix = format!("{from}/");
+        let mut moved: Vec<String> = Vec::new();
+        for entry in self.subscriptions.range((user, from.as_str())..)? {
+            let (key, _) = entry?;
+            let (owner, name) = key.value();
+            if owner != user || !(name == from || name.starts_with(&prefix)) {
+                break;
+            }
+            moved.push(name.to_string());
+        }
+        for old_name in moved {
+            let new_name = format!("{to}{}", &old_name[from.len()..]);
+            self.subscriptions.remove((user, old_name.as_str()))?;
+            self.subscriptions.insert((user, new_name.as_str()), ())?;
+        }
         self.changes.push(Change::MailboxList(user.to_string()));
         Ok(())
     }
 
+    /// Subscribes or unsubscribes a name, whether or not a mailbox has it:
+    /// a subscription outlives DELETE (RFC 9051 §6.3.7), and removing one
+    /// that is not there is no error (Dovecot answers OK too).
     pub fn set_subscribed(
         &mut self,
         user: &str,
         name: &str,
         subscribed: bool,
     ) -> Result<(), StoreError> {
-        let id = self
-            .mailbox_id(user, name)?
-            .ok_or(StoreError::NoSuchMailbox)?;
-        let mut record = self.load_mailbox(id)?;
-        if record.subscribed != subscribed {
-            record.subscribed = subscribed;
-            self.save_mailbox(id, &record)?;
+        let name = canonical_mailbox_name(name);
+        let changed = if subscribed {
+            self.subscriptions
+                .insert((user, name.as_ref()), ())?
+                .is_none()
+        } else {
+            self.subscriptions.remove((user, name.as_ref()))?.is_some()
+        };
+        if changed {
             self.changes.push(Change::MailboxList(user.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Moves a mailbox's \Recent horizon up to `uid` (never down): the
+    /// messages below it have been seen as recent by a session.
+    pub fn advance_recent_horizon(
+        &mut self,
+        mailbox: MailboxId,
+        uid: u32,
+    ) -> Result<(), StoreError> {
+        let mut record = self.load_mailbox(mailbox)?;
+        if uid > record.recent_horizon {
+            record.recent_horizon = uid;
+            self.save_mailbox(mailbox, &record)?;
         }
         Ok(())
     }

@@ -84,7 +84,6 @@ pub struct MailboxRecord {
     pub uid_next: u32,
     pub highest_modseq: u64,
     pub special_use: Option<SpecialUse>,
-    pub subscribed: bool,
     /// Running totals, so STATUS and POP3 STAT never scan the messages.
     pub exists: u32,
     pub unseen: u32,
@@ -93,6 +92,10 @@ pub struct MailboxRecord {
     /// Every keyword ever set on a message here, in the order first seen: the
     /// FLAGS that SELECT announces. Like Dovecot's, the list only grows.
     pub keywords: Vec<String>,
+    /// The lowest UID no session has yet seen as \Recent (RFC 3501 §2.3.2):
+    /// every message from here on is recent for the next session that
+    /// selects the mailbox. One number per mailbox, not a flag per message.
+    pub recent_horizon: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,25 +114,29 @@ pub struct MessageRecord {
 const MAILBOX_V1: u8 = 1;
 /// Version 2 adds the keyword list.
 const MAILBOX_V2: u8 = 2;
+/// Version 3 drops the subscribed byte (subscriptions have their own table,
+/// since a name can stay subscribed after its mailbox is deleted) and adds
+/// the \Recent horizon.
+const MAILBOX_V3: u8 = 3;
 const MESSAGE_V1: u8 = 1;
 
 impl MailboxRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder(Vec::with_capacity(64 + self.name.len()));
-        e.u8(MAILBOX_V2);
+        e.u8(MAILBOX_V3);
         e.str(&self.owner);
         e.str(&self.name);
         e.u32(self.uid_validity);
         e.u32(self.uid_next);
         e.u64(self.highest_modseq);
         e.u8(self.special_use.map_or(0, SpecialUse::code));
-        e.u8(self.subscribed as u8);
         e.u32(self.exists);
         e.u32(self.unseen);
         e.u32(self.deleted);
         e.u64(self.size);
         e.u16(self.keywords.len() as u16);
         self.keywords.iter().for_each(|k| e.str(k));
+        e.u32(self.recent_horizon);
         e.0
     }
 
@@ -137,32 +144,86 @@ impl MailboxRecord {
         let mut d = Decoder(bytes);
         let record = (|| {
             let version = d.u8()?;
-            if version != MAILBOX_V1 && version != MAILBOX_V2 {
+            if !(MAILBOX_V1..=MAILBOX_V3).contains(&version) {
                 return None;
             }
+            let (owner, name) = (d.str()?, d.str()?);
+            let (uid_validity, uid_next, highest_modseq) = (d.u32()?, d.u32()?, d.u64()?);
+            let special_use = SpecialUse::from_code(d.u8()?)?;
+            if version < MAILBOX_V3 {
+                // The old subscribed byte: read by the schema 3 upgrade
+                // through `legacy_subscribed`, ignored here.
+                d.u8()?;
+            }
             let mut record = MailboxRecord {
-                owner: d.str()?,
-                name: d.str()?,
-                uid_validity: d.u32()?,
-                uid_next: d.u32()?,
-                highest_modseq: d.u64()?,
-                special_use: SpecialUse::from_code(d.u8()?)?,
-                subscribed: d.u8()? != 0,
+                owner,
+                name,
+                uid_validity,
+                uid_next,
+                highest_modseq,
+                special_use,
                 exists: d.u32()?,
                 unseen: d.u32()?,
                 deleted: d.u32()?,
                 size: d.u64()?,
                 keywords: Vec::new(),
+                // Nothing is recent in a mailbox from before \Recent was kept.
+                recent_horizon: uid_next,
             };
             if version >= MAILBOX_V2 {
                 for _ in 0..d.u16()? {
                     record.keywords.push(d.str()?);
                 }
             }
+            if version >= MAILBOX_V3 {
+                record.recent_horizon = d.u32()?;
+            }
             Some(record)
         })();
         record.ok_or_else(|| StoreError::Corrupt("mailbox record".into()))
     }
+}
+
+/// A mailbox record as versions 1 and 2 wrote it: a subscribed byte after
+/// the special use; version 2 adds the keyword list. For upgrade tests.
+#[cfg(test)]
+pub fn encode_legacy(record: &MailboxRecord, version: u8, subscribed: bool) -> Vec<u8> {
+    let mut e = Encoder(Vec::new());
+    e.u8(version);
+    e.str(&record.owner);
+    e.str(&record.name);
+    e.u32(record.uid_validity);
+    e.u32(record.uid_next);
+    e.u64(record.highest_modseq);
+    e.u8(record.special_use.map_or(0, SpecialUse::code));
+    e.u8(subscribed as u8);
+    e.u32(record.exists);
+    e.u32(record.unseen);
+    e.u32(record.deleted);
+    e.u64(record.size);
+    if version == MAILBOX_V2 {
+        e.u16(record.keywords.len() as u16);
+        record.keywords.iter().for_each(|k| e.str(k));
+    }
+    e.0
+}
+
+/// Whether a version 1 or 2 mailbox record was subscribed; None for a
+/// version 3 record (or a damaged one). For the schema 3 upgrade only.
+pub fn legacy_subscribed(bytes: &[u8]) -> Option<bool> {
+    let mut d = Decoder(bytes);
+    let version = d.u8()?;
+    if version != MAILBOX_V1 && version != MAILBOX_V2 {
+        return None;
+    }
+    // Owner, name, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, special use.
+    d.str()?;
+    d.str()?;
+    d.u32()?;
+    d.u32()?;
+    d.u64()?;
+    d.u8()?;
+    Some(d.u8()? != 0)
 }
 
 impl MessageRecord {
@@ -314,21 +375,25 @@ mod tests {
             uid_next: 42,
             highest_modseq: 99,
             special_use: Some(SpecialUse::Junk),
-            subscribed: true,
             exists: 3,
             unseen: 1,
             deleted: 0,
             size: 12345,
             keywords: vec!["$Junk".into(), "todo".into()],
+            recent_horizon: 40,
         };
         let bytes = record.encode();
         assert_eq!(MailboxRecord::decode(&bytes).unwrap(), record);
-        // A version 1 record is the same without the keyword list.
-        let mut v1 = bytes[..bytes.len() - (2 + 2 + 5 + 2 + 4)].to_vec();
-        v1[0] = 1;
-        let old = MailboxRecord::decode(&v1).unwrap();
-        assert_eq!(old.keywords, Vec::<String>::new());
-        assert_eq!(old.size, record.size);
+        assert_eq!(legacy_subscribed(&bytes), None);
+        let old = |version, subscribed| encode_legacy(&record, version, subscribed);
+        let v2 = MailboxRecord::decode(&old(2, true)).unwrap();
+        assert_eq!(v2.keywords, record.keywords);
+        assert_eq!(v2.recent_horizon, 42, "nothing is recent after an upgrade");
+        assert_eq!(legacy_subscribed(&old(2, true)), Some(true));
+        let v1 = MailboxRecord::decode(&old(1, false)).unwrap();
+        assert_eq!(v1.keywords, Vec::<String>::new());
+        assert_eq!(v1.size, record.size);
+        assert_eq!(legacy_subscribed(&old(1, false)), Some(false));
     }
 
     #[test]

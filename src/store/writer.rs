@@ -23,7 +23,7 @@ use smol::channel::{Receiver, Sender};
 use super::index::PendingChunk;
 use super::{
     Change, MailboxId, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES,
-    MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS,
+    MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SUBSCRIPTIONS,
 };
 
 /// The most jobs one transaction takes, so that one commit stays short and a
@@ -45,6 +45,7 @@ pub struct WriteCtx<'t> {
     pub(super) search_headers: Table<'t, u64, &'static [u8]>,
     pub(super) expunged: Table<'t, (u64, u64), &'static [u8]>,
     pub(super) message_index: Table<'t, (u64, u32), &'static [u8]>,
+    pub(super) subscriptions: Table<'t, (&'static str, &'static str), ()>,
     /// Index chunks this batch is editing, written back before the commit.
     pub(super) pending_chunks: BTreeMap<(MailboxId, u32), PendingChunk>,
     /// What this batch changed, published to the event loop after the commit.
@@ -239,6 +240,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError>
         search_headers: txn.open_table(SEARCH_HEADERS)?,
         expunged: txn.open_table(EXPUNGED)?,
         message_index: txn.open_table(MESSAGE_INDEX)?,
+        subscriptions: txn.open_table(SUBSCRIPTIONS)?,
         pending_chunks: BTreeMap::new(),
         changes: Vec::new(),
     })

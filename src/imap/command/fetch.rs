@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::ops::Range;
 
 use crate::imap::parser::{FetchItem, MessageSet, Partial, Section, SectionText};
-use crate::imap::response::{flag_list, literal};
+use crate::imap::response::{flag_list_recent, literal};
 use crate::imap::session::{Session, State};
 use crate::mime::transfer::{Decoder, Encoding};
 use crate::mime::{MessageInfo, PartKind};
@@ -124,6 +124,7 @@ impl Session {
             Ok(s) => s,
             Err(e) => return self.store_failed(tag, &e),
         };
+        self.announce_keywords(&snapshot);
         let records = match snapshot.messages_between(mailbox, low, high) {
             Ok(r) => r,
             Err(e) => return self.store_failed(tag, &e),
@@ -140,19 +141,28 @@ impl Session {
             while records.peek().is_some_and(|(u, _)| *u < msg_uid) {
                 records.next();
             }
-            let record = match records.peek() {
-                Some((u, r)) if *u == msg_uid => r,
-                _ => {
-                    trouble.expunged = true;
-                    continue;
-                }
-            };
             let State::Selected(view) = &mut self.state else {
                 return;
             };
             let Some(seq) = view.seq_of(msg_uid) else {
                 continue;
             };
+            let record = match records.peek() {
+                Some((u, r)) if *u == msg_uid => r,
+                _ => {
+                    // Expunged by another session, and not yet reported:
+                    // the client still has its number, so it gets what the
+                    // view knows and NIL for the content (RFC 2180 §4.1.3),
+                    // as Dovecot answers.
+                    trouble.expunged = true;
+                    render_gone(&mut self.out, &items, view, seq);
+                    if !self.pace(n, conn).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let recent = view.is_recent(msg_uid);
             let flags_changed = seen_now.binary_search(&msg_uid).is_ok();
             if flags_changed {
                 view.saw_flags(msg_uid, record);
@@ -203,6 +213,7 @@ impl Session {
             }
             let message = Message {
                 uid: msg_uid,
+                recent,
                 record,
                 body,
                 info: info.as_ref(),
@@ -223,7 +234,7 @@ impl Session {
             }
             if flags_changed && !items.contains(&FetchItem::Flags) {
                 self.out.extend_from_slice(b" FLAGS ");
-                flag_list(&mut self.out, record.flags, &record.keywords);
+                flag_list_recent(&mut self.out, record.flags, &record.keywords, recent);
             }
             // RFC 7162 §3.1: with CONDSTORE, a FETCH that changed the flags
             // (\Seen) also says which message and at which MODSEQ.
@@ -251,11 +262,51 @@ impl Session {
                 "[UNKNOWN-CTE] A part has a content-transfer-encoding letterbox cannot decode",
             );
         } else if trouble.expunged {
-            self.no(tag, "[EXPUNGEISSUED] Some of the messages were expunged");
+            self.ok(tag, EXPUNGE_ISSUED);
         } else {
             self.ok(tag, "FETCH completed");
         }
     }
+}
+
+/// The tagged OK of a FETCH that named messages another session expunged.
+const EXPUNGE_ISSUED: &str = "[EXPUNGEISSUED] Some messages were already expunged";
+
+/// A FETCH response for a message gone from the store that the client still
+/// sees: UID, FLAGS and MODSEQ as the view has them, NIL for content, and
+/// nothing for the items that have no NIL form.
+fn render_gone(out: &mut Vec<u8>, items: &[FetchItem], view: &crate::imap::view::View, seq: u32) {
+    let index = seq as usize - 1;
+    let uid = view.uids[index];
+    let (flags, keywords) = view.flags_at(index);
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for item in items {
+        let mut part = Vec::new();
+        match item {
+            FetchItem::Uid => {
+                let _ = write!(part, "UID {uid}");
+            }
+            FetchItem::Flags => {
+                part.extend_from_slice(b"FLAGS ");
+                flag_list_recent(&mut part, flags, keywords, view.is_recent(uid));
+            }
+            FetchItem::Modseq => {
+                let _ = write!(part, "MODSEQ ({})", view.modseq_at(index));
+            }
+            FetchItem::Rfc822
+            | FetchItem::Rfc822Header
+            | FetchItem::Rfc822Text
+            | FetchItem::BodySection { .. }
+            | FetchItem::Binary { .. } => {
+                let _ = write!(part, "{} NIL", item.response_name());
+            }
+            _ => continue,
+        }
+        parts.push(part);
+    }
+    let _ = write!(out, "* {seq} FETCH (");
+    out.extend_from_slice(&parts.join(&b' '));
+    out.extend_from_slice(b")\r\n");
 }
 
 impl Session {
@@ -414,11 +465,10 @@ impl Session {
             if view.uids.get(index) != Some(&uid) {
                 continue;
             }
-            // Gone from the store but not yet reported: no data for it.
-            if view.vanished.binary_search(&uid).is_ok() {
-                expunged = true;
-                continue;
-            }
+            // Gone from the store but not yet reported: the view still has
+            // its flags, and the tagged reply says it is gone.
+            expunged |= view.vanished.binary_search(&uid).is_ok();
+            let recent = view.is_recent(uid);
             let (flags, keywords) = view.flags_at(index);
             let modseq = view.modseq_at(index);
             let _ = write!(self.out, "* {} FETCH (", index + 1);
@@ -435,7 +485,7 @@ impl Session {
                     }
                     _ => {
                         self.out.extend_from_slice(b"FLAGS ");
-                        flag_list(&mut self.out, flags, keywords);
+                        flag_list_recent(&mut self.out, flags, keywords, recent);
                     }
                 }
             }
@@ -445,7 +495,7 @@ impl Session {
             }
         }
         if expunged {
-            self.no(tag, "[EXPUNGEISSUED] Some of the messages were expunged");
+            self.ok(tag, EXPUNGE_ISSUED);
         } else {
             self.ok(tag, "FETCH completed");
         }
@@ -454,6 +504,7 @@ impl Session {
 
 struct Message<'a> {
     uid: u32,
+    recent: bool,
     record: &'a MessageRecord,
     body: Option<Body<'a>>,
     info: Option<&'a MessageInfo>,
@@ -554,7 +605,7 @@ fn render(
     match item {
         FetchItem::Flags => {
             out.extend_from_slice(b"FLAGS ");
-            flag_list(out, m.record.flags, &m.record.keywords);
+            flag_list_recent(out, m.record.flags, &m.record.keywords, m.recent);
         }
         FetchItem::Uid => {
             let _ = write!(out, "UID {}", m.uid);

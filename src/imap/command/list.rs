@@ -7,13 +7,30 @@ use crate::imap::response::mailbox_name;
 use crate::imap::session::Session;
 use crate::store::{canonical_mailbox_name, MailboxRecord, StoreError};
 
-/// One name in the hierarchy: a mailbox, or a parent that only exists
-/// because it has children.
+/// One name in the hierarchy: a mailbox, a parent that only exists because
+/// it has children, or a subscribed name (which may have no mailbox).
+#[derive(Default)]
 struct Node<'a> {
+    /// The mailbox's id and record, if a mailbox has this name.
+    id: u64,
     record: Option<&'a MailboxRecord>,
+    subscribed: bool,
+    /// A mailbox exists below this name.
     has_children: bool,
+    /// A subscribed name exists below this name.
     subscribed_child: bool,
 }
+
+impl Node<'_> {
+    /// Whether a LIST without the SUBSCRIBED selection shows the name: it is
+    /// a mailbox or the parent of one.
+    fn exists_in_hierarchy(&self) -> bool {
+        self.record.is_some() || self.has_children
+    }
+}
+
+/// A user's mailboxes and the names they are subscribed to.
+type MailboxesAndSubscriptions = (Vec<(u64, MailboxRecord)>, Vec<String>);
 
 impl Session {
     /// A LIST pattern or reference: like a mailbox name, but may be empty
@@ -25,14 +42,14 @@ impl Session {
         self.mailbox_arg(raw)
     }
 
-    /// The user's mailboxes; on a storage error the client is told and
-    /// None is returned.
-    fn user_mailboxes(&mut self, tag: &str) -> Option<Vec<(u64, MailboxRecord)>> {
+    /// The user's mailboxes and subscriptions; on a storage error the
+    /// client is told and None is returned.
+    fn user_mailboxes(&mut self, tag: &str) -> Option<MailboxesAndSubscriptions> {
         match self
             .shared
             .store
             .snapshot()
-            .and_then(|s| s.mailboxes(&self.user))
+            .and_then(|s| Ok((s.mailboxes(&self.user)?, s.subscriptions(&self.user)?)))
         {
             Ok(mailboxes) => Some(mailboxes),
             Err(e) => {
@@ -50,15 +67,13 @@ impl Session {
         patterns: &[Vec<u8>],
         returns: ListReturn,
     ) {
-        let reference = match self.pattern_arg(reference) {
-            Ok(r) => r,
-            Err(e) => return self.bad(tag, &e),
-        };
+        // A reference or pattern that is no valid name (bad modified UTF-7,
+        // say) is well-formed IMAP that matches nothing: OK, no names.
+        let reference = self.pattern_arg(reference);
         let mut full = Vec::new();
         for pattern in patterns {
-            match self.pattern_arg(pattern) {
-                Ok(p) => full.push(canonical_pattern(&format!("{reference}{p}"))),
-                Err(e) => return self.bad(tag, &e),
+            if let (Ok(r), Ok(p)) = (&reference, self.pattern_arg(pattern)) {
+                full.push(canonical_pattern(&format!("{r}{p}")));
             }
         }
         // An empty pattern asks for the delimiter, whatever the reference.
@@ -67,42 +82,51 @@ impl Session {
             self.untagged("LIST (\\Noselect) \"/\" \"\"");
             return self.ok(tag, "LIST completed");
         }
-        let Some(mailboxes) = self.user_mailboxes(tag) else {
+        let Some((mailboxes, subscriptions)) = self.user_mailboxes(tag) else {
             return;
         };
-        let tree = hierarchy(&mailboxes);
+        let tree = hierarchy(&mailboxes, &subscriptions);
+        let matches = |name: &str| {
+            full.iter()
+                .any(|p| wildcard_match(p.as_bytes(), name.as_bytes()))
+        };
         let show_subscribed = selection.subscribed || returns.subscribed;
         for (name, node) in &tree {
-            if !full
-                .iter()
-                .any(|p| wildcard_match(p.as_bytes(), name.as_bytes()))
-            {
+            if !matches(name) {
                 continue;
             }
-            let subscribed = node.record.is_some_and(|r| r.subscribed);
-            let mut child_info = false;
-            if selection.subscribed && !subscribed {
-                if selection.recursive_match && node.subscribed_child {
-                    child_info = true;
-                } else {
-                    continue;
-                }
+            // RFC 5258 §3.5: with RECURSIVEMATCH, a name whose subscribed
+            // descendants the patterns do not reach says so in CHILDINFO.
+            let child_info = selection.recursive_match
+                && node.subscribed_child
+                && subscribed_descendants(&tree, name).any(|child| !matches(child));
+            let selected = if selection.subscribed {
+                node.subscribed
+            } else {
+                node.exists_in_hierarchy()
+            };
+            if !selected && !child_info {
+                continue;
             }
             if selection.special_use && node.record.and_then(|r| r.special_use).is_none() {
                 continue;
             }
             let mut attrs: Vec<&str> = Vec::new();
-            match node.record {
-                None if self.rev2 => attrs.push("\\NonExistent"),
-                None => attrs.push("\\Noselect"),
-                Some(_) => {}
+            if node.record.is_none() {
+                // A subscribed name with no mailbox is \NonExistent in the
+                // extended LIST whatever the revision (RFC 5258 §3.4).
+                attrs.push(if self.rev2 || selection.subscribed {
+                    "\\NonExistent"
+                } else {
+                    "\\Noselect"
+                });
             }
             attrs.push(if node.has_children {
                 "\\HasChildren"
             } else {
                 "\\HasNoChildren"
             });
-            if show_subscribed && subscribed {
+            if show_subscribed && node.subscribed {
                 attrs.push("\\Subscribed");
             }
             if let Some(use_attr) = node.record.and_then(|r| r.special_use) {
@@ -115,8 +139,9 @@ impl Session {
             }
             line.extend_from_slice(b"\r\n");
             self.out.extend_from_slice(&line);
-            if let (Some(items), Some(record)) = (&returns.status, node.record) {
-                self.status_line(name, record, items);
+            // RFC 5819 §3: STATUS only for mailboxes the selection chose.
+            if let (Some(items), Some(record), true) = (&returns.status, node.record, selected) {
+                self.status_line(name, node.id, record, items);
             }
         }
         self.ok(tag, "LIST completed");
@@ -125,16 +150,15 @@ impl Session {
     pub(in crate::imap) fn lsub(&mut self, tag: &str, reference: &[u8], pattern: &[u8]) {
         let (reference, pattern) = match (self.pattern_arg(reference), self.pattern_arg(pattern)) {
             (Ok(r), Ok(p)) => (r, p),
-            (Err(e), _) | (_, Err(e)) => return self.bad(tag, &e),
+            (Err(e), _) | (_, Err(e)) => return self.no(tag, &e),
         };
         let pattern = canonical_pattern(&format!("{reference}{pattern}"));
-        let Some(mailboxes) = self.user_mailboxes(tag) else {
+        let Some((mailboxes, subscriptions)) = self.user_mailboxes(tag) else {
             return;
         };
-        let tree = hierarchy(&mailboxes);
+        let tree = hierarchy(&mailboxes, &subscriptions);
         for (name, node) in &tree {
-            let subscribed = node.record.is_some_and(|r| r.subscribed);
-            if !(subscribed || node.subscribed_child)
+            if !(node.subscribed || node.subscribed_child)
                 || !wildcard_match(pattern.as_bytes(), name.as_bytes())
             {
                 continue;
@@ -143,10 +167,13 @@ impl Session {
             // \Noselect (RFC 3501 §6.3.9); when the pattern reaches that
             // child itself (as '*' does), the child is listed and the
             // unsubscribed parent is not.
-            if !subscribed && subscribed_descendant_matches(&tree, name, &pattern) {
+            if !node.subscribed
+                && subscribed_descendants(&tree, name)
+                    .any(|child| wildcard_match(pattern.as_bytes(), child.as_bytes()))
+            {
                 continue;
             }
-            let attrs = if subscribed { "" } else { "\\Noselect" };
+            let attrs = if node.subscribed { "" } else { "\\Noselect" };
             let mut line = format!("* LSUB ({attrs}) \"/\" ").into_bytes();
             mailbox_name(&mut line, name, self.utf8);
             line.extend_from_slice(b"\r\n");
@@ -158,17 +185,17 @@ impl Session {
     pub(in crate::imap) fn status(&mut self, tag: &str, raw: &[u8], items: &[StatusItem]) {
         let name = match self.mailbox_arg(raw) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         let found = self.shared.store.snapshot().and_then(|s| {
             let id = s
                 .mailbox_id(&self.user, &name)?
                 .ok_or(StoreError::NoSuchMailbox)?;
-            s.mailbox(id)?.ok_or(StoreError::NoSuchMailbox)
+            Ok((id, s.mailbox(id)?.ok_or(StoreError::NoSuchMailbox)?))
         });
         match found {
-            Ok(record) => {
-                self.status_line(&name, &record, items);
+            Ok((id, record)) => {
+                self.status_line(&name, id, &record, items);
                 self.ok(tag, "STATUS completed");
             }
             Err(e) => self.store_failed(tag, &e),
@@ -176,7 +203,7 @@ impl Session {
     }
 
     /// `* STATUS name (items)`, all from the mailbox's running totals.
-    fn status_line(&mut self, name: &str, record: &MailboxRecord, items: &[StatusItem]) {
+    fn status_line(&mut self, name: &str, id: u64, record: &MailboxRecord, items: &[StatusItem]) {
         let mut values = Vec::new();
         for item in items {
             values.push(match item {
@@ -186,7 +213,18 @@ impl Session {
                 StatusItem::Unseen => format!("UNSEEN {}", record.unseen),
                 StatusItem::Deleted => format!("DELETED {}", record.deleted),
                 StatusItem::Size => format!("SIZE {}", record.size),
-                StatusItem::Recent => "RECENT 0".to_string(),
+                // What the next SELECT would take: messages past the
+                // mailbox's \Recent horizon (reads only the index's tail).
+                StatusItem::Recent => {
+                    let horizon = self.shared.recent_horizon(id, record.recent_horizon);
+                    let count = self
+                        .shared
+                        .store
+                        .snapshot()
+                        .and_then(|s| s.count_from(id, horizon))
+                        .unwrap_or(0);
+                    format!("RECENT {count}")
+                }
                 StatusItem::HighestModseq => format!("HIGHESTMODSEQ {}", record.highest_modseq),
                 StatusItem::AppendLimit => {
                     format!("APPENDLIMIT {}", self.shared.config.max_message_size)
@@ -200,45 +238,47 @@ impl Session {
     }
 }
 
-/// Every mailbox, plus parents implied by children, in name order.
-fn hierarchy(mailboxes: &[(u64, MailboxRecord)]) -> BTreeMap<String, Node<'_>> {
-    let mut tree: BTreeMap<String, Node<'_>> = BTreeMap::new();
-    for (_, record) in mailboxes {
-        tree.entry(record.name.clone())
-            .or_insert(Node {
-                record: None,
-                has_children: false,
-                subscribed_child: false,
-            })
-            .record = Some(record);
-        let mut name = record.name.as_str();
-        while let Some((parent, _)) = name.rsplit_once('/') {
-            let node = tree.entry(parent.to_string()).or_insert(Node {
-                record: None,
-                has_children: false,
-                subscribed_child: false,
-            });
-            node.has_children = true;
-            node.subscribed_child |= record.subscribed;
-            name = parent;
+/// Every mailbox and every subscribed name, plus the parents they imply,
+/// in name order.
+fn hierarchy<'a>(
+    mailboxes: &'a [(u64, MailboxRecord)],
+    subscriptions: &[String],
+) -> BTreeMap<String, Node<'a>> {
+    let mut tree: BTreeMap<String, Node<'a>> = BTreeMap::new();
+    for (id, record) in mailboxes {
+        let node = tree.entry(record.name.clone()).or_default();
+        node.record = Some(record);
+        node.id = *id;
+        for parent in parents(&record.name) {
+            tree.entry(parent.to_string()).or_default().has_children = true;
+        }
+    }
+    for name in subscriptions {
+        tree.entry(name.clone()).or_default().subscribed = true;
+        for parent in parents(name) {
+            tree.entry(parent.to_string()).or_default().subscribed_child = true;
         }
     }
     tree
 }
 
-/// Whether a subscribed mailbox below `parent` matches `pattern`.
-fn subscribed_descendant_matches(
-    tree: &BTreeMap<String, Node<'_>>,
+/// `a/b/c` → `a/b`, `a`.
+fn parents(name: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(name.rsplit_once('/').map(|(p, _)| p), |n| {
+        n.rsplit_once('/').map(|(p, _)| p)
+    })
+}
+
+/// The subscribed names below `parent`.
+fn subscribed_descendants<'t>(
+    tree: &'t BTreeMap<String, Node<'_>>,
     parent: &str,
-    pattern: &str,
-) -> bool {
+) -> impl Iterator<Item = &'t str> {
     let prefix = format!("{parent}/");
     tree.range(prefix.clone()..)
-        .take_while(|(name, _)| name.starts_with(&prefix))
-        .any(|(name, node)| {
-            node.record.is_some_and(|r| r.subscribed)
-                && wildcard_match(pattern.as_bytes(), name.as_bytes())
-        })
+        .take_while(move |(name, _)| name.starts_with(&prefix))
+        .filter(|(_, node)| node.subscribed)
+        .map(|(name, _)| name.as_str())
 }
 
 /// INBOX is case-insensitive in patterns too.

@@ -12,7 +12,7 @@ impl Session {
     ) {
         let name = match self.mailbox_arg(raw) {
             Ok(name) => name.trim_end_matches('/').to_string(),
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no(tag, &format!("[CANNOT] {e}")),
         };
         if name.is_empty()
             || name.contains(['*', '%'])
@@ -70,7 +70,7 @@ impl Session {
     pub(in crate::imap) async fn delete(&mut self, tag: &str, raw: &[u8]) {
         let name = match self.mailbox_arg(raw) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         // RFC 9051 §6.3.4: a refusal because of inferior names SHOULD say
         // HASCHILDREN, so the client can tell the user what to do.
@@ -102,7 +102,7 @@ impl Session {
     pub(in crate::imap) async fn rename(&mut self, tag: &str, from: &[u8], to: &[u8]) {
         let (from, to) = match (self.mailbox_arg(from), self.mailbox_arg(to)) {
             (Ok(from), Ok(to)) => (from, to.trim_end_matches('/').to_string()),
-            (Err(e), _) | (_, Err(e)) => return self.bad(tag, &e),
+            (Err(e), _) | (_, Err(e)) => return self.no(tag, &format!("[CANNOT] {e}")),
         };
         if to.is_empty() || to.contains(['*', '%']) || to.starts_with('/') || to.contains("//") {
             return self.no(
@@ -137,13 +137,21 @@ impl Session {
     pub(in crate::imap) async fn subscribe(&mut self, tag: &str, raw: &[u8], subscribed: bool) {
         let name = match self.mailbox_arg(raw) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         let user = self.user.clone();
+        // Only an existing mailbox can be subscribed (as in Dovecot); any
+        // name can be unsubscribed, so a client cleaning up after a DELETE
+        // or RENAME (Roundcube does) is never refused.
         let done = self
             .shared
             .store
-            .write(move |tx| tx.set_subscribed(&user, &name, subscribed))
+            .write(move |tx| {
+                if subscribed && tx.mailbox_id(&user, &name)?.is_none() {
+                    return Err(crate::store::StoreError::NoSuchMailbox);
+                }
+                tx.set_subscribed(&user, &name, subscribed)
+            })
             .await;
         let verb = if subscribed {
             "SUBSCRIBE"

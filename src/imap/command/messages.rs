@@ -2,7 +2,7 @@
 //! that change messages.
 
 use crate::imap::parser::{DateTime, Flag, MessageSet, StoreMode, StoreRequest};
-use crate::imap::response::flag_list;
+use crate::imap::response::flag_list_recent;
 use crate::imap::session::{Session, State};
 use crate::server::Shared;
 use crate::store::{FlagChange, Flags};
@@ -106,7 +106,7 @@ impl Session {
     ) {
         let name = match self.mailbox_arg(raw_name) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         if message.is_empty() {
             return self.no(tag, "Cannot store an empty message");
@@ -178,18 +178,12 @@ impl Session {
         let source = view.mailbox;
         let name = match self.mailbox_arg(raw_name) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         let uids = self.uids_of(set, uid);
         let Some(target) = self.existing_mailbox(tag, &name) else {
             return;
         };
-        if target == source && moving {
-            return self.no(
-                tag,
-                "[CANNOT] Cannot move a message to the mailbox it is in",
-            );
-        }
         let result = self
             .shared
             .store
@@ -265,9 +259,9 @@ impl Session {
             shared
                 .store
                 .snapshot()
-                .and_then(|s| s.messages_between(mailbox, low, high))
+                .and_then(|s| Ok((s.messages_between(mailbox, low, high)?, s)))
         };
-        let before = match read(&self.shared) {
+        let (before, snapshot) = match read(&self.shared) {
             Ok(before) => before,
             Err(e) => return self.store_failed(tag, &e),
         };
@@ -280,8 +274,9 @@ impl Session {
             });
         let mut changed: Vec<u32> = Vec::new();
         let mut modified: Vec<u32> = Vec::new();
-        let current = if needs_write {
+        let (current, snapshot) = if needs_write {
             let wanted = uids.clone();
+            let change = change.clone();
             let result = self
                 .shared
                 .store
@@ -303,34 +298,61 @@ impl Session {
                 Err(e) => return self.store_failed(tag, &e),
             }
         } else {
-            before
+            (before, snapshot)
         };
+        // A keyword new to the mailbox is announced before the FETCH that
+        // carries it (RFC 9051 §7.3.5).
+        self.announce_keywords(&snapshot);
+        // The keywords the client has been told of: a message gone from the
+        // store can take no other (its keyword never reached the mailbox).
+        let known_keywords = snapshot
+            .mailbox(mailbox)
+            .ok()
+            .flatten()
+            .map(|r| r.keywords)
+            .unwrap_or_default();
         let condstore = self.condstore;
         let State::Selected(view) = &mut self.state else {
             return;
         };
-        let mut wanted = uids.iter().peekable();
-        let mut found = 0;
-        for (msg_uid, record) in &current {
-            while wanted.peek().is_some_and(|w| *w < msg_uid) {
-                wanted.next();
+        let mut current = current.into_iter().peekable();
+        for &msg_uid in &uids {
+            while current.peek().is_some_and(|(u, _)| *u < msg_uid) {
+                current.next();
             }
-            if wanted.peek() != Some(&msg_uid) {
-                continue;
-            }
-            found += 1;
-            view.saw_flags(*msg_uid, record);
-            let Some(seq) = view.seq_of(*msg_uid) else {
+            let Some(seq) = view.seq_of(msg_uid) else {
                 continue;
             };
+            let Some((_, record)) = current.next_if(|(u, _)| *u == msg_uid) else {
+                // Expunged by another session, not yet reported to this one:
+                // the change is made to what the client sees, and the
+                // EXPUNGE follows at the next chance (RFC 2180 §4.2.1).
+                let index = seq as usize - 1;
+                let (flags, keywords) = view.flags_at(index);
+                let (flags, mut keywords) = change.apply(flags, keywords);
+                keywords.retain(|k| known_keywords.iter().any(|n| n.eq_ignore_ascii_case(k)));
+                if !silent {
+                    let line = format!("* {seq} FETCH (FLAGS ");
+                    self.out.extend_from_slice(line.as_bytes());
+                    flag_list_recent(&mut self.out, flags, &keywords, view.is_recent(msg_uid));
+                    if uid {
+                        self.out
+                            .extend_from_slice(format!(" UID {msg_uid}").as_bytes());
+                    }
+                    self.out.extend_from_slice(b")\r\n");
+                }
+                view.set_flags_of_gone(msg_uid, flags, keywords);
+                continue;
+            };
+            view.saw_flags(msg_uid, &record);
             // Left alone by UNCHANGEDSINCE: named in MODIFIED instead.
-            if modified.binary_search(msg_uid).is_ok() {
+            if modified.binary_search(&msg_uid).is_ok() {
                 continue;
             }
             if silent {
                 // RFC 7162 §3.1.3: even .SILENT tells a CONDSTORE client the
                 // new MODSEQ of what changed.
-                if condstore && changed.binary_search(msg_uid).is_ok() {
+                if condstore && changed.binary_search(&msg_uid).is_ok() {
                     let line = format!(
                         "* {seq} FETCH (UID {msg_uid} MODSEQ ({}))\r\n",
                         record.modseq
@@ -341,7 +363,12 @@ impl Session {
             }
             self.out
                 .extend_from_slice(format!("* {seq} FETCH (FLAGS ").as_bytes());
-            flag_list(&mut self.out, record.flags, &record.keywords);
+            flag_list_recent(
+                &mut self.out,
+                record.flags,
+                &record.keywords,
+                view.is_recent(msg_uid),
+            );
             if uid || condstore {
                 self.out
                     .extend_from_slice(format!(" UID {msg_uid}").as_bytes());
@@ -360,8 +387,6 @@ impl Session {
             };
             let set = compress_set(&numbers);
             self.ok(tag, &format!("[MODIFIED {set}] Conditional STORE failed"));
-        } else if found < uids.len() {
-            self.no(tag, "[EXPUNGEISSUED] Some of the messages were expunged");
         } else {
             self.ok(tag, "STORE completed");
         }

@@ -2,6 +2,7 @@
 //! SAVE. Keys that read message content run on a blocking thread, so a
 //! SEARCH BODY over a large mailbox never stalls the other sessions.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::imap::matcher::{Candidate, Content, Matcher};
@@ -15,7 +16,15 @@ use super::messages::compress_set;
 /// Mailboxes at least this large have content searches split across threads.
 const PARALLEL_FROM: usize = 4096;
 
-type SearchJob = Box<dyn FnOnce() -> Result<Vec<u32>, StoreError> + Send>;
+type SearchJob = Box<dyn FnOnce() -> Result<Searched, StoreError> + Send>;
+
+/// What a search over the store found, and the view's messages it could
+/// not look at because another session expunged them.
+#[derive(Default)]
+struct Searched {
+    found: Vec<u32>,
+    gone: Vec<u32>,
+}
 
 impl Session {
     pub(in crate::imap) async fn search(
@@ -42,6 +51,7 @@ impl Session {
         let Some(view) = self.view() else { return };
         let uids = view.uids.clone();
         let mailbox = view.mailbox;
+        let recent: Arc<[Range<u32>]> = view.recent().into();
         let matcher = Matcher::new(
             &key,
             self.saved.as_deref(),
@@ -49,6 +59,7 @@ impl Session {
             uids.last().copied().unwrap_or(0),
         );
         let store = self.shared.store.clone();
+        let matcher = Arc::new(matcher);
         let found = if matcher.needs_content() {
             // Content keys cost microseconds a message: a large mailbox is
             // split across the blocking threads, each with its own snapshot.
@@ -57,23 +68,25 @@ impl Session {
             } else {
                 1
             };
-            let matcher = Arc::new(matcher);
             let uids = Arc::new(uids);
             let chunk = uids.len().div_ceil(pieces).max(1);
             let jobs: Vec<SearchJob> = (0..pieces)
                 .map(|i| {
                     let (store, matcher, uids) = (store.clone(), matcher.clone(), uids.clone());
+                    let recent = recent.clone();
                     let range = (i * chunk).min(uids.len())..((i + 1) * chunk).min(uids.len());
                     Box::new(move || {
-                        run(&store, mailbox, &uids[range.clone()], range.start, &matcher)
+                        let part = &uids[range.clone()];
+                        run(&store, mailbox, part, range.start, &matcher, &recent)
                     }) as SearchJob
                 })
                 .collect();
-            let mut found = Ok(Vec::new());
+            let mut found = Ok(Searched::default());
             for piece in self.shared.run_heavy_parallel(jobs).await {
                 found = match (found, piece) {
                     (Ok(mut all), Ok(part)) => {
-                        all.extend(part);
+                        all.found.extend(part.found);
+                        all.gone.extend(part.gone);
                         Ok(all)
                     }
                     (Err(e), _) | (_, Err(e)) => Err(e),
@@ -81,10 +94,10 @@ impl Session {
             }
             found
         } else {
-            run(&store, mailbox, &uids, 0, &matcher)
+            run(&store, mailbox, &uids, 0, &matcher, &recent)
         };
         let found = match found {
-            Ok(found) => found,
+            Ok(searched) => self.with_gone_messages(searched, &matcher),
             Err(e) => {
                 if saving {
                     self.saved = None;
@@ -100,19 +113,25 @@ impl Session {
         } else {
             found.iter().filter_map(|u| view.seq_of(*u)).collect()
         };
-        // RFC 7162 §3.1.5: a search by MODSEQ also gives the highest MODSEQ
-        // of what it found (the view was synced just before).
-        let highest = key
-            .mentions_modseq()
-            .then(|| {
-                found
-                    .iter()
-                    .filter_map(|u| view.seq_of(*u))
-                    .map(|seq| view.modseq_at(seq as usize - 1))
-                    .max()
-            })
-            .flatten();
         let options = return_options.clone().unwrap_or_default();
+        // RFC 7162 §3.1.5: a search by MODSEQ also gives the highest MODSEQ
+        // of what it returns (the view was synced just before): with only
+        // MIN and/or MAX, of those messages, not of every match.
+        let modseq_of = |u: &u32| view.seq_of(*u).map(|seq| view.modseq_at(seq as usize - 1));
+        let has = |o: SearchReturn| options.contains(&o);
+        let highest = if !key.mentions_modseq() {
+            None
+        } else if return_options.is_some()
+            && (has(SearchReturn::Min) || has(SearchReturn::Max))
+            && !has(SearchReturn::All)
+            && !has(SearchReturn::Count)
+        {
+            let min = has(SearchReturn::Min).then(|| found.first()).flatten();
+            let max = has(SearchReturn::Max).then(|| found.last()).flatten();
+            min.into_iter().chain(max).filter_map(modseq_of).max()
+        } else {
+            found.iter().filter_map(modseq_of).max()
+        };
         let save = options.contains(&SearchReturn::Save);
         if save {
             self.saved = Some(saved_result(&options, found));
@@ -228,14 +247,16 @@ fn run(
     uids: &[u32],
     first_index: usize,
     matcher: &Matcher,
-) -> Result<Vec<u32>, StoreError> {
+    recent: &[Range<u32>],
+) -> Result<Searched, StoreError> {
     let snapshot = store.snapshot()?;
     let Some(last) = uids.last().copied() else {
-        return Ok(Vec::new());
+        return Ok(Searched::default());
     };
     let records = snapshot.messages_between(mailbox, uids[0], last)?;
     let content = snapshot.content()?;
     let mut found = Vec::new();
+    let mut gone = Vec::new();
     let mut records = records.into_iter().peekable();
     for (index, &uid) in uids.iter().enumerate() {
         let seq = (first_index + index) as u32 + 1;
@@ -243,6 +264,7 @@ fn run(
             records.next();
         }
         let Some((_, record)) = records.next_if(|(u, _)| *u == uid) else {
+            gone.push(uid);
             continue;
         };
         let candidate = Candidate {
@@ -254,6 +276,7 @@ fn run(
             internal_date_offset: record.internal_date_offset,
             size: record.size,
             modseq: record.modseq,
+            recent: in_ranges(recent, uid),
         };
         let mut lazy = Lazy {
             content: &content,
@@ -266,5 +289,57 @@ fn run(
             found.push(uid);
         }
     }
-    Ok(found)
+    Ok(Searched { found, gone })
+}
+
+fn in_ranges(ranges: &[Range<u32>], uid: u32) -> bool {
+    let i = ranges.partition_point(|r| r.end <= uid);
+    ranges.get(i).is_some_and(|r| r.contains(&uid))
+}
+
+/// Content of a message that is no longer stored.
+struct NoContent;
+
+impl Content for NoContent {
+    fn info(&mut self) -> Option<&MessageInfo> {
+        None
+    }
+    fn raw(&mut self) -> Option<&[u8]> {
+        None
+    }
+}
+
+impl Session {
+    /// Adds the matches among messages another session expunged that this
+    /// client still sees (RFC 2180 §4.1.2: they keep their numbers until
+    /// the EXPUNGE is sent), judged on what the view knows of them.
+    fn with_gone_messages(&self, searched: Searched, matcher: &Matcher) -> Vec<u32> {
+        let Searched { mut found, gone } = searched;
+        let Some(view) = self.view() else {
+            return found;
+        };
+        for uid in gone {
+            let Some(seq) = view.seq_of(uid) else {
+                continue;
+            };
+            let index = seq as usize - 1;
+            let (flags, keywords) = view.flags_at(index);
+            let candidate = Candidate {
+                seq,
+                uid,
+                flags,
+                keywords,
+                internal_date: 0,
+                internal_date_offset: 0,
+                size: 0,
+                modseq: view.modseq_at(index),
+                recent: view.is_recent(uid),
+            };
+            if matcher.matches(&candidate, &mut NoContent) {
+                found.push(uid);
+            }
+        }
+        found.sort_unstable();
+        found
+    }
 }

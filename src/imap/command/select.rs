@@ -1,9 +1,9 @@
 //! SELECT, EXAMINE and CLOSE.
 
-use crate::imap::response::mailbox_name;
-use crate::imap::session::{Session, State};
+use crate::imap::response::{flags_announcement, mailbox_name};
+use crate::imap::session::{claims_recent, Session, State};
 use crate::imap::view::View;
-use crate::store::{StoreError, MAX_MAILBOX_KEYWORDS};
+use crate::store::StoreError;
 
 impl Session {
     pub(in crate::imap) fn select(&mut self, tag: &str, raw: &[u8], read_only: bool) {
@@ -14,45 +14,48 @@ impl Session {
         }
         let name = match self.mailbox_arg(raw) {
             Ok(name) => name,
-            Err(e) => return self.bad(tag, &e),
+            Err(e) => return self.no_such_name(tag, &e),
         };
         let rev1 = !self.rev2;
+        let claims = claims_recent(self.rev2, read_only);
+        let shared = self.shared.clone();
+        let mut claimed_to = None;
         let opened = self.shared.store.snapshot().and_then(|snapshot| {
             let id = snapshot
                 .mailbox_id(&self.user, &name)?
                 .ok_or(StoreError::NoSuchMailbox)?;
-            let (view, record) = View::open(&snapshot, id, read_only)?;
+            let (mut view, record) = View::open(&snapshot, id, read_only)?;
             let first_unseen = if rev1 && record.unseen > 0 {
                 snapshot.first_unseen(id)?
             } else {
                 None
             };
-            Ok((view, record, first_unseen))
+            // \Recent (rev1 only): SELECT takes what no session has seen
+            // yet; EXAMINE shows it without taking it.
+            let mut recent = 0;
+            if claims {
+                if let Some(claimed) =
+                    shared.claim_recent(id, record.recent_horizon, record.uid_next)
+                {
+                    recent = snapshot.count_from(id, claimed.start)?;
+                    claimed_to = Some((id, claimed.end));
+                    view.add_recent(claimed);
+                }
+            } else if rev1 {
+                let horizon = shared.recent_horizon(id, record.recent_horizon);
+                recent = snapshot.count_from(id, horizon)?;
+                view.add_recent(horizon..u32::MAX);
+            }
+            Ok((view, record, first_unseen, recent))
         });
-        let (view, record, first_unseen) = match opened {
+        let (view, record, first_unseen, recent) = match opened {
             Ok(opened) => opened,
             Err(e) => return self.store_failed(tag, &e),
         };
-        let keyword_list: String = record.keywords.iter().map(|k| format!(" {k}")).collect();
-        self.untagged(&format!(
-            "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_list})"
-        ));
-        if read_only {
-            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
-        } else {
-            // `\*` only while the mailbox can take another keyword.
-            let more = if record.keywords.len() < MAX_MAILBOX_KEYWORDS {
-                " \\*"
-            } else {
-                ""
-            };
-            self.untagged(&format!(
-                "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_list}{more})] Flags permitted"
-            ));
-        }
+        flags_announcement(&mut self.out, &record.keywords, read_only);
         self.untagged(&format!("{} EXISTS", view.exists()));
         if !self.rev2 {
-            self.untagged("0 RECENT");
+            self.untagged(&format!("{recent} RECENT"));
             if let Some(first) = first_unseen {
                 self.untagged(&format!("OK [UNSEEN {first}] First unseen"));
             }
@@ -82,7 +85,10 @@ impl Session {
         } else {
             "[READ-WRITE] SELECT"
         };
-        self.state = State::Selected(view);
+        if let Some((mailbox, end)) = claimed_to {
+            self.recent_claimed(mailbox, end);
+        }
+        self.state = State::Selected(Box::new(view));
         // RFC 5182 §2.1: `$` starts out empty in every newly selected mailbox.
         self.saved = None;
         self.ok(tag, &format!("{verb} completed"));

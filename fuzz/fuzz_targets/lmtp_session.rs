@@ -1,0 +1,83 @@
+//! An LMTP session fed arbitrary bytes: the real `Conn` reads command lines
+//! and dot-stuffed DATA, and the real sans-IO `lmtp::session::Session`
+//! answers, driven by a loop that mirrors the shell (src/lmtp/mod.rs). The
+//! store is a stand-in: users "alice" and "bob" exist, and a delivery
+//! succeeds for every recipient unless the message's first byte is '!'
+//! (then the store "fails", to reach the 451 path).
+#![no_main]
+
+use letterbox::lmtp::session::{Next, Session, MAX_COMMAND_LINE};
+use letterbox::net::{DataError, ReadError};
+use letterbox::store::{Delivered, StoreError};
+use letterbox_fuzz::{assert_crlf_lines, over_conn};
+use libfuzzer_sys::fuzz_target;
+
+/// Small, so the fuzzer reaches the size limit.
+const MAX_MESSAGE: usize = 4096;
+
+fn resolve(name: &str) -> Option<String> {
+    let name = name.to_lowercase();
+    matches!(name.as_str(), "alice" | "bob").then_some(name)
+}
+
+fuzz_target!(
+    init: letterbox_fuzz::init(),
+    |data: &[u8]| {
+        over_conn(data, |mut conn| async move {
+            let mut session = Session::new("fuzz.example", MAX_MESSAGE);
+            assert_crlf_lines(&session.greeting());
+            loop {
+                let next = match conn.read_line(MAX_COMMAND_LINE).await {
+                    Ok(line) => session.command(line, &resolve),
+                    Err(ReadError::LineTooLong) => Next::Reply(session.line_too_long()),
+                    Err(_) => return,
+                };
+                match next {
+                    Next::Reply(reply) => assert_crlf_lines(&reply),
+                    Next::Close(reply) => {
+                        assert_crlf_lines(&reply);
+                        return;
+                    }
+                    Next::ReadData(reply) => {
+                        assert_crlf_lines(&reply);
+                        let reply = match conn.read_dot_data(MAX_MESSAGE).await {
+                            Ok(message) => {
+                                assert!(message.len() <= MAX_MESSAGE);
+                                // Stored mail has CRLF line ends only.
+                                for (i, &b) in message.iter().enumerate() {
+                                    if b == b'\n' {
+                                        assert!(i > 0 && message[i - 1] == b'\r', "bare LF stored");
+                                    }
+                                }
+                                let delivery = session.delivery();
+                                assert!(!delivery.targets.is_empty(), "DATA without recipients");
+                                let outcome = if message.first() == Some(&b'!') {
+                                    Err(StoreError::Storage("fuzz".into()))
+                                } else {
+                                    Ok(delivery
+                                        .targets
+                                        .iter()
+                                        .enumerate()
+                                        .map(|(i, t)| Delivered {
+                                            mailbox: i as u64,
+                                            mailbox_name: t.folder.clone().unwrap_or("INBOX".into()),
+                                            uid: i as u32 + 1,
+                                        })
+                                        .collect())
+                                };
+                                let reply = session.delivered(&outcome);
+                                // One reply per recipient (RFC 2033 §4.2).
+                                let lines = reply.windows(2).filter(|w| w == b"\r\n").count();
+                                assert_eq!(lines, delivery.targets.len());
+                                reply
+                            }
+                            Err(DataError::TooBig) => session.too_big(),
+                            Err(DataError::Read(_)) => return,
+                        };
+                        assert_crlf_lines(&reply);
+                    }
+                }
+            }
+        });
+    }
+);

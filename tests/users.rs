@@ -1,0 +1,62 @@
+//! `letterbox user`: names that would not round-trip, or would clash with
+//! address or IMAP syntax, are refused; whatever the file holds can be
+//! listed and removed.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn user_add_refuses_names_that_clash_and_del_removes_what_old_versions_wrote() {
+    let mut server = Server::new("names", &["alice"]);
+    for bad in [
+        "#shared", "alice+x", "*", "%", "x\"y", "{5}", "a\\b", "a b", "", "a:b", "a/b",
+    ] {
+        let out = server.user(&["add", bad], "pw\n");
+        assert!(!out.status.success(), "{bad:?} was accepted");
+        assert!(
+            out.stderr_text().contains("user name"),
+            "{bad:?}: {}",
+            out.stderr_text()
+        );
+    }
+    server
+        .user(&["add", "bob@example.org"], "pw-bob\n")
+        .assert_ok();
+    let listed = server.user(&["list"], "");
+    assert_eq!(listed.stdout_text(), "alice\nbob@example.org\n");
+    assert_eq!(listed.stderr_text(), "");
+    // What an older `user add '#shared'` wrote: read as a comment, so it
+    // could neither log in nor be deleted.
+    let users = server.data.join("users");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    let alice_hash = text
+        .lines()
+        .next()
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    text.push_str(&format!("#shared:{alice_hash}\n"));
+    std::fs::write(&users, &text).unwrap();
+    let listed = server.user(&["list"], "");
+    assert_eq!(listed.stdout_text(), "alice\nbob@example.org\n");
+    assert!(
+        listed.stderr_text().contains("\"#shared\" is written in")
+            && listed
+                .stderr_text()
+                .contains("letterbox user del '#shared'"),
+        "{}",
+        listed.stderr_text()
+    );
+    server.user(&["del", "#shared"], "").assert_ok();
+    assert!(!std::fs::read_to_string(&users).unwrap().contains("#shared"));
+    assert_eq!(server.user(&["list"], "").stderr_text(), "");
+    // The server knows bob by his whole address.
+    server.start();
+    let mut pop3 = Raw::connect(server.ports.pop3);
+    pop3.line();
+    pop3.cmd("USER bob@example.org");
+    assert!(pop3.cmd("PASS pw-bob").starts_with("+OK"));
+}
