@@ -62,6 +62,10 @@ pub struct Config {
     /// How long an incoming message waits for the budget before a
     /// temporary refusal.
     pub memory_wait: Duration,
+    /// Where scheduled backups go, how often, and how many are kept.
+    pub backup_dir: Option<PathBuf>,
+    pub backup_every: Duration,
+    pub backup_keep: usize,
     pub run_as: Option<String>,
 }
 
@@ -376,6 +380,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let run_as = privileges::target_user(config.run_as.as_deref())?;
     prepare_data_dir(&config.data_dir, run_as.as_ref())?;
     let listeners = bind_all(&config, run_as.as_ref())?;
+    let control = bind_control(&config.data_dir, run_as.as_ref())?;
     if let Some(user) = &run_as {
         privileges::drop_to(user)?;
     }
@@ -443,6 +448,10 @@ pub fn run(config: Config) -> Result<(), String> {
         for listener in listeners {
             start_listener(&ex, &shared, listener)?;
         }
+        start_control(&ex, &shared, control)?;
+        if let Some(dir) = shared.config.backup_dir.clone() {
+            ex.spawn(scheduled_backups(shared.clone(), dir)).detach();
+        }
         if shared.users.borrow().is_empty() {
             log::warn!(
                 "no users yet: add one with `letterbox user add NAME --data {}`",
@@ -475,7 +484,86 @@ pub fn run(config: Config) -> Result<(), String> {
     if let Some(path) = &shared.config.lmtp_socket {
         let _ = std::fs::remove_file(path);
     }
+    let _ = std::fs::remove_file(crate::control::socket_path(&shared.config.data_dir));
     result
+}
+
+/// The control socket (see [`crate::control`]): only the server's own user
+/// may connect, so the file is mode 0600 and owned by that user.
+fn bind_control(
+    data_dir: &Path,
+    run_as: Option<&privileges::Account>,
+) -> Result<std::os::unix::net::UnixListener, String> {
+    let path = crate::control::socket_path(data_dir);
+    remove_stale_socket(&path)?;
+    let listener = std::os::unix::net::UnixListener::bind(&path)
+        .map_err(|e| format!("cannot create the control socket {}: {e}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    if let Some(account) = run_as {
+        privileges::chown(&path, account)?;
+    }
+    Ok(listener)
+}
+
+/// `--backup-dir`: a backup every `--backup-every`, the oldest beyond
+/// `--backup-keep` deleted. A failure is logged and tried again at the next
+/// interval; it never stops the server.
+async fn scheduled_backups(shared: Rc<Shared>, dir: PathBuf) {
+    loop {
+        Timer::after(shared.config.backup_every).await;
+        let (store, data_dir, keep) = (
+            shared.store.clone(),
+            shared.config.data_dir.clone(),
+            shared.config.backup_keep,
+        );
+        let dest = dir.clone();
+        let outcome = smol::unblock(move || {
+            let request = crate::control::Request::Backup { dest: dest.clone() };
+            let written = crate::control::run(&store, &data_dir, request, &mut |_| {})?;
+            let pruned = crate::control::backup::prune(&dest, keep)?;
+            Ok::<_, String>((written, pruned))
+        })
+        .await;
+        match outcome {
+            Ok((written, pruned)) => {
+                log::info!("scheduled backup: {written}");
+                for old in pruned {
+                    log::info!("scheduled backup: deleted the old backup {}", old.display());
+                }
+            }
+            Err(e) => log::error!(
+                "scheduled backup into {} failed, trying again in {:?}: {e}",
+                dir.display(),
+                shared.config.backup_every
+            ),
+        }
+    }
+}
+
+fn start_control(
+    ex: &Rc<LocalExecutor<'static>>,
+    shared: &Rc<Shared>,
+    listener: std::os::unix::net::UnixListener,
+) -> Result<(), String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = UnixListener::try_from(listener).map_err(|e| e.to_string())?;
+    let (ex2, shared) = (ex.clone(), shared.clone());
+    ex.spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => ex2
+                    .spawn(crate::control::serve(shared.clone(), stream))
+                    .detach(),
+                Err(e) => {
+                    log::warn!("control socket: accept failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .detach();
+    Ok(())
 }
 
 /// A password check allocates 19 MiB and a large message tens of MiB, on
@@ -615,7 +703,7 @@ fn remove_stale_socket(path: &Path) -> Result<(), String> {
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(format!(
-            "another server is already listening on {} (is letterbox running? stop it, or use --lmtp-socket PATH)",
+            "another server is already listening on {} (is letterbox already running on this data directory? stop it first)",
             path.display()
         ));
     }

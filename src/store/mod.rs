@@ -5,11 +5,13 @@
 //! writer thread that commits whatever is queued in one transaction and one
 //! fsync (see [`writer`]). Protocols speak in users, mailboxes, UIDs and flags.
 
+mod backup;
 mod blobs;
 mod events;
 mod index;
 mod ops;
 mod records;
+mod verify;
 mod writer;
 
 use std::path::Path;
@@ -25,6 +27,7 @@ pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 #[doc(hidden)]
 pub use records::{decode_uids, encode_uids};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
+pub use verify::{Problem, Verified};
 pub use writer::WriteCtx;
 
 pub type MailboxId = u64;
@@ -343,6 +346,37 @@ pub fn canonical_mailbox_name(name: &str) -> std::borrow::Cow<'_, str> {
         return format!("INBOX{}", &name[5..]).into();
     }
     name.into()
+}
+
+/// A database file opened only to be read (`verify`, `restore`'s check):
+/// nothing is ever written to it, and no writer thread starts.
+pub struct ReadOnlyStore {
+    db: redb::ReadOnlyDatabase,
+}
+
+impl ReadOnlyStore {
+    pub fn open(path: &Path) -> Result<ReadOnlyStore, StoreError> {
+        let db = redb::Database::builder()
+            .set_cache_size(4 << 20)
+            .open_read_only(path)?;
+        let store = ReadOnlyStore { db };
+        let version = store.snapshot()?.schema_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema(version));
+        }
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::Refused(format!(
+                "the database has schema {version}; open it once with `letterbox serve` to upgrade it to {SCHEMA_VERSION}"
+            )));
+        }
+        Ok(store)
+    }
+
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            txn: self.db.begin_read()?,
+        })
+    }
 }
 
 /// A read-only, consistent view of the whole store.
