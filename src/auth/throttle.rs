@@ -1,8 +1,11 @@
 //! Failed-login throttling by client address and by user name.
 //!
 //! The caller asks [`Throttle::delay`] before checking a password, waits that
-//! long (holding only that connection), then reports the outcome. Time is
-//! passed in so the logic is testable without sleeping.
+//! long (holding only that connection), then reports the outcome. Attempts
+//! from one address take turns (`auth::fair`), so the delay, counted from
+//! the previous failure, holds for each in turn; and an attempt is recorded
+//! as a failure before it is checked, so one that is abandoned midway still
+//! counts. Time is passed in so the logic is testable without sleeping.
 //!
 //! Per-user counters mean an attacker who knows a user name can make that
 //! user's own logins wait up to the cap (15 s by default). We accept that:
