@@ -287,7 +287,9 @@ impl Shared {
         };
         match entry {
             Some(entry) if matches => {
-                self.throttle.borrow_mut().record_success(ip, Some(&name));
+                self.throttle
+                    .borrow_mut()
+                    .record_success(ip, Some(&name), Instant::now());
                 if let (Some(tag), false) = (cache_tag, cached) {
                     self.login_cache.borrow_mut().insert(tag, Instant::now());
                 }
