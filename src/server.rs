@@ -21,7 +21,7 @@ use crate::auth::fair::{AddressQueue, HashGate};
 use crate::auth::{LoginCache, Throttle, Users};
 use crate::net::tls::TlsFiles;
 use crate::net::{accept_tls, Conn, ConnectionLimits, Peer, Slot, Stream};
-use crate::store::{Hub, Store};
+use crate::store::{Hub, Store, StoreError};
 
 /// Whether POP3's DELE removes mail from the server or only from POP3's view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +197,18 @@ impl Shared {
         self.tls.borrow().clone()
     }
 
+    /// Gives a user INBOX and the special-use mailboxes if they have none
+    /// yet; returns INBOX's id. Looks in a snapshot first, so that a login
+    /// (which calls this every time) costs no write transaction and no
+    /// fsync once the mailboxes exist: a cached login is then memory only.
+    pub async fn ensure_user(&self, user: &str) -> Result<crate::store::MailboxId, StoreError> {
+        if let Some(inbox) = self.store.snapshot()?.mailbox_id(user, "INBOX")? {
+            return Ok(inbox);
+        }
+        let owner = user.to_string();
+        self.store.write(move |tx| tx.ensure_user(&owner)).await
+    }
+
     /// Runs CPU-heavy work on a blocking thread, a bounded number at once.
     pub async fn run_heavy<T: Send + 'static>(
         &self,
@@ -316,7 +328,9 @@ impl Shared {
         };
         match entry {
             Some(entry) if matches => {
-                self.throttle.borrow_mut().record_success(ip, Some(&name));
+                self.throttle
+                    .borrow_mut()
+                    .record_success(ip, Some(&name), Instant::now());
                 if let (Some(tag), false) = (cache_tag, cached) {
                     self.login_cache.borrow_mut().insert(tag, Instant::now());
                 }
