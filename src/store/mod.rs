@@ -12,8 +12,8 @@ mod ops;
 mod records;
 mod writer;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -151,8 +151,85 @@ impl From<redb::DatabaseError> for StoreError {
 /// the writer thread.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<redb::Database>,
+    db: Arc<DbSlot>,
     writer: writer::WriterHandle,
+}
+
+/// The open database, which the writer replaces after a failed commit.
+///
+/// After an I/O error (a full disk, say) redb fails every later operation
+/// until the database is closed and opened again. The writer does that
+/// itself, at once, so one ENOSPC costs the batch that met it and nothing
+/// after. Readers take their snapshots through the slot, so they find the
+/// new database as soon as it is open; the lock is held for writing only
+/// while it is swapped (an open with quick repair, milliseconds).
+pub(super) struct DbSlot {
+    path: PathBuf,
+    cache_bytes: usize,
+    current: RwLock<Option<redb::Database>>,
+}
+
+impl DbSlot {
+    fn open_file(path: &Path, cache_bytes: usize) -> Result<redb::Database, StoreError> {
+        Ok(redb::Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?)
+    }
+
+    /// Runs `f` on the open database; an error while none is open (a reopen
+    /// failed, and is tried again by the next write or read).
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        {
+            let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(db) = current.as_ref() {
+                return f(db);
+            }
+        }
+        self.open_if_closed()?;
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        match current.as_ref() {
+            Some(db) => f(db),
+            None => Err(StoreError::Storage(
+                "the database could not be opened again after a write error".into(),
+            )),
+        }
+    }
+
+    fn open_if_closed(&self) -> Result<(), StoreError> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.is_none() {
+            *current = Some(Self::open_file(&self.path, self.cache_bytes)?);
+            log::warn!("store: database opened again; serving goes on");
+        }
+        Ok(())
+    }
+
+    /// Closes the database and opens it again: what redb asks for after an
+    /// I/O error. Read transactions still open on the old one fail from
+    /// here on (their commands answer a temporary error); new ones see the
+    /// last commit.
+    pub(super) fn reopen(&self) -> Result<(), StoreError> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = current.take() {
+            if let Err(e) = old.close() {
+                log::warn!("store: closing the database after a write error: {e}");
+            }
+        }
+        match Self::open_file(&self.path, self.cache_bytes) {
+            Ok(db) => {
+                *current = Some(db);
+                log::warn!("store: database reopened after a write error; serving goes on");
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("store: cannot reopen the database after a write error: {e}");
+                Err(e)
+            }
+        }
+    }
 }
 
 impl Store {
@@ -162,11 +239,13 @@ impl Store {
         path: &Path,
         cache_bytes: usize,
     ) -> Result<(Store, smol::channel::Receiver<Vec<Change>>), StoreError> {
-        let db = redb::Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)?;
+        let db = DbSlot::open_file(path, cache_bytes)?;
         init_schema(&db)?;
-        let db = Arc::new(db);
+        let db = Arc::new(DbSlot {
+            path: path.to_path_buf(),
+            cache_bytes,
+            current: RwLock::new(Some(db)),
+        });
         let (writer, changes) = writer::start(db.clone())?;
         Ok((Store { db, writer }, changes))
     }
@@ -174,8 +253,10 @@ impl Store {
     /// A consistent read-only view of the store as of now. Never blocked by
     /// the writer.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot {
-            txn: self.db.begin_read()?,
+        self.db.with(|db| {
+            Ok(Snapshot {
+                txn: db.begin_read()?,
+            })
         })
     }
 
