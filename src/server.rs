@@ -62,6 +62,8 @@ pub struct Config {
     /// How long an incoming message waits for the budget before a
     /// temporary refusal.
     pub memory_wait: Duration,
+    /// Bytes kept free on DATA's disk; None: the store's default.
+    pub min_free_space: Option<u64>,
     pub run_as: Option<String>,
 }
 
@@ -382,6 +384,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let db_path = config.data_dir.join("letterbox.redb");
     let (store, changes) = Store::open(&db_path, config.cache_size)
         .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
+    store.set_min_free_space(config.min_free_space);
     let tls_files = TlsFiles::resolve(
         &config.data_dir,
         config.tls_cert.as_deref(),

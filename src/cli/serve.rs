@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// seconds an incoming message waits for --memory-budget before it is refused for now with LMTP 452 4.3.1 or IMAP NO [LIMIT] (default 30)
     #[argh(option, default = "30")]
     memory_wait: u64,
+    /// bytes kept free on the disk holding DATA: below it, deliveries, APPEND and COPY are refused for now (LMTP 452 4.3.1, IMAP NO [OVERQUOTA]) while expunges and deletes still work; 0 turns it off (default 64 MiB or 2% of that disk, whichever is smaller)
+    #[argh(option)]
+    min_free_space: Option<u64>,
     /// the user to switch to after binding ports, when started as root (default letterbox)
     #[argh(option)]
     run_as: Option<String>,
@@ -167,6 +170,7 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         login_cache: Duration::from_secs(args.login_cache),
         memory_budget: args.memory_budget,
         memory_wait: Duration::from_secs(args.memory_wait),
+        min_free_space: args.min_free_space,
         run_as: args.run_as,
         data_dir,
     })

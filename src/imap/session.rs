@@ -134,6 +134,10 @@ impl Session {
             StoreError::MailboxExists => self.no(tag, "[ALREADYEXISTS] Mailbox already exists"),
             StoreError::Refused(why) => self.no(tag, &format!("[CANNOT] {why}")),
             StoreError::Limit(why) => self.no(tag, &format!("[LIMIT] {why}")),
+            StoreError::LowOnSpace => self.no(
+                tag,
+                "[OVERQUOTA] Not enough disk space for new mail; try again later",
+            ),
             StoreError::Corrupt(_) => {
                 log::error!("{}: store: {e}", self.peer);
                 self.no(

@@ -10,6 +10,7 @@ mod events;
 mod index;
 mod ops;
 mod records;
+mod space;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 #[doc(hidden)]
 pub use records::{decode_uids, encode_uids};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
+pub use space::{DEFAULT_MIN_FREE, DEFAULT_PERCENT};
 pub use writer::WriteCtx;
 
 pub type MailboxId = u64;
@@ -92,6 +94,9 @@ pub enum StoreError {
     Limit(String),
     /// The writer thread is gone (the server is shutting down).
     Closed,
+    /// The disk holding the store is down to its free-space reserve: new
+    /// mail waits, what makes room goes on.
+    LowOnSpace,
 }
 
 impl std::fmt::Display for StoreError {
@@ -115,6 +120,10 @@ impl std::fmt::Display for StoreError {
             StoreError::MailboxExists => write!(f, "mailbox already exists"),
             StoreError::Refused(why) | StoreError::Limit(why) => write!(f, "{why}"),
             StoreError::Closed => write!(f, "the store is shutting down"),
+            StoreError::LowOnSpace => write!(
+                f,
+                "the mail store's disk is nearly full; new mail is refused for now, try again later"
+            ),
         }
     }
 }
@@ -153,6 +162,7 @@ impl From<redb::DatabaseError> for StoreError {
 pub struct Store {
     db: Arc<DbSlot>,
     writer: writer::WriterHandle,
+    reserve: Arc<space::Reserve>,
 }
 
 /// The open database, which the writer replaces after a failed commit.
@@ -246,8 +256,34 @@ impl Store {
             cache_bytes,
             current: RwLock::new(Some(db)),
         });
-        let (writer, changes) = writer::start(db.clone())?;
-        Ok((Store { db, writer }, changes))
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let reserve = Arc::new(space::Reserve::new(dir));
+        let (writer, changes) = writer::start(db.clone(), reserve.clone())?;
+        Ok((
+            Store {
+                db,
+                writer,
+                reserve,
+            },
+            changes,
+        ))
+    }
+
+    /// Sets the free-space reserve (`--min-free-space`); None: the default,
+    /// [`DEFAULT_MIN_FREE`] or [`DEFAULT_PERCENT`] of the disk, whichever is
+    /// smaller.
+    pub fn set_min_free_space(&self, bytes: Option<u64>) {
+        self.reserve.set_min_free(bytes);
+    }
+
+    /// Whether new mail (a delivery, an APPEND, a COPY) may be stored now:
+    /// [`StoreError::LowOnSpace`] while the disk is down to its reserve.
+    /// Cheap: the disk is looked at once a second at most.
+    pub fn room_for_new_mail(&self) -> Result<(), StoreError> {
+        self.reserve.check()
     }
 
     /// A consistent read-only view of the store as of now. Never blocked by

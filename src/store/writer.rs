@@ -21,6 +21,7 @@ use redb::Table;
 use smol::channel::{Receiver, Sender};
 
 use super::index::PendingChunk;
+use super::space::Reserve;
 use super::{
     Change, DbSlot, MailboxId, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES,
     MAILBOX_NAMES, MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SUBSCRIPTIONS,
@@ -50,6 +51,10 @@ pub struct WriteCtx<'t> {
     pub(super) pending_chunks: BTreeMap<(MailboxId, u32), PendingChunk>,
     /// What this batch changed, published to the event loop after the commit.
     pub(super) changes: Vec<Change>,
+    /// Message bytes this batch stored and freed, for the free-space
+    /// reserve's estimate of the room inside the file (space.rs).
+    pub(super) bytes_added: u64,
+    pub(super) bytes_freed: u64,
 }
 
 trait Job: Send {
@@ -128,12 +133,15 @@ impl WriterHandle {
     }
 }
 
-pub(super) fn start(db: Arc<DbSlot>) -> Result<(WriterHandle, Receiver<Vec<Change>>), StoreError> {
+pub(super) fn start(
+    db: Arc<DbSlot>,
+    reserve: Arc<Reserve>,
+) -> Result<(WriterHandle, Receiver<Vec<Change>>), StoreError> {
     let (jobs_tx, jobs_rx) = smol::channel::bounded::<Box<dyn Job>>(QUEUE_DEPTH);
     let (changes_tx, changes_rx) = smol::channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(&db, jobs_rx, changes_tx))
+        .spawn(move || run(&db, &reserve, jobs_rx, changes_tx))
         .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
     Ok((
         WriterHandle {
@@ -144,7 +152,7 @@ pub(super) fn start(db: Arc<DbSlot>) -> Result<(WriterHandle, Receiver<Vec<Chang
     ))
 }
 
-fn run(db: &DbSlot, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Change>>) {
+fn run(db: &DbSlot, reserve: &Reserve, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Change>>) {
     // recv_blocking keeps returning queued jobs after the channel is closed,
     // so a shutdown still commits everything that was asked for.
     while let Ok(first) = jobs.recv_blocking() {
@@ -172,7 +180,8 @@ fn run(db: &DbSlot, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Change>>) 
             }
         };
         match outcome {
-            Outcome::Committed(committed) => {
+            Outcome::Committed(committed, added, freed) => {
+                reserve.note_commit(added, freed);
                 if !committed.is_empty() {
                     let _ = changes.try_send(committed);
                 }
@@ -188,8 +197,9 @@ fn run(db: &DbSlot, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Change>>) 
 }
 
 enum Outcome {
-    /// Durable; what the batch changed.
-    Committed(Vec<Change>),
+    /// Durable; what the batch changed, and the message bytes it stored and
+    /// freed.
+    Committed(Vec<Change>, u64, u64),
     /// A job panicked, and the transaction was dropped: the database is fine.
     RolledBack,
     /// redb failed (a full disk, an I/O error): it wants to be reopened.
@@ -216,6 +226,7 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Outcome {
     txn.set_quick_repair(true);
     let mut completions = Vec::with_capacity(batch.len());
     let mut changes = Vec::new();
+    let mut bytes = (0, 0);
     let mut failure = None;
     let mut panicked = false;
     match open_tables(&txn) {
@@ -238,6 +249,7 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Outcome {
                 failure = Some(err);
             }
             changes = std::mem::take(&mut ctx.changes);
+            bytes = (ctx.bytes_added, ctx.bytes_freed);
         }
         Err(err) => {
             batch.into_iter().for_each(|job| job.fail(err.clone()));
@@ -259,7 +271,7 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Outcome {
         done.finish(outcome.clone());
     }
     match (committed, panicked) {
-        (true, _) => Outcome::Committed(changes),
+        (true, _) => Outcome::Committed(changes, bytes.0, bytes.1),
         (false, true) => Outcome::RolledBack,
         (false, false) => Outcome::StorageFailed,
     }
@@ -280,5 +292,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError>
         subscriptions: txn.open_table(SUBSCRIPTIONS)?,
         pending_chunks: BTreeMap::new(),
         changes: Vec::new(),
+        bytes_added: 0,
+        bytes_freed: 0,
     })
 }
