@@ -66,6 +66,8 @@ pub struct Config {
     pub backup_dir: Option<PathBuf>,
     pub backup_every: Duration,
     pub backup_keep: usize,
+    /// Bytes kept free on DATA's disk; None: the store's default.
+    pub min_free_space: Option<u64>,
     pub run_as: Option<String>,
 }
 
@@ -401,6 +403,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let db_path = config.data_dir.join("letterbox.redb");
     let (store, changes) = Store::open(&db_path, config.cache_size)
         .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
+    store.set_min_free_space(config.min_free_space);
     let tls_files = TlsFiles::resolve(
         &config.data_dir,
         config.tls_cert.as_deref(),

@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// how many backups to keep in --backup-dir; the oldest beyond it are deleted (default 7)
     #[argh(option, default = "7")]
     backup_keep: usize,
+    /// bytes kept free on the disk holding DATA: below it, deliveries, APPEND and COPY are refused for now (LMTP 452 4.3.1, IMAP NO [OVERQUOTA]) while expunges and deletes still work; 0 turns it off (default 64 MiB or 2% of that disk, whichever is smaller)
+    #[argh(option)]
+    min_free_space: Option<u64>,
     /// the user to switch to after binding ports, when started as root (default letterbox)
     #[argh(option)]
     run_as: Option<String>,
@@ -200,6 +203,7 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         },
         backup_every: interval("--backup-every", &args.backup_every)?,
         backup_keep: args.backup_keep.max(1),
+        min_free_space: args.min_free_space,
         run_as: args.run_as,
         data_dir,
     })

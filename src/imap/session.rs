@@ -134,9 +134,25 @@ impl Session {
             StoreError::MailboxExists => self.no(tag, "[ALREADYEXISTS] Mailbox already exists"),
             StoreError::Refused(why) => self.no(tag, &format!("[CANNOT] {why}")),
             StoreError::Limit(why) => self.no(tag, &format!("[LIMIT] {why}")),
+            StoreError::LowOnSpace => self.no(
+                tag,
+                "[OVERQUOTA] Not enough disk space for new mail; try again later",
+            ),
+            StoreError::Corrupt(_) => {
+                log::error!("{}: store: {e}", self.peer);
+                self.no(
+                    tag,
+                    "[CORRUPTION] Stored data could not be read back intact; see the server log",
+                )
+            }
+            // The disk or the database failed; the store reopens itself,
+            // so a retry may well work.
             other => {
                 log::error!("{}: store: {other}", self.peer);
-                self.no(tag, "[SERVERBUG] Internal storage error; try again later")
+                self.no(
+                    tag,
+                    "[UNAVAILABLE] Temporary storage failure; try again later",
+                )
             }
         }
     }

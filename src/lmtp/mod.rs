@@ -56,6 +56,14 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 return;
             }
             Next::ReadData(reply) => {
+                // Refused before the body is sent, so the MTA keeps it and
+                // retries; the store logs why, once a minute.
+                if shared.store.room_for_new_mail().is_err() {
+                    if conn.write(&session.short_of_space()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 // The body's buffer comes out of the memory budget; until it
                 // is granted the sender hears nothing and sends nothing.
                 let Some(receiving) = shared
@@ -145,6 +153,8 @@ async fn store(
         .map_err(|e| StoreError::Storage(format!("cannot read back the spooled message: {e}")))?;
     let (raw, analysis) = shared.analyse(raw).await;
     let size = raw.len();
+    // The disk may have filled while the body came in.
+    shared.store.room_for_new_mail()?;
     let outcome = shared
         .store
         .write(move |tx| tx.deliver(&raw, &analysis, (now, offset), &targets))

@@ -234,6 +234,10 @@ impl Session {
                     ),
                     None => format!("451 4.3.0 <{}> not stored; try again later\r\n", r.address),
                 },
+                Err(StoreError::LowOnSpace) => format!(
+                    "452 4.3.1 <{}> mail store's disk is nearly full; try again later\r\n",
+                    r.address
+                ),
                 Err(_) => format!(
                     "451 4.3.0 <{}> temporary storage failure; try again later\r\n",
                     r.address
@@ -251,6 +255,14 @@ impl Session {
     pub fn short_of_memory(&mut self) -> Vec<u8> {
         self.reset();
         b"452 4.3.1 Insufficient system resources to receive the message now; try again later\r\n"
+            .to_vec()
+    }
+
+    /// The store's disk is down to its free-space reserve: a temporary
+    /// refusal of the whole transaction before the body is sent.
+    pub fn short_of_space(&mut self) -> Vec<u8> {
+        self.reset();
+        b"452 4.3.1 Insufficient system storage: the mail store's disk is nearly full; try again later\r\n"
             .to_vec()
     }
 
@@ -440,6 +452,21 @@ mod tests {
         run(&mut s, "RCPT TO:<alice>");
         let failed = s.delivered(&Err(StoreError::Closed));
         assert!(String::from_utf8(failed).unwrap().starts_with("451 4.3.0"));
+        run(&mut s, "MAIL FROM:<a@b>");
+        run(&mut s, "RCPT TO:<alice>");
+        let full = s.delivered(&Err(StoreError::LowOnSpace));
+        assert!(String::from_utf8(full)
+            .unwrap()
+            .starts_with("452 4.3.1 <alice>"));
+        run(&mut s, "MAIL FROM:<a@b>");
+        run(&mut s, "RCPT TO:<alice>");
+        assert!(String::from_utf8(s.short_of_space())
+            .unwrap()
+            .starts_with("452 4.3.1"));
+        assert!(
+            run(&mut s, "DATA").starts_with("503"),
+            "the transaction is over"
+        );
     }
 
     #[test]

@@ -32,13 +32,17 @@ pub(super) fn put(
     Ok(())
 }
 
-/// Removes every chunk of `blob`.
+/// Removes every chunk of `blob`; returns how many bytes they held.
 pub(super) fn remove(
     table: &mut redb::Table<'_, (u64, u32), &'static [u8]>,
     blob: BlobId,
-) -> Result<(), StoreError> {
-    table.retain_in((blob, 0)..=(blob, u32::MAX), |_, _| false)?;
-    Ok(())
+) -> Result<u64, StoreError> {
+    let mut freed = 0u64;
+    table.retain_in((blob, 0)..=(blob, u32::MAX), |_, value| {
+        freed += value.len() as u64;
+        false
+    })?;
+    Ok(freed)
 }
 
 /// The length of a blob, from its last chunk; None when it has no chunks

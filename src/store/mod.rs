@@ -11,11 +11,12 @@ mod events;
 mod index;
 mod ops;
 mod records;
+mod space;
 mod verify;
 mod writer;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -27,6 +28,7 @@ pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 #[doc(hidden)]
 pub use records::{decode_uids, encode_uids};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
+pub use space::{DEFAULT_MIN_FREE, DEFAULT_PERCENT};
 pub use verify::{Problem, Verified};
 pub use writer::WriteCtx;
 
@@ -95,6 +97,9 @@ pub enum StoreError {
     Limit(String),
     /// The writer thread is gone (the server is shutting down).
     Closed,
+    /// The disk holding the store is down to its free-space reserve: new
+    /// mail waits, what makes room goes on.
+    LowOnSpace,
 }
 
 impl std::fmt::Display for StoreError {
@@ -118,6 +123,10 @@ impl std::fmt::Display for StoreError {
             StoreError::MailboxExists => write!(f, "mailbox already exists"),
             StoreError::Refused(why) | StoreError::Limit(why) => write!(f, "{why}"),
             StoreError::Closed => write!(f, "the store is shutting down"),
+            StoreError::LowOnSpace => write!(
+                f,
+                "the mail store's disk is nearly full; new mail is refused for now, try again later"
+            ),
         }
     }
 }
@@ -154,8 +163,86 @@ impl From<redb::DatabaseError> for StoreError {
 /// the writer thread.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<redb::Database>,
+    db: Arc<DbSlot>,
     writer: writer::WriterHandle,
+    reserve: Arc<space::Reserve>,
+}
+
+/// The open database, which the writer replaces after a failed commit.
+///
+/// After an I/O error (a full disk, say) redb fails every later operation
+/// until the database is closed and opened again. The writer does that
+/// itself, at once, so one ENOSPC costs the batch that met it and nothing
+/// after. Readers take their snapshots through the slot, so they find the
+/// new database as soon as it is open; the lock is held for writing only
+/// while it is swapped (an open with quick repair, milliseconds).
+pub(super) struct DbSlot {
+    path: PathBuf,
+    cache_bytes: usize,
+    current: RwLock<Option<redb::Database>>,
+}
+
+impl DbSlot {
+    fn open_file(path: &Path, cache_bytes: usize) -> Result<redb::Database, StoreError> {
+        Ok(redb::Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?)
+    }
+
+    /// Runs `f` on the open database; an error while none is open (a reopen
+    /// failed, and is tried again by the next write or read).
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        {
+            let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(db) = current.as_ref() {
+                return f(db);
+            }
+        }
+        self.open_if_closed()?;
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        match current.as_ref() {
+            Some(db) => f(db),
+            None => Err(StoreError::Storage(
+                "the database could not be opened again after a write error".into(),
+            )),
+        }
+    }
+
+    fn open_if_closed(&self) -> Result<(), StoreError> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.is_none() {
+            *current = Some(Self::open_file(&self.path, self.cache_bytes)?);
+            log::warn!("store: database opened again; serving goes on");
+        }
+        Ok(())
+    }
+
+    /// Closes the database and opens it again: what redb asks for after an
+    /// I/O error. Read transactions still open on the old one fail from
+    /// here on (their commands answer a temporary error); new ones see the
+    /// last commit.
+    pub(super) fn reopen(&self) -> Result<(), StoreError> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = current.take() {
+            if let Err(e) = old.close() {
+                log::warn!("store: closing the database after a write error: {e}");
+            }
+        }
+        match Self::open_file(&self.path, self.cache_bytes) {
+            Ok(db) => {
+                *current = Some(db);
+                log::warn!("store: database reopened after a write error; serving goes on");
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("store: cannot reopen the database after a write error: {e}");
+                Err(e)
+            }
+        }
+    }
 }
 
 impl Store {
@@ -165,20 +252,50 @@ impl Store {
         path: &Path,
         cache_bytes: usize,
     ) -> Result<(Store, smol::channel::Receiver<Vec<Change>>), StoreError> {
-        let db = redb::Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)?;
+        let db = DbSlot::open_file(path, cache_bytes)?;
         init_schema(&db)?;
-        let db = Arc::new(db);
-        let (writer, changes) = writer::start(db.clone())?;
-        Ok((Store { db, writer }, changes))
+        let db = Arc::new(DbSlot {
+            path: path.to_path_buf(),
+            cache_bytes,
+            current: RwLock::new(Some(db)),
+        });
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let reserve = Arc::new(space::Reserve::new(dir));
+        let (writer, changes) = writer::start(db.clone(), reserve.clone())?;
+        Ok((
+            Store {
+                db,
+                writer,
+                reserve,
+            },
+            changes,
+        ))
+    }
+
+    /// Sets the free-space reserve (`--min-free-space`); None: the default,
+    /// [`DEFAULT_MIN_FREE`] or [`DEFAULT_PERCENT`] of the disk, whichever is
+    /// smaller.
+    pub fn set_min_free_space(&self, bytes: Option<u64>) {
+        self.reserve.set_min_free(bytes);
+    }
+
+    /// Whether new mail (a delivery, an APPEND, a COPY) may be stored now:
+    /// [`StoreError::LowOnSpace`] while the disk is down to its reserve.
+    /// Cheap: the disk is looked at once a second at most.
+    pub fn room_for_new_mail(&self) -> Result<(), StoreError> {
+        self.reserve.check()
     }
 
     /// A consistent read-only view of the store as of now. Never blocked by
     /// the writer.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot {
-            txn: self.db.begin_read()?,
+        self.db.with(|db| {
+            Ok(Snapshot {
+                txn: db.begin_read()?,
+            })
         })
     }
 

@@ -224,6 +224,7 @@ impl WriteCtx<'_> {
     pub fn put_blob(&mut self, raw: &[u8], analysis: &Analysis) -> Result<BlobId, StoreError> {
         let blob = self.next_counter("next_blob_id", 1)?;
         super::blobs::put(&mut self.blob_chunks, blob, raw)?;
+        self.bytes_added += raw.len() as u64;
         self.parsed.insert(blob, analysis.parsed.as_slice())?;
         self.search_headers
             .insert(blob, analysis.search_header.as_slice())?;
@@ -241,7 +242,7 @@ impl WriteCtx<'_> {
         let refs = self.blob_refs.get(blob)?.map(|v| v.value()).unwrap_or(0);
         if refs <= 1 {
             self.blob_refs.remove(blob)?;
-            super::blobs::remove(&mut self.blob_chunks, blob)?;
+            self.bytes_freed += super::blobs::remove(&mut self.blob_chunks, blob)?;
             self.parsed.remove(blob)?;
             self.search_headers.remove(blob)?;
         } else {

@@ -21,9 +21,10 @@ use redb::Table;
 use smol::channel::{Receiver, Sender};
 
 use super::index::PendingChunk;
+use super::space::Reserve;
 use super::{
-    Change, MailboxId, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES,
-    MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SUBSCRIPTIONS,
+    Change, DbSlot, MailboxId, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES,
+    MAILBOX_NAMES, MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SUBSCRIPTIONS,
 };
 
 /// The most jobs one transaction takes, so that one commit stays short and a
@@ -50,6 +51,10 @@ pub struct WriteCtx<'t> {
     pub(super) pending_chunks: BTreeMap<(MailboxId, u32), PendingChunk>,
     /// What this batch changed, published to the event loop after the commit.
     pub(super) changes: Vec<Change>,
+    /// Message bytes this batch stored and freed, for the free-space
+    /// reserve's estimate of the room inside the file (space.rs).
+    pub(super) bytes_added: u64,
+    pub(super) bytes_freed: u64,
 }
 
 trait Job: Send {
@@ -129,13 +134,14 @@ impl WriterHandle {
 }
 
 pub(super) fn start(
-    db: Arc<redb::Database>,
+    db: Arc<DbSlot>,
+    reserve: Arc<Reserve>,
 ) -> Result<(WriterHandle, Receiver<Vec<Change>>), StoreError> {
     let (jobs_tx, jobs_rx) = smol::channel::bounded::<Box<dyn Job>>(QUEUE_DEPTH);
     let (changes_tx, changes_rx) = smol::channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(&db, jobs_rx, changes_tx))
+        .spawn(move || run(&db, &reserve, jobs_rx, changes_tx))
         .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
     Ok((
         WriterHandle {
@@ -146,7 +152,7 @@ pub(super) fn start(
     ))
 }
 
-fn run(db: &redb::Database, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Change>>) {
+fn run(db: &DbSlot, reserve: &Reserve, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Change>>) {
     // recv_blocking keeps returning queued jobs after the channel is closed,
     // so a shutdown still commits everything that was asked for.
     while let Ok(first) = jobs.recv_blocking() {
@@ -157,23 +163,58 @@ fn run(db: &redb::Database, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Ch
                 Err(_) => break,
             }
         }
-        if let Some(committed) = commit_batch(db, batch) {
-            if !committed.is_empty() {
-                let _ = changes.try_send(committed);
+        let mut batch = Some(batch);
+        let outcome = db.with(|db| {
+            let batch = batch.take().unwrap_or_default();
+            Ok(commit_batch(db, batch))
+        });
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            // No database is open; the jobs are told so and the next
+            // batch tries to open it again.
+            Err(err) => {
+                for job in batch.into_iter().flatten() {
+                    job.fail(err.clone());
+                }
+                continue;
+            }
+        };
+        match outcome {
+            Outcome::Committed(committed, added, freed) => {
+                reserve.note_commit(added, freed);
+                if !committed.is_empty() {
+                    let _ = changes.try_send(committed);
+                }
+            }
+            Outcome::RolledBack => {}
+            // Every job of the batch has its error already; whatever comes
+            // next gets a fresh database.
+            Outcome::StorageFailed => {
+                let _ = db.reopen();
             }
         }
     }
 }
 
-/// Runs one batch; returns what it changed if the commit succeeded.
-fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Change>> {
+enum Outcome {
+    /// Durable; what the batch changed, and the message bytes it stored and
+    /// freed.
+    Committed(Vec<Change>, u64, u64),
+    /// A job panicked, and the transaction was dropped: the database is fine.
+    RolledBack,
+    /// redb failed (a full disk, an I/O error): it wants to be reopened.
+    StorageFailed,
+}
+
+/// Runs one batch and commits it.
+fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Outcome {
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
             let err = StoreError::from(e);
             log::error!("store: cannot start a write transaction: {err}");
             batch.into_iter().for_each(|job| job.fail(err.clone()));
-            return None;
+            return Outcome::StorageFailed;
         }
     };
     // Quick repair saves the allocator state with every commit (and commits
@@ -185,7 +226,9 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Cha
     txn.set_quick_repair(true);
     let mut completions = Vec::with_capacity(batch.len());
     let mut changes = Vec::new();
+    let mut bytes = (0, 0);
     let mut failure = None;
+    let mut panicked = false;
     match open_tables(&txn) {
         Ok(mut ctx) => {
             let mut jobs = batch.into_iter();
@@ -194,6 +237,7 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Cha
                     Ok(done) => completions.push(done),
                     Err(_) => {
                         log::error!("store: a write job panicked; the whole batch is rolled back");
+                        panicked = true;
                         failure = Some(StoreError::Storage("internal error in a write".into()));
                         break;
                     }
@@ -205,6 +249,7 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Cha
                 failure = Some(err);
             }
             changes = std::mem::take(&mut ctx.changes);
+            bytes = (ctx.bytes_added, ctx.bytes_freed);
         }
         Err(err) => {
             batch.into_iter().for_each(|job| job.fail(err.clone()));
@@ -225,7 +270,11 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Option<Vec<Cha
     for done in completions {
         done.finish(outcome.clone());
     }
-    committed.then_some(changes)
+    match (committed, panicked) {
+        (true, _) => Outcome::Committed(changes, bytes.0, bytes.1),
+        (false, true) => Outcome::RolledBack,
+        (false, false) => Outcome::StorageFailed,
+    }
 }
 
 fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError> {
@@ -243,5 +292,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError>
         subscriptions: txn.open_table(SUBSCRIPTIONS)?,
         pending_chunks: BTreeMap::new(),
         changes: Vec::new(),
+        bytes_added: 0,
+        bytes_freed: 0,
     })
 }

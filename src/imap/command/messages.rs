@@ -124,6 +124,9 @@ impl Session {
         let Some(mailbox) = self.existing_mailbox(tag, &name) else {
             return;
         };
+        if let Err(e) = self.shared.store.room_for_new_mail() {
+            return self.store_failed(tag, &e);
+        }
         let when = date.map_or_else(crate::clock::now, |d| (d.unix, d.offset_minutes));
         let (message, analysis) = self.shared.analyse(message).await;
         let result = self
@@ -184,6 +187,13 @@ impl Session {
         let Some(target) = self.existing_mailbox(tag, &name) else {
             return;
         };
+        // A copy adds records, not bytes, but it is still new mail; a move
+        // frees about as much as it takes, and may be how room is made.
+        if !moving {
+            if let Err(e) = self.shared.store.room_for_new_mail() {
+                return self.store_failed(tag, &e);
+            }
+        }
         let result = self
             .shared
             .store

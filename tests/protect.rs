@@ -1,0 +1,245 @@
+//! The store protects itself: a full disk costs the writes that meet it and
+//! nothing after, a reserve of free space is kept for the writes that make
+//! room, and damaged message bytes are answered as damage, not served.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::imap_client::Client;
+use common::*;
+
+/// A small tmpfs, unmounted on drop: a disk the test can fill.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None (with a note) when not root, since only root may mount.
+    fn mount(name: &str, megabytes: u32) -> Option<Tmpfs> {
+        if !is_root() {
+            eprintln!("note: {name} skipped: mounting a small tmpfs needs root");
+            return None;
+        }
+        let path =
+            std::env::temp_dir().join(format!("letterbox-disk-{name}-{}", std::process::id()));
+        let _ = Command::new("umount").arg(&path).output();
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m,mode=0755")])
+            .arg("tmpfs")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs on {}", path.display());
+        Some(Tmpfs(path))
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let path = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statvfs writes into the zeroed struct we pass.
+        unsafe {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            assert_eq!(libc::statvfs(path.as_ptr(), &mut st), 0);
+            st.f_bavail as u64 * st.f_frsize as u64
+        }
+    }
+
+    /// Writes a file of zeros until about `leave` bytes stay free.
+    fn fill_leaving(&self, leave: u64) -> PathBuf {
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 1 << 20];
+        while self.free_bytes() > leave + block.len() as u64 {
+            file.write_all(&block).unwrap();
+        }
+        file.sync_all().unwrap();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A server whose DATA is on `disk`, with alice's users file.
+fn server_on(disk: &Tmpfs, name: &str) -> Server {
+    let mut server = Server::new(name, &["alice"]);
+    let data = disk.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(server.data.join("users"), data.join("users")).unwrap();
+    server.data = data;
+    server
+}
+
+/// A message of about `size` bytes whose subject names it.
+fn message(n: usize, size: usize) -> Vec<u8> {
+    let mut raw = format!("From: fill@example.org\r\nSubject: fill {n}\r\n\r\n").into_bytes();
+    let mut x = n as u64 + 1;
+    while raw.len() < size {
+        for _ in 0..76 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            raw.push(b'a' + ((x >> 33) % 26) as u8);
+        }
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw
+}
+
+/// One LMTP transaction for alice; the reply that decided it (the DATA
+/// refusal, or the reply after the message).
+fn deliver(server: &Server, body: &[u8]) -> String {
+    let mut c = Raw {
+        reader: std::io::BufReader::new(server.lmtp()),
+    };
+    assert!(c.line().starts_with("220"));
+    c.send(b"LHLO test\r\n");
+    while c.line().starts_with("250-") {}
+    assert!(c.cmd("MAIL FROM:<fill@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<alice>").starts_with("250"));
+    let data = c.cmd("DATA");
+    if !data.starts_with("354") {
+        return data;
+    }
+    c.send(body);
+    c.send(b"\r\n.\r\n");
+    c.line()
+}
+
+/// The subjects of every message in alice's INBOX, read over IMAP, and the
+/// FETCH's tagged reply.
+fn subjects(client: &mut Client) -> (Vec<String>, String) {
+    client.select("INBOX");
+    let reply = client.call("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    let found = reply
+        .lines
+        .iter()
+        .filter_map(|l| l.split("Subject: ").nth(1))
+        .map(|s| s.split('\r').next().unwrap_or_default().to_string())
+        .collect();
+    (found, reply.tagged)
+}
+
+fn assert_all_there(server: &Server, acked: &[usize]) {
+    let mut client = Client::login(server.ports.imap, "alice");
+    let (found, tagged) = subjects(&mut client);
+    assert_eq!(
+        tagged, "OK FETCH completed",
+        "no stored message reads as expunged"
+    );
+    for n in acked {
+        assert!(
+            found.contains(&format!("fill {n}")),
+            "acknowledged message {n} is lost: {found:?}"
+        );
+    }
+}
+
+/// Fills DATA's disk until a delivery fails; returns what was acknowledged.
+fn fill_until_refused(server: &Server, expect: &str) -> Vec<usize> {
+    let mut acked = Vec::new();
+    for n in 0..400 {
+        let reply = deliver(server, &message(n, 50_000));
+        if reply.starts_with("250") {
+            acked.push(n);
+            continue;
+        }
+        assert!(reply.starts_with(expect), "delivery {n}: {reply}");
+        return acked;
+    }
+    panic!("the disk never filled");
+}
+
+#[test]
+fn a_full_disk_costs_only_the_writes_that_meet_it() {
+    let Some(disk) = Tmpfs::mount("enospc", 40) else {
+        return;
+    };
+    let mut server = server_on(&disk, "enospc");
+    // No reserve: the commits themselves meet the full disk.
+    server.start_with(&["--min-free-space", "0"]);
+    let filler = disk.fill_leaving(6 << 20);
+    let acked = fill_until_refused(&server, "451 4.3.0");
+    assert!(!acked.is_empty());
+    // Reads go on while the disk is full.
+    assert_all_there(&server, &acked);
+    // Space comes back (the admin deletes something); no restart.
+    std::fs::remove_file(&filler).unwrap();
+    let reply = deliver(&server, &message(1000, 5_000));
+    assert!(reply.starts_with("250"), "{reply}");
+    let mut client = Client::login(server.ports.imap, "alice");
+    client.select("INBOX");
+    client.ok("STORE 1 +FLAGS (\\Seen)");
+    client.ok("CREATE Later");
+    client.ok("STORE 2 +FLAGS (\\Deleted)");
+    client.ok("EXPUNGE");
+    let mut still: Vec<usize> = acked.iter().copied().filter(|&n| n != acked[1]).collect();
+    still.push(1000);
+    assert_all_there(&server, &still);
+    let log = server.log_text();
+    assert!(
+        log.contains("database reopened after a write error"),
+        "{log}"
+    );
+    server.stop();
+    // And what was acknowledged is durable across a restart.
+    server.start_with(&["--min-free-space", "0"]);
+    assert_all_there(&server, &still);
+}
+
+#[test]
+fn below_the_reserve_new_mail_waits_and_expunges_make_room() {
+    let Some(disk) = Tmpfs::mount("reserve", 40) else {
+        return;
+    };
+    let mut server = server_on(&disk, "reserve");
+    server.start_with(&["--min-free-space", &(8u64 << 20).to_string()]);
+    disk.fill_leaving(14 << 20);
+    let acked = fill_until_refused(&server, "452 4.3.1");
+    assert!(acked.len() > 40, "{acked:?}");
+    // More tries are refused the same way, and the log says why once.
+    for n in 0..5 {
+        let reply = deliver(&server, &message(2000 + n, 50_000));
+        assert!(reply.starts_with("452 4.3.1"), "{reply}");
+    }
+    let log = server.log_text();
+    assert_eq!(log.matches("under the").count(), 1, "{log}");
+    let mut client = Client::login(server.ports.imap, "alice");
+    client.select("INBOX");
+    let tag = client.tag();
+    client.send(format!("{tag} APPEND INBOX {{20}}\r\n").as_bytes());
+    let reply = client.line();
+    let reply = if reply.starts_with('+') {
+        client.send(b"Subject: x\r\n\r\nbody\r\n\r\n");
+        client.reply(&tag).tagged
+    } else {
+        reply
+            .strip_prefix(&format!("{tag} "))
+            .unwrap_or(&reply)
+            .to_string()
+    };
+    assert!(reply.starts_with("NO [OVERQUOTA]"), "{reply}");
+    let copy = client.call("COPY 1 Archive");
+    assert!(copy.tagged.starts_with("NO [OVERQUOTA]"), "{copy:?}");
+    // What makes room still works: flags, then expunging half the messages
+    // (redb grows its file in steps, so the disk may be a step under the
+    // reserve).
+    let half = acked.len() / 2;
+    client.ok(&format!("STORE 1:{half} +FLAGS (\\Deleted)"));
+    client.ok("EXPUNGE");
+    let reply = deliver(&server, &message(3000, 50_000));
+    assert!(
+        reply.starts_with("250"),
+        "after expunging: {reply}\n{}",
+        server.log_text()
+    );
+    let mut still: Vec<usize> = acked[half..].to_vec();
+    still.push(3000);
+    assert_all_there(&server, &still);
+}
