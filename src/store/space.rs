@@ -32,10 +32,14 @@ pub(super) struct Reserve {
     state: Mutex<State>,
 }
 
+/// When the disk was last looked at, and what was found: room enough, or
+/// (free, wanted) bytes.
+type Checked = (Instant, Result<(), (u64, u64)>);
+
 struct State {
     /// None: the default, worked out from the disk's size.
     min_free: Option<u64>,
-    checked: Option<(Instant, Result<(), (u64, u64)>)>,
+    checked: Option<Checked>,
     logged: Option<Instant>,
     /// The estimate of reusable room inside the file (see above).
     inside: u64,
