@@ -7,6 +7,7 @@
 #![no_main]
 
 use letterbox::lmtp::session::{Next, Session, MAX_COMMAND_LINE};
+use letterbox::net::spool::Spool;
 use letterbox::net::{DataError, ReadError};
 use letterbox::store::{Delivered, StoreError};
 use letterbox_fuzz::{assert_crlf_lines, over_conn};
@@ -40,7 +41,18 @@ fuzz_target!(
                     }
                     Next::ReadData(reply) => {
                         assert_crlf_lines(&reply);
-                        let reply = match conn.read_dot_data(MAX_MESSAGE).await {
+                        // Small bodies stay in the spool's memory; a larger
+                        // one would go to an unlinked file in the temp dir.
+                        let mut spool = Spool::new(&std::env::temp_dir());
+                        let read = conn.read_dot_data(MAX_MESSAGE, &mut spool).await;
+                        let read = match read {
+                            Ok(()) => match spool.into_bytes(Vec::new()).await {
+                                Ok(message) => Ok(message),
+                                Err(_) => return,
+                            },
+                            Err(e) => Err(e),
+                        };
+                        let reply = match read {
                             Ok(message) => {
                                 assert!(message.len() <= MAX_MESSAGE);
                                 // Stored mail has CRLF line ends only.
@@ -72,7 +84,7 @@ fuzz_target!(
                                 reply
                             }
                             Err(DataError::TooBig) => session.too_big(),
-                            Err(DataError::Read(_)) => return,
+                            Err(DataError::Read(_) | DataError::Spool(_)) => return,
                         };
                         assert_crlf_lines(&reply);
                     }
