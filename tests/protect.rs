@@ -243,3 +243,143 @@ fn below_the_reserve_new_mail_waits_and_expunges_make_room() {
     still.push(3000);
     assert_all_there(&server, &still);
 }
+
+/// Flips one byte inside every copy of `marker` in the stopped server's
+/// database file; returns how many it found.
+fn damage(server: &Server, marker: &[u8]) -> usize {
+    let path = server.data.join("letterbox.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut found = 0;
+    let mut at = 0;
+    while let Some(i) = bytes[at..].windows(marker.len()).position(|w| w == marker) {
+        let hit = at + i;
+        bytes[hit + marker.len() / 2] ^= 0x20;
+        found += 1;
+        at = hit + marker.len();
+    }
+    std::fs::write(&path, bytes).unwrap();
+    found
+}
+
+fn marked(subject: &str, marker: &str, lines: usize) -> Vec<u8> {
+    let mut raw = format!("From: a@example.org\r\nSubject: {subject}\r\n\r\n").into_bytes();
+    for i in 0..lines {
+        raw.extend_from_slice(
+            format!("line {i:06} {marker} abcdefghijklmnopqrstuvwxyz\r\n").as_bytes(),
+        );
+    }
+    raw
+}
+
+#[test]
+fn damaged_message_bytes_answer_corruption_and_the_session_goes_on() {
+    let mut server = Server::new("damage", &["alice"]);
+    server.start();
+    // 1: intact; 2: small and damaged; 3: three chunks, damaged in the
+    // last one only; 4: intact.
+    let one = marked("one", "INTACT-ONE", 10);
+    let two = marked("two", "DAMAGE-ME-SMALL", 10);
+    let mut three = marked("three", "INTACT-THREE", 2500);
+    three.extend_from_slice(b"DAMAGE-ME-AT-THE-END\r\n");
+    let four = marked("four", "INTACT-FOUR", 10);
+    for m in [&one, &two, &three, &four] {
+        let reply = deliver(&server, m);
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    server.stop();
+    assert!(damage(&server, b"DAMAGE-ME-SMALL") >= 1);
+    assert!(damage(&server, b"DAMAGE-ME-AT-THE-END") >= 1);
+    server.start();
+
+    let mut client = Client::login(server.ports.imap, "alice");
+    client.select("INBOX");
+    let reply = client.call("FETCH 2 BODY[]");
+    assert!(reply.tagged.starts_with("NO [CORRUPTION]"), "{reply:?}");
+    assert!(
+        reply.lines.is_empty(),
+        "no altered content is sent: {reply:?}"
+    );
+    let reply = client.call("FETCH 3 BODY.PEEK[]");
+    assert!(reply.tagged.starts_with("NO [CORRUPTION]"), "{reply:?}");
+    // The session goes on, and the intact messages read whole.
+    let reply = client.call("FETCH 1 BODY[]");
+    assert!(reply.is_ok(), "{reply:?}");
+    assert!(reply.lines[0].contains("INTACT-ONE"));
+    let reply = client.call("FETCH 1:4 (UID BODY.PEEK[])");
+    assert!(reply.tagged.starts_with("NO [CORRUPTION]"), "{reply:?}");
+    let bodies = reply.lines.join("\n");
+    assert!(
+        bodies.contains("INTACT-ONE") && bodies.contains("INTACT-FOUR"),
+        "{reply:?}"
+    );
+    assert!(
+        !bodies.contains("DAMAGE") && !bodies.contains("INTACT-THREE"),
+        "{reply:?}"
+    );
+    // Flags are not message bytes: they still answer.
+    client.ok("FETCH 2:3 (FLAGS UID)");
+    client.ok("NOOP");
+
+    let mut pop = Raw::connect(server.ports.pop3);
+    assert!(pop.line().starts_with("+OK"));
+    assert!(pop.cmd("USER alice").starts_with("+OK"));
+    assert!(pop.cmd("PASS pw-alice").starts_with("+OK"));
+    let reply = pop.cmd("RETR 2");
+    assert!(reply.starts_with("-ERR"), "{reply}");
+    let reply = pop.cmd("RETR 3");
+    assert!(reply.starts_with("-ERR"), "{reply}");
+    assert!(pop.cmd("RETR 4").starts_with("+OK"));
+    let body = pop.multiline().join("");
+    assert!(body.contains("INTACT-FOUR"), "{body}");
+    assert!(pop.cmd("NOOP").starts_with("+OK"));
+    assert!(pop.cmd("QUIT").starts_with("+OK"));
+
+    // Logged once per message, with where it is and what to do.
+    let log = server.log_text();
+    for uid in [2, 3] {
+        let line = format!("DAMAGED MESSAGE: user alice, mailbox \"INBOX\", UID {uid}:");
+        assert_eq!(log.matches(&line).count(), 1, "{log}");
+    }
+    assert!(log.contains("letterbox verify"));
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn a_schema_3_store_gets_its_checksums_when_upgraded() {
+    // Written by the schema-3 letterbox: alice's INBOX with a small message
+    // (UID 1) and a 118,132-byte one in two chunks (UID 2).
+    let mut server = Server::new("upgrade3", &["alice"]);
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/schema3.redb.gz"
+    );
+    let out = Command::new("gzip")
+        .args(["-dc", fixture])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(server.data.join("letterbox.redb"), &out.stdout).unwrap();
+    server.start();
+    let log = server.log_text();
+    assert!(
+        log.contains("upgraded the database to schema 4 (3 message chunks"),
+        "{log}"
+    );
+    let mut client = Client::login(server.ports.imap, "alice");
+    client.select("INBOX");
+    let reply = client.call("FETCH 1:2 (RFC822.SIZE BODY.PEEK[])");
+    assert!(reply.is_ok(), "{reply:?}");
+    let all = reply.lines.join("\n");
+    assert!(all.contains("small body CHECKSUM-FIXTURE-1"));
+    assert!(all.contains("RFC822.SIZE 118132"));
+    assert_eq!(all.matches("CHECKSUM-FIXTURE-2").count(), 2000);
+    server.stop();
+    // The checksums are real: damage written after the upgrade is found.
+    assert!(damage(&server, b"CHECKSUM-FIXTURE-1") >= 1);
+    server.start();
+    let mut client = Client::login(server.ports.imap, "alice");
+    client.select("INBOX");
+    let reply = client.call("FETCH 1 BODY.PEEK[]");
+    assert!(reply.tagged.starts_with("NO [CORRUPTION]"), "{reply:?}");
+    client.ok("FETCH 2 BODY.PEEK[]");
+}

@@ -35,7 +35,7 @@ pub type BlobId = u64;
 /// The schema this binary writes. A file with a newer one is refused, since an
 /// older binary cannot know what the newer one's records mean (or, as with
 /// version 2's message index, would not keep them up to date).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The most distinct keywords one mailbox may hold: SELECT lists them all,
 /// and every write to the mailbox carries the list.
@@ -163,6 +163,8 @@ pub struct Store {
     db: Arc<DbSlot>,
     writer: writer::WriterHandle,
     reserve: Arc<space::Reserve>,
+    /// Messages found damaged and logged, so each is logged once.
+    damaged: Arc<std::sync::Mutex<std::collections::HashSet<(MailboxId, u32)>>>,
 }
 
 /// The open database, which the writer replaces after a failed commit.
@@ -267,6 +269,7 @@ impl Store {
                 db,
                 writer,
                 reserve,
+                damaged: Default::default(),
             },
             changes,
         ))
@@ -277,6 +280,30 @@ impl Store {
     /// smaller.
     pub fn set_min_free_space(&self, bytes: Option<u64>) {
         self.reserve.set_min_free(bytes);
+    }
+
+    /// Logs that a message's stored bytes are damaged, once per message
+    /// for the life of the process, with what the administrator should do.
+    pub fn report_damage(
+        &self,
+        user: &str,
+        mailbox: &str,
+        mailbox_id: MailboxId,
+        uid: u32,
+        err: &StoreError,
+    ) {
+        let first = self
+            .damaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((mailbox_id, uid));
+        if first {
+            log::error!(
+                "store: DAMAGED MESSAGE: user {user}, mailbox {mailbox:?}, UID {uid}: {err}. \
+                 The database file is damaged (a failing disk or SD card?): run `letterbox verify` \
+                 to list every damaged message, and restore from a backup"
+            );
+        }
     }
 
     /// Whether new mail (a delivery, an APPEND, a COPY) may be stored now:
@@ -344,6 +371,11 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 }
                 if version < 3 {
                     blobs::upgrade_to_v3(&txn)?;
+                }
+                // Chunks written by the step to 3 above already carry
+                // their checksums.
+                if version == 3 {
+                    blobs::upgrade_to_v4(&txn)?;
                 }
                 if version < SCHEMA_VERSION {
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
@@ -462,6 +494,18 @@ pub fn canonical_mailbox_name(name: &str) -> std::borrow::Cow<'_, str> {
     name.into()
 }
 
+/// Runs a read that may meet a damaged page of the file. redb trusts its
+/// pages, and some damage makes it panic (an `unreachable!` in its page
+/// parsing); that becomes [`StoreError::Corrupt`], so one command fails and
+/// the session goes on.
+fn guarded<T>(read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        Err(StoreError::Corrupt(
+            "page (the storage library failed reading it)".into(),
+        ))
+    })
+}
+
 /// A read-only, consistent view of the whole store.
 pub struct Snapshot {
     txn: redb::ReadTransaction,
@@ -528,13 +572,7 @@ impl Snapshot {
 
     /// Every message of a mailbox in UID order.
     pub fn messages(&self, mailbox: MailboxId) -> Result<Vec<(u32, MessageRecord)>, StoreError> {
-        let messages = self.txn.open_table(MESSAGES)?;
-        let mut out = Vec::new();
-        for entry in messages.range((mailbox, 0)..=(mailbox, u32::MAX))? {
-            let (key, value) = entry?;
-            out.push((key.value().1, MessageRecord::decode(value.value())?));
-        }
-        Ok(out)
+        self.messages_between(mailbox, 0, u32::MAX)
     }
 
     /// Visits the mailbox's message index chunks in UID order (index.rs).
@@ -543,12 +581,14 @@ impl Snapshot {
         mailbox: MailboxId,
         mut visit: impl FnMut(ChunkRef<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
-        for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
-            let (key, value) = entry?;
-            visit(ChunkRef::parse(key.value().1, value.value())?)?;
-        }
-        Ok(())
+        guarded(|| {
+            let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+            for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
+                let (key, value) = entry?;
+                visit(ChunkRef::parse(key.value().1, value.value())?)?;
+            }
+            Ok(())
+        })
     }
 
     /// The UIDs expunged from a mailbox after MODSEQ `since`, in UID order.
@@ -586,13 +626,15 @@ impl Snapshot {
         low: u32,
         high: u32,
     ) -> Result<Vec<(u32, MessageRecord)>, StoreError> {
-        let messages = self.txn.open_table(MESSAGES)?;
-        let mut out = Vec::new();
-        for entry in messages.range((mailbox, low)..=(mailbox, high))? {
-            let (key, value) = entry?;
-            out.push((key.value().1, MessageRecord::decode(value.value())?));
-        }
-        Ok(out)
+        guarded(|| {
+            let messages = self.txn.open_table(MESSAGES)?;
+            let mut out = Vec::new();
+            for entry in messages.range((mailbox, low)..=(mailbox, high))? {
+                let (key, value) = entry?;
+                out.push((key.value().1, MessageRecord::decode(value.value())?));
+            }
+            Ok(out)
+        })
     }
 
     /// Opens the message bodies and their analyses once, for reading many.
@@ -609,9 +651,11 @@ impl Snapshot {
         mailbox: MailboxId,
         uid: u32,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        let messages = self.txn.open_table(MESSAGES)?;
-        let found = messages.get((mailbox, uid))?;
-        found.map(|v| MessageRecord::decode(v.value())).transpose()
+        guarded(|| {
+            let messages = self.txn.open_table(MESSAGES)?;
+            let found = messages.get((mailbox, uid))?;
+            found.map(|v| MessageRecord::decode(v.value())).transpose()
+        })
     }
 
     /// The raw RFC 5322 bytes of a message, whole. For tests and small
@@ -659,14 +703,23 @@ impl Content {
     pub fn blob(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
         match self.blob_len(blob)? {
             None => Ok(None),
-            Some(total) => blobs::read_range(&self.chunks, blob, total, 0..total).map(Some),
+            Some(total) => {
+                guarded(|| blobs::read_range(&self.chunks, blob, total, 0..total)).map(Some)
+            }
         }
+    }
+
+    /// Checks a message's bytes (`total` long, from [`Content::blob_len`])
+    /// against their checksums, before a reply that cannot be taken back
+    /// starts: a literal's size, POP3's +OK.
+    pub fn verify(&self, blob: BlobId, total: u64) -> Result<(), StoreError> {
+        guarded(|| blobs::verify(&self.chunks, blob, total))
     }
 
     /// A message's length in bytes, or None when its bytes are gone (or it
     /// is empty, which letterbox never stores).
     pub fn blob_len(&self, blob: BlobId) -> Result<Option<u64>, StoreError> {
-        blobs::len(&self.chunks, blob)
+        guarded(|| blobs::len(&self.chunks, blob))
     }
 
     /// Up to `max` bytes from `offset` of a message `total` bytes long (from
@@ -679,7 +732,7 @@ impl Content {
         offset: u64,
         max: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        blobs::piece(&self.chunks, blob, total, offset, max)
+        guarded(|| blobs::piece(&self.chunks, blob, total, offset, max))
     }
 
     /// The bytes of `range` of a message, clipped to its end, in memory:
@@ -690,15 +743,15 @@ impl Content {
         range: std::ops::Range<u64>,
     ) -> Result<Vec<u8>, StoreError> {
         let total = self.blob_len(blob)?.unwrap_or(0);
-        blobs::read_range(&self.chunks, blob, total, range)
+        guarded(|| blobs::read_range(&self.chunks, blob, total, range))
     }
 
     pub fn parsed(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.parsed.get(blob)?.map(|v| v.value().to_vec()))
+        guarded(|| Ok(self.parsed.get(blob)?.map(|v| v.value().to_vec())))
     }
 
     pub fn search_header(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.search_headers.get(blob)?.map(|v| v.value().to_vec()))
+        guarded(|| Ok(self.search_headers.get(blob)?.map(|v| v.value().to_vec())))
     }
 }
 
@@ -844,6 +897,66 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_inside_a_read_is_corruption() {
+        let read = || -> Result<u32, StoreError> { unreachable!("a damaged page") };
+        assert!(matches!(guarded(read), Err(StoreError::Corrupt(_))));
+        assert_eq!(guarded(|| Ok(7)), Ok(7));
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_chunk_fails_its_checksum() {
+        let (dir, store) = testing::temp_store();
+        let inbox = testing::two_mailboxes(&store)[0];
+        let raw = vec![b'x'; BLOB_CHUNK + 10];
+        let copy = raw.clone();
+        store
+            .write_blocking(move |tx| {
+                tx.append_message(
+                    inbox,
+                    &copy,
+                    &Analysis::default(),
+                    Flags::default(),
+                    Vec::new(),
+                    (0, 0),
+                )
+            })
+            .unwrap();
+        let blob = store.snapshot().unwrap().messages(inbox).unwrap()[0].1.blob;
+        store.shutdown();
+        drop(store);
+        let path = dir.path().join("t.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut chunks = txn.open_table(BLOB_CHUNKS).unwrap();
+                let mut second = chunks.get((blob, 1)).unwrap().unwrap().value().to_vec();
+                second[3] ^= 1;
+                chunks.insert((blob, 1), second.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (store, _changes) = Store::open(&path, 1 << 20).unwrap();
+        let snap = store.snapshot().unwrap();
+        let content = snap.content().unwrap();
+        let total = content.blob_len(blob).unwrap().unwrap();
+        assert_eq!(total, raw.len() as u64);
+        assert!(matches!(
+            content.verify(blob, total),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            content.blob_piece(blob, total, BLOB_CHUNK as u64, 5),
+            Err(StoreError::Corrupt(_))
+        ));
+        // The first chunk is intact and still reads.
+        assert_eq!(content.blob_range(blob, 0..10).unwrap(), &raw[..10]);
+        drop(content);
+        drop(snap);
+        store.shutdown();
+    }
 
     #[test]
     fn inbox_is_case_insensitive() {
