@@ -64,6 +64,18 @@ struct Trouble {
     unknown_cte: bool,
     /// A stored body could not be read back intact.
     corrupt: bool,
+    /// The store could not be read just now (an I/O error, a reopen).
+    unavailable: bool,
+}
+
+impl Trouble {
+    /// Notes a read error met before a message's line started.
+    fn read_failed(&mut self, e: &StoreError) {
+        match e {
+            StoreError::Corrupt(_) => self.corrupt = true,
+            _ => self.unavailable = true,
+        }
+    }
 }
 
 impl Session {
@@ -174,6 +186,10 @@ impl Session {
                 // message is left out and the command answers NO
                 // [CORRUPTION]; the session goes on.
                 let damaged = |e: &StoreError| {
+                    if !matches!(e, StoreError::Corrupt(_)) {
+                        log::error!("{}: store: {e}", self.peer);
+                        return;
+                    }
                     let name = snapshot
                         .mailbox(mailbox)
                         .ok()
@@ -203,14 +219,14 @@ impl Session {
                         Ok(None) => None,
                         Err(e) => {
                             damaged(&e);
-                            trouble.corrupt = true;
+                            trouble.read_failed(&e);
                             continue;
                         }
                     };
                     if let Some(b) = &body {
                         if let Err(e) = content.verify(b.blob, b.len) {
                             damaged(&e);
-                            trouble.corrupt = true;
+                            trouble.read_failed(&e);
                             continue;
                         }
                     }
@@ -220,7 +236,7 @@ impl Session {
                         Ok(found) => found.and_then(|bytes| MessageInfo::decode(&bytes)),
                         Err(e) => {
                             damaged(&e);
-                            trouble.corrupt = true;
+                            trouble.read_failed(&e);
                             continue;
                         }
                     };
@@ -232,7 +248,7 @@ impl Session {
                             }
                             Err(e) => {
                                 damaged(&e);
-                                trouble.corrupt = true;
+                                trouble.read_failed(&e);
                                 continue;
                             }
                         }
@@ -283,7 +299,12 @@ impl Session {
                 return;
             }
         }
-        if trouble.corrupt {
+        if trouble.unavailable {
+            self.no(
+                tag,
+                "[UNAVAILABLE] Some messages could not be read just now; try again later",
+            );
+        } else if trouble.corrupt {
             self.no(
                 tag,
                 "[CORRUPTION] A message could not be read back intact; see the server log",
