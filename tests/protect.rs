@@ -385,3 +385,87 @@ fn a_schema_3_store_gets_its_checksums_when_upgraded() {
     assert!(reply.tagged.starts_with("NO [CORRUPTION]"), "{reply:?}");
     client.ok("FETCH 2 BODY.PEEK[]");
 }
+
+/// Reads IMAP lines up to the tagged reply, or None when the connection
+/// ends first.
+fn try_reply(client: &mut Client, tag: &str) -> Option<String> {
+    loop {
+        let line = client.try_line_bytes().ok()?;
+        let line = String::from_utf8_lossy(&line).into_owned();
+        if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+            return Some(rest.to_string());
+        }
+    }
+}
+
+#[test]
+fn four_kib_of_garbage_never_drops_a_session_or_the_server() {
+    let mut server = Server::new("garbage", &["alice"]);
+    server.start();
+    for n in 0..24 {
+        let body = marked(&format!("m{n}"), &format!("GARBAGE-{n}"), 20 + n * 150);
+        assert!(deliver(&server, &body).starts_with("250"));
+    }
+    server.stop();
+    let path = server.data.join("letterbox.redb");
+    let pristine = std::fs::read(&path).unwrap();
+    let pages = pristine.len() / 4096;
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for trial in 1..=8 {
+        // A page somewhere past the header, overwritten with noise.
+        let page = 1 + (pages - 2) * trial / 9;
+        let mut bytes = pristine.clone();
+        for b in &mut bytes[page * 4096..(page + 1) * 4096] {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *b = (x >> 56) as u8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        server.start();
+        let mut client = Client::login(server.ports.imap, "alice");
+        for command in [
+            "SELECT INBOX",
+            "FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE)",
+            "FETCH 1:* (BODY.PEEK[])",
+            "UID SEARCH BODY GARBAGE-3",
+            "STATUS INBOX (MESSAGES UNSEEN)",
+            "NOOP",
+        ] {
+            let tag = client.tag();
+            client.send(format!("{tag} {command}\r\n").as_bytes());
+            let reply = try_reply(&mut client, &tag);
+            let reply = reply.unwrap_or_else(|| {
+                panic!(
+                    "page {page}: the session was dropped in {command}\n{}",
+                    server.log_text()
+                )
+            });
+            assert!(
+                reply.starts_with("OK") || reply.starts_with("NO"),
+                "page {page}: {command}: {reply}"
+            );
+        }
+        let mut pop = Raw::connect(server.ports.pop3);
+        assert!(pop.line().starts_with("+OK"));
+        pop.cmd("USER alice");
+        if pop.cmd("PASS pw-alice").starts_with("+OK") {
+            for n in 1..=24 {
+                let reply = pop.cmd(&format!("RETR {n}"));
+                assert!(
+                    !reply.is_empty(),
+                    "page {page}: RETR {n} dropped the session"
+                );
+                if reply.starts_with("+OK") {
+                    pop.multiline();
+                }
+            }
+            assert!(pop.cmd("NOOP").starts_with("+OK"), "page {page}");
+        }
+        assert!(
+            server.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+            "page {page}: the server died"
+        );
+        server.stop();
+    }
+}

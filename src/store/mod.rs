@@ -317,8 +317,10 @@ impl Store {
     /// the writer.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.db.with(|db| {
-            Ok(Snapshot {
-                txn: db.begin_read()?,
+            guarded(|| {
+                Ok(Snapshot {
+                    txn: db.begin_read()?,
+                })
             })
         })
     }
@@ -513,61 +515,71 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn mailbox_id(&self, user: &str, name: &str) -> Result<Option<MailboxId>, StoreError> {
-        let names = self.txn.open_table(MAILBOX_NAMES)?;
-        let name = canonical_mailbox_name(name);
-        Ok(names.get((user, name.as_ref()))?.map(|v| v.value()))
+        guarded(|| {
+            let names = self.txn.open_table(MAILBOX_NAMES)?;
+            let name = canonical_mailbox_name(name);
+            Ok(names.get((user, name.as_ref()))?.map(|v| v.value()))
+        })
     }
 
     pub fn mailbox(&self, id: MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
-        let mailboxes = self.txn.open_table(MAILBOXES)?;
-        let found = mailboxes.get(id)?;
-        found.map(|v| MailboxRecord::decode(v.value())).transpose()
+        guarded(|| {
+            let mailboxes = self.txn.open_table(MAILBOXES)?;
+            let found = mailboxes.get(id)?;
+            found.map(|v| MailboxRecord::decode(v.value())).transpose()
+        })
     }
 
     /// The user's mailboxes in name order.
     pub fn mailboxes(&self, user: &str) -> Result<Vec<(MailboxId, MailboxRecord)>, StoreError> {
-        let names = self.txn.open_table(MAILBOX_NAMES)?;
-        let mailboxes = self.txn.open_table(MAILBOXES)?;
-        let mut out = Vec::new();
-        for entry in names.range((user, "")..)? {
-            let (key, id) = entry?;
-            if key.value().0 != user {
-                break;
+        guarded(|| {
+            let names = self.txn.open_table(MAILBOX_NAMES)?;
+            let mailboxes = self.txn.open_table(MAILBOXES)?;
+            let mut out = Vec::new();
+            for entry in names.range((user, "")..)? {
+                let (key, id) = entry?;
+                if key.value().0 != user {
+                    break;
+                }
+                if let Some(record) = mailboxes.get(id.value())? {
+                    out.push((id.value(), MailboxRecord::decode(record.value())?));
+                }
             }
-            if let Some(record) = mailboxes.get(id.value())? {
-                out.push((id.value(), MailboxRecord::decode(record.value())?));
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The names a user is subscribed to, in name order, whether or not
     /// their mailboxes exist.
     pub fn subscriptions(&self, user: &str) -> Result<Vec<String>, StoreError> {
-        let table = self.txn.open_table(SUBSCRIPTIONS)?;
-        let mut out = Vec::new();
-        for entry in table.range((user, "")..)? {
-            let (key, _) = entry?;
-            let (owner, name) = key.value();
-            if owner != user {
-                break;
+        guarded(|| {
+            let table = self.txn.open_table(SUBSCRIPTIONS)?;
+            let mut out = Vec::new();
+            for entry in table.range((user, "")..)? {
+                let (key, _) = entry?;
+                let (owner, name) = key.value();
+                if owner != user {
+                    break;
+                }
+                out.push(name.to_string());
             }
-            out.push(name.to_string());
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// How many messages of a mailbox have a UID of at least `uid`. Reads
     /// only the index chunks from that UID on.
     pub fn count_from(&self, mailbox: MailboxId, uid: u32) -> Result<u32, StoreError> {
-        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
-        let mut count = 0;
-        for entry in chunks.range((mailbox, chunk_of(uid))..=(mailbox, u32::MAX))? {
-            let (key, value) = entry?;
-            let chunk = ChunkRef::parse(key.value().1, value.value())?;
-            count += chunk.uids().filter(|&u| u >= uid).count() as u32;
-        }
-        Ok(count)
+        guarded(|| {
+            let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+            let mut count = 0;
+            for entry in chunks.range((mailbox, chunk_of(uid))..=(mailbox, u32::MAX))? {
+                let (key, value) = entry?;
+                let chunk = ChunkRef::parse(key.value().1, value.value())?;
+                count += chunk.uids().filter(|&u| u >= uid).count() as u32;
+            }
+            Ok(count)
+        })
     }
 
     /// Every message of a mailbox in UID order.
@@ -593,30 +605,34 @@ impl Snapshot {
 
     /// The UIDs expunged from a mailbox after MODSEQ `since`, in UID order.
     pub fn expunged_since(&self, mailbox: MailboxId, since: u64) -> Result<Vec<u32>, StoreError> {
-        let expunged = self.txn.open_table(EXPUNGED)?;
-        let mut out = Vec::new();
-        for entry in expunged.range((mailbox, since.saturating_add(1))..=(mailbox, u64::MAX))? {
-            let (_, uids) = entry?;
-            out.extend(records::decode_uids(uids.value())?);
-        }
-        out.sort_unstable();
-        Ok(out)
+        guarded(|| {
+            let expunged = self.txn.open_table(EXPUNGED)?;
+            let mut out = Vec::new();
+            for entry in expunged.range((mailbox, since.saturating_add(1))..=(mailbox, u64::MAX))? {
+                let (_, uids) = entry?;
+                out.extend(records::decode_uids(uids.value())?);
+            }
+            out.sort_unstable();
+            Ok(out)
+        })
     }
 
     /// The sequence number of the first message without \Seen, if any:
     /// rev1's SELECT announces it. Reads the index only up to that message.
     pub fn first_unseen(&self, mailbox: MailboxId) -> Result<Option<u32>, StoreError> {
-        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
-        let mut before = 0;
-        for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
-            let (key, value) = entry?;
-            let chunk = ChunkRef::parse(key.value().1, value.value())?;
-            if let Some(i) = chunk.flags().position(|f| !f.contains(Flags::SEEN)) {
-                return Ok(Some(before + i as u32 + 1));
+        guarded(|| {
+            let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+            let mut before = 0;
+            for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
+                let (key, value) = entry?;
+                let chunk = ChunkRef::parse(key.value().1, value.value())?;
+                if let Some(i) = chunk.flags().position(|f| !f.contains(Flags::SEEN)) {
+                    return Ok(Some(before + i as u32 + 1));
+                }
+                before += chunk.len() as u32;
             }
-            before += chunk.len() as u32;
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// The messages of a mailbox with UIDs in `low..=high`, in UID order.
@@ -639,10 +655,12 @@ impl Snapshot {
 
     /// Opens the message bodies and their analyses once, for reading many.
     pub fn content(&self) -> Result<Content, StoreError> {
-        Ok(Content {
-            chunks: self.txn.open_table(BLOB_CHUNKS)?,
-            parsed: self.txn.open_table(PARSED)?,
-            search_headers: self.txn.open_table(SEARCH_HEADERS)?,
+        guarded(|| {
+            Ok(Content {
+                chunks: self.txn.open_table(BLOB_CHUNKS)?,
+                parsed: self.txn.open_table(PARSED)?,
+                search_headers: self.txn.open_table(SEARCH_HEADERS)?,
+            })
         })
     }
 
@@ -662,30 +680,36 @@ impl Snapshot {
     /// messages; whatever may meet a large message reads it through
     /// [`Content`] in pieces.
     pub fn blob(&self, blob: BlobId) -> Result<Vec<u8>, StoreError> {
-        self.content()?
-            .blob(blob)?
-            .ok_or_else(|| StoreError::Corrupt(format!("message body {blob} (missing)")))
+        guarded(|| {
+            self.content()?
+                .blob(blob)?
+                .ok_or_else(|| StoreError::Corrupt(format!("message body {blob} (missing)")))
+        })
     }
 
     /// What [`crate::mime::MessageInfo::encode`] stored for a blob at delivery.
     pub fn parsed(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        let parsed = self.txn.open_table(PARSED)?;
-        let found = parsed.get(blob)?;
-        Ok(found.map(|v| v.value().to_vec()))
+        guarded(|| {
+            let parsed = self.txn.open_table(PARSED)?;
+            let found = parsed.get(blob)?;
+            Ok(found.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Every user that has mailboxes, in name order.
     pub fn users(&self) -> Result<Vec<String>, StoreError> {
-        let names = self.txn.open_table(MAILBOX_NAMES)?;
-        let mut out: Vec<String> = Vec::new();
-        for entry in names.iter()? {
-            let (key, _) = entry?;
-            let user = key.value().0;
-            if out.last().map(String::as_str) != Some(user) {
-                out.push(user.to_string());
+        guarded(|| {
+            let names = self.txn.open_table(MAILBOX_NAMES)?;
+            let mut out: Vec<String> = Vec::new();
+            for entry in names.iter()? {
+                let (key, _) = entry?;
+                let user = key.value().0;
+                if out.last().map(String::as_str) != Some(user) {
+                    out.push(user.to_string());
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 

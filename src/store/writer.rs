@@ -166,7 +166,15 @@ fn run(db: &DbSlot, reserve: &Reserve, jobs: Receiver<Box<dyn Job>>, changes: Se
         let mut batch = Some(batch);
         let outcome = db.with(|db| {
             let batch = batch.take().unwrap_or_default();
-            Ok(commit_batch(db, batch))
+            // A damaged page can make redb panic in the commit itself; the
+            // jobs then hear nothing back (their askers see an error, never
+            // a success), and the database is reopened.
+            Ok(
+                catch_unwind(AssertUnwindSafe(|| commit_batch(db, batch))).unwrap_or_else(|_| {
+                    log::error!("store: the storage library panicked in a commit; nothing in this batch was stored");
+                    Outcome::StorageFailed
+                }),
+            )
         });
         let outcome = match outcome {
             Ok(outcome) => outcome,
