@@ -27,6 +27,9 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// How often the log repeats that new mail is being refused.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// One look at the disk: Err((free, reserve)) when under the reserve.
+type Look = Result<(), (u64, u64)>;
+
 pub(super) struct Reserve {
     dir: PathBuf,
     state: Mutex<State>,
@@ -35,7 +38,7 @@ pub(super) struct Reserve {
 struct State {
     /// None: the default, worked out from the disk's size.
     min_free: Option<u64>,
-    checked: Option<(Instant, Result<(), (u64, u64)>)>,
+    checked: Option<(Instant, Look)>,
     logged: Option<Instant>,
     /// The estimate of reusable room inside the file (see above).
     inside: u64,
