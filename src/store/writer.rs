@@ -11,6 +11,10 @@
 //! A storage error part way through poisons the transaction, so the commit
 //! fails and every job in the batch is told so: nothing half-done is ever
 //! acknowledged.
+//!
+//! After a failed commit (a full disk, an I/O error) redb fails everything
+//! until it is closed and opened again, so the writer does that at once
+//! ([`DbSlot::reopen`]) and the next batch starts on a fresh handle.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
