@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod control;
 pub mod imap;
 pub mod lmtp;
 pub mod mime;

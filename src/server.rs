@@ -21,7 +21,7 @@ use crate::auth::fair::{AddressQueue, HashGate};
 use crate::auth::{LoginCache, Throttle, Users};
 use crate::net::tls::TlsFiles;
 use crate::net::{accept_tls, Conn, ConnectionLimits, Peer, Slot, Stream};
-use crate::store::{Hub, Store};
+use crate::store::{Hub, Store, StoreError};
 
 /// Whether POP3's DELE removes mail from the server or only from POP3's view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +62,10 @@ pub struct Config {
     /// How long an incoming message waits for the budget before a
     /// temporary refusal.
     pub memory_wait: Duration,
+    /// Where scheduled backups go, how often, and how many are kept.
+    pub backup_dir: Option<PathBuf>,
+    pub backup_every: Duration,
+    pub backup_keep: usize,
     /// Bytes kept free on DATA's disk; None: the store's default.
     pub min_free_space: Option<u64>,
     pub run_as: Option<String>,
@@ -195,6 +199,18 @@ impl Shared {
         self.tls.borrow().clone()
     }
 
+    /// Gives a user INBOX and the special-use mailboxes if they have none
+    /// yet; returns INBOX's id. Looks in a snapshot first, so that a login
+    /// (which calls this every time) costs no write transaction and no
+    /// fsync once the mailboxes exist: a cached login is then memory only.
+    pub async fn ensure_user(&self, user: &str) -> Result<crate::store::MailboxId, StoreError> {
+        if let Some(inbox) = self.store.snapshot()?.mailbox_id(user, "INBOX")? {
+            return Ok(inbox);
+        }
+        let owner = user.to_string();
+        self.store.write(move |tx| tx.ensure_user(&owner)).await
+    }
+
     /// Runs CPU-heavy work on a blocking thread, a bounded number at once.
     pub async fn run_heavy<T: Send + 'static>(
         &self,
@@ -314,7 +330,9 @@ impl Shared {
         };
         match entry {
             Some(entry) if matches => {
-                self.throttle.borrow_mut().record_success(ip, Some(&name));
+                self.throttle
+                    .borrow_mut()
+                    .record_success(ip, Some(&name), Instant::now());
                 if let (Some(tag), false) = (cache_tag, cached) {
                     self.login_cache.borrow_mut().insert(tag, Instant::now());
                 }
@@ -378,6 +396,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let run_as = privileges::target_user(config.run_as.as_deref())?;
     prepare_data_dir(&config.data_dir, run_as.as_ref())?;
     let listeners = bind_all(&config, run_as.as_ref())?;
+    let control = bind_control(&config.data_dir, run_as.as_ref())?;
     if let Some(user) = &run_as {
         privileges::drop_to(user)?;
     }
@@ -446,6 +465,10 @@ pub fn run(config: Config) -> Result<(), String> {
         for listener in listeners {
             start_listener(&ex, &shared, listener)?;
         }
+        start_control(&ex, &shared, control)?;
+        if let Some(dir) = shared.config.backup_dir.clone() {
+            ex.spawn(scheduled_backups(shared.clone(), dir)).detach();
+        }
         if shared.users.borrow().is_empty() {
             log::warn!(
                 "no users yet: add one with `letterbox user add NAME --data {}`",
@@ -478,7 +501,86 @@ pub fn run(config: Config) -> Result<(), String> {
     if let Some(path) = &shared.config.lmtp_socket {
         let _ = std::fs::remove_file(path);
     }
+    let _ = std::fs::remove_file(crate::control::socket_path(&shared.config.data_dir));
     result
+}
+
+/// The control socket (see [`crate::control`]): only the server's own user
+/// may connect, so the file is mode 0600 and owned by that user.
+fn bind_control(
+    data_dir: &Path,
+    run_as: Option<&privileges::Account>,
+) -> Result<std::os::unix::net::UnixListener, String> {
+    let path = crate::control::socket_path(data_dir);
+    remove_stale_socket(&path)?;
+    let listener = std::os::unix::net::UnixListener::bind(&path)
+        .map_err(|e| format!("cannot create the control socket {}: {e}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    if let Some(account) = run_as {
+        privileges::chown(&path, account)?;
+    }
+    Ok(listener)
+}
+
+/// `--backup-dir`: a backup every `--backup-every`, the oldest beyond
+/// `--backup-keep` deleted. A failure is logged and tried again at the next
+/// interval; it never stops the server.
+async fn scheduled_backups(shared: Rc<Shared>, dir: PathBuf) {
+    loop {
+        Timer::after(shared.config.backup_every).await;
+        let (store, data_dir, keep) = (
+            shared.store.clone(),
+            shared.config.data_dir.clone(),
+            shared.config.backup_keep,
+        );
+        let dest = dir.clone();
+        let outcome = smol::unblock(move || {
+            let request = crate::control::Request::Backup { dest: dest.clone() };
+            let written = crate::control::run(&store, &data_dir, request, &mut |_| {})?;
+            let pruned = crate::control::backup::prune(&dest, keep)?;
+            Ok::<_, String>((written, pruned))
+        })
+        .await;
+        match outcome {
+            Ok((written, pruned)) => {
+                log::info!("scheduled backup: {written}");
+                for old in pruned {
+                    log::info!("scheduled backup: deleted the old backup {}", old.display());
+                }
+            }
+            Err(e) => log::error!(
+                "scheduled backup into {} failed, trying again in {:?}: {e}",
+                dir.display(),
+                shared.config.backup_every
+            ),
+        }
+    }
+}
+
+fn start_control(
+    ex: &Rc<LocalExecutor<'static>>,
+    shared: &Rc<Shared>,
+    listener: std::os::unix::net::UnixListener,
+) -> Result<(), String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = UnixListener::try_from(listener).map_err(|e| e.to_string())?;
+    let (ex2, shared) = (ex.clone(), shared.clone());
+    ex.spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => ex2
+                    .spawn(crate::control::serve(shared.clone(), stream))
+                    .detach(),
+                Err(e) => {
+                    log::warn!("control socket: accept failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .detach();
+    Ok(())
 }
 
 /// A password check allocates 19 MiB and a large message tens of MiB, on
@@ -618,7 +720,7 @@ fn remove_stale_socket(path: &Path) -> Result<(), String> {
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(format!(
-            "another server is already listening on {} (is letterbox running? stop it, or use --lmtp-socket PATH)",
+            "another server is already listening on {} (is letterbox already running on this data directory? stop it first)",
             path.display()
         ));
     }

@@ -285,3 +285,31 @@ fn a_reply_due_when_the_login_time_runs_out_is_still_sent() {
     );
     assert!(imap.closed());
 }
+
+#[test]
+fn guessing_a_users_password_does_not_slow_the_user_at_a_known_address() {
+    let mut server = Server::new("known", &["alice"]);
+    server.start();
+    let port = server.ports.pop3;
+    // Alice's phone has logged in before.
+    assert!(pop3_login(port, ip(3), "alice", "pw-alice").starts_with("+OK"));
+    // Someone else guesses her password.
+    for _ in 0..2 {
+        assert!(pop3_login(port, ip(2), "alice", "wrong").starts_with("-ERR [AUTH]"));
+    }
+    let delayed_from = |server: &Server, from: &str| {
+        server
+            .log_text()
+            .lines()
+            .any(|l| l.contains(&format!("from {from}:")) && l.contains("delayed"))
+    };
+    // Her phone is not held back by the guessing (its login then clears
+    // her counter)…
+    assert!(pop3_login(port, ip(3), "alice", "pw-alice").starts_with("+OK"));
+    assert!(!delayed_from(&server, "127.0.0.3"));
+    // …but a new address is, as is the guesser.
+    assert!(pop3_login(port, ip(2), "alice", "wrong").starts_with("-ERR [AUTH]"));
+    assert!(pop3_login(port, ip(4), "alice", "pw-alice").starts_with("+OK"));
+    assert!(delayed_from(&server, "127.0.0.4"));
+    assert!(delayed_from(&server, "127.0.0.2"));
+}

@@ -484,3 +484,31 @@ fn a_taken_budget_refuses_for_now_after_the_wait() {
         0
     );
 }
+
+#[test]
+fn a_large_append_is_spooled_and_keeps_the_parser_rules() {
+    let mut server = Server::new("memory-utf8", &["alice"]);
+    server.start();
+    let mut c = imap(&server);
+    let mut message = b"Subject: big utf8\r\n\r\n".to_vec();
+    message.resize(3 * CHUNK, b'u');
+    // UTF8 (~{n}) may not hold NUL (RFC 6855), however large.
+    let mut with_nul = message.clone();
+    with_nul[2 * CHUNK] = 0;
+    c.send(format!("u1 APPEND INBOX UTF8 (~{{{}+}}\r\n", with_nul.len()).as_bytes());
+    c.send(&with_nul);
+    c.send(b")\r\n");
+    let reply = lossy(&read_reply(&mut c, "u1", None));
+    assert!(
+        reply.starts_with("u1 BAD UTF8 message contains NUL"),
+        "{reply}"
+    );
+    c.send(format!("u2 APPEND INBOX UTF8 (~{{{}}}\r\n", message.len()).as_bytes());
+    assert!(c.line().starts_with('+'));
+    c.send(&message);
+    c.send(b")\r\n");
+    let reply = lossy(&read_reply(&mut c, "u2", None));
+    assert!(reply.contains("u2 OK [APPENDUID"), "{reply}");
+    let reply = read_reply(&mut c, "f", Some("f FETCH 1 BODY.PEEK[]"));
+    assert!(literal_after(&reply, "BODY[]").1 == message);
+}

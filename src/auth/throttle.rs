@@ -1,13 +1,20 @@
 //! Failed-login throttling by client address and by user name.
 //!
 //! The caller asks [`Throttle::delay`] before checking a password, waits that
-//! long (holding only that connection), then reports the outcome. Time is
-//! passed in so the logic is testable without sleeping.
+//! long (holding only that connection), then reports the outcome. Attempts
+//! from one address take turns (`auth::fair`), so the delay, counted from
+//! the previous failure, holds for each in turn; and an attempt is recorded
+//! as a failure before it is checked, so one that is abandoned midway still
+//! counts. Time is passed in so the logic is testable without sleeping.
 //!
-//! Per-user counters mean an attacker who knows a user name can make that
-//! user's own logins wait up to the cap (15 s by default). We accept that:
-//! it is a delay, never a lockout, and it is what keeps a botnet spread over
-//! many addresses from guessing one account at full speed. A valid login
+//! Per-user counters mean an attacker who knows a user name could make that
+//! user's own logins wait up to the cap (15 s by default). They are what
+//! keeps a botnet spread over many addresses from guessing one account at
+//! full speed, so they stay; but an address the user logged in from in the
+//! last 30 days is not held back by the user's counter (only by its own),
+//! so the user's usual phone and home connection are not slowed by someone
+//! guessing elsewhere. A new address still waits: it is a delay, never a
+//! lockout. A valid login
 //! clears both counters, so an attacker holding one account can reset its
 //! address's counter, but not the counters of the users it is guessing.
 //! Loopback is not exempt: a proxy or webmail on the same host would
@@ -18,6 +25,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 const SEC: Duration = Duration::from_secs(1);
+/// How long a successful login vouches for its address.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -29,6 +38,8 @@ enum Key {
 pub struct Throttle {
     /// Failures in the current run, and when the last one happened.
     records: HashMap<Key, (u32, Instant)>,
+    /// (user, address) → the last successful login from there.
+    known: HashMap<(String, IpAddr), Instant>,
     max_keys: usize,
     forget_after: Duration,
     max_delay: Duration,
@@ -48,6 +59,7 @@ impl Throttle {
     pub fn new(max_keys: usize, forget_after: Duration, max_delay: Duration) -> Throttle {
         Throttle {
             records: HashMap::new(),
+            known: HashMap::new(),
             max_keys: max_keys.max(1),
             forget_after,
             max_delay,
@@ -57,8 +69,14 @@ impl Throttle {
     /// After n recent failures (by address or by user, whichever has more),
     /// 2^(n-1) seconds counted from the last failure, so a user who already
     /// waited is not made to wait again.
+    /// An address the user recently logged in from is not held back by the
+    /// user's counter.
     pub fn delay(&self, ip: IpAddr, user: Option<&str>, now: Instant) -> Duration {
-        let keys = [Some(Key::Ip(ip_key(ip))), user.map(user_key)];
+        let known = user.is_some_and(|u| self.is_known(ip, u, now));
+        let keys = [
+            Some(Key::Ip(ip_key(ip))),
+            user.filter(|_| !known).map(user_key),
+        ];
         let records = keys.iter().flatten().filter_map(|k| self.records.get(k));
         records.fold(Duration::ZERO, |max, r| max.max(self.backoff(*r, now)))
     }
@@ -79,11 +97,40 @@ impl Throttle {
         }
     }
 
-    pub fn record_success(&mut self, ip: IpAddr, user: Option<&str>) {
+    pub fn record_success(&mut self, ip: IpAddr, user: Option<&str>, now: Instant) {
         self.records.remove(&Key::Ip(ip_key(ip)));
         if let Some(u) = user {
+            self.remember(ip, u, now);
             self.records.remove(&user_key(u));
         }
+    }
+
+    fn is_known(&self, ip: IpAddr, user: &str, now: Instant) -> bool {
+        let Key::User(name) = user_key(user) else {
+            return false;
+        };
+        self.known
+            .get(&(name, ip_key(ip)))
+            .is_some_and(|&at| now.saturating_duration_since(at) < KNOWN_FOR)
+    }
+
+    /// Bounded like the counters: the stalest pair goes when full.
+    fn remember(&mut self, ip: IpAddr, user: &str, now: Instant) {
+        let Key::User(name) = user_key(user) else {
+            return;
+        };
+        let key = (name, ip_key(ip));
+        if !self.known.contains_key(&key) && self.known.len() >= self.max_keys {
+            self.known
+                .retain(|_, at| now.saturating_duration_since(*at) < KNOWN_FOR);
+            if self.known.len() >= self.max_keys {
+                let oldest = self.known.iter().min_by_key(|(_, at)| **at);
+                if let Some(k) = oldest.map(|(k, _)| k.clone()) {
+                    self.known.remove(&k);
+                }
+            }
+        }
+        self.known.insert(key, now);
     }
 
     fn backoff(&self, (failures, last): (u32, Instant), now: Instant) -> Duration {
@@ -165,9 +212,41 @@ mod tests {
         assert_eq!(t.recent_failures(A, now), 7);
         assert_eq!(t.recent_failures(B, now), 0);
         assert_eq!(t.recent_failures(A, now + 15 * 60 * S), 0);
-        t.record_success(A, Some("alice"));
+        t.record_success(A, Some("alice"), now);
         assert_eq!(t.delay(A, Some("alice"), now), Duration::ZERO);
         assert!(t.records.is_empty());
+    }
+
+    #[test]
+    fn an_address_the_user_logged_in_from_is_not_held_back_by_the_user() {
+        let mut t = Throttle::new(3, 15 * 60 * S, 15 * S);
+        let now = Instant::now();
+        let home: IpAddr = "2001:db8:1:2::1".parse().expect("literal");
+        let home_later: IpAddr = "2001:db8:1:2::77".parse().expect("literal");
+        t.record_success(home, Some("alice"), now);
+        for _ in 0..5 {
+            t.record_failure(B, Some("alice"), now);
+        }
+        // B guesses alice's password: B and any new address wait…
+        assert_eq!(t.delay(B, Some("alice"), now), 15 * S);
+        assert_eq!(t.delay(A, Some("Alice"), now), 15 * S);
+        // …but not alice's own /64, though its own failures still count.
+        assert_eq!(t.delay(home_later, Some("alice"), now), Duration::ZERO);
+        assert_eq!(t.delay(home, Some("bob"), now), Duration::ZERO);
+        t.record_failure(home, Some("alice"), now);
+        assert_eq!(t.delay(home, Some("alice"), now), S);
+        // The vouching ends after 30 days, and memory stays bounded.
+        assert_eq!(
+            t.delay(home, Some("alice"), now + KNOWN_FOR),
+            Duration::ZERO,
+            "by then every counter is forgotten too"
+        );
+        assert!(!t.is_known(home, "alice", now + KNOWN_FOR));
+        t.record_success(A, Some("u1"), now + S);
+        t.record_success(A, Some("u2"), now + S);
+        t.record_success(A, Some("u3"), now + S);
+        assert_eq!(t.known.len(), 3);
+        assert!(!t.is_known(home, "alice", now + S), "the stalest went");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use argh::FromArgs;
 
 use crate::store::{Flags, Store};
 
-/// write a user's mailboxes out as Maildir folders (stop the server first)
+/// write a user's mailboxes out as Maildir folders, from one consistent snapshot (through the running server if there is one)
 #[derive(FromArgs)]
 #[argh(subcommand, name = "export")]
 pub struct ExportArgs {
@@ -37,19 +37,42 @@ pub fn run(args: ExportArgs) -> i32 {
 }
 
 fn export(args: ExportArgs) -> Result<usize, String> {
-    let db = super::data_dir(args.data).join("letterbox.redb");
+    let data_dir = super::data_dir(args.data);
+    let user = args.user.to_ascii_lowercase();
+    // A running server holds the database: it writes the export itself.
+    let out = std::path::absolute(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let request = crate::control::Request::Export {
+        user: user.clone(),
+        out: out.clone(),
+    };
+    if let Some(answer) = crate::control::call(&data_dir, &request, &mut |l| eprintln!("{l}")) {
+        let text = answer?;
+        return Ok(text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0));
+    }
+    let db = data_dir.join("letterbox.redb");
     if !db.exists() {
         return Err(format!("no database at {} (give --data DIR)", db.display()));
     }
     let (store, _changes) =
         Store::open(&db, 16 << 20).map_err(|e| format!("{}: {e}", db.display()))?;
-    let result = write_maildirs(&store, &args.user.to_ascii_lowercase(), &args.out);
+    let result = store
+        .snapshot()
+        .map_err(|e| e.to_string())
+        .and_then(|snapshot| write_maildirs(&snapshot, &user, &out));
     store.shutdown();
     result
 }
 
-fn write_maildirs(store: &Store, user: &str, out: &Path) -> Result<usize, String> {
-    let snapshot = store.snapshot().map_err(|e| e.to_string())?;
+/// Writes `user`'s mailboxes under `out` as Maildir folders.
+pub fn write_maildirs(
+    snapshot: &crate::store::Snapshot,
+    user: &str,
+    out: &Path,
+) -> Result<usize, String> {
     let mailboxes = snapshot.mailboxes(user).map_err(|e| e.to_string())?;
     if mailboxes.is_empty() {
         return Err(format!("{user} has no mail here"));

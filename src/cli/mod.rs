@@ -1,10 +1,14 @@
 //! The command line: one file per subcommand, each a function from parsed
 //! flags to an exit code.
 
+mod backup;
 mod deliver;
 mod export;
 mod serve;
 mod user;
+mod verify;
+
+pub use export::write_maildirs as export_maildirs;
 
 use std::path::PathBuf;
 
@@ -28,6 +32,9 @@ enum Command {
     User(user::UserArgs),
     Deliver(deliver::DeliverArgs),
     Export(export::ExportArgs),
+    Backup(backup::BackupArgs),
+    Restore(backup::RestoreArgs),
+    Verify(verify::VerifyArgs),
 }
 
 /// Parses the command line, runs the subcommand, and returns the exit code.
@@ -38,6 +45,9 @@ pub fn main() -> i32 {
         Command::User(args) => user::run(args),
         Command::Deliver(args) => deliver::run(args),
         Command::Export(args) => export::run(args),
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => backup::restore(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

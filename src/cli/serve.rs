@@ -81,12 +81,39 @@ pub struct ServeArgs {
     /// seconds an incoming message waits for --memory-budget before it is refused for now with LMTP 452 4.3.1 or IMAP NO [LIMIT] (default 30)
     #[argh(option, default = "30")]
     memory_wait: u64,
+    /// make a backup (as `letterbox backup DIR` does) every --backup-every into this existing directory, e.g. a USB disk (default off)
+    #[argh(option)]
+    backup_dir: Option<PathBuf>,
+    /// how often --backup-dir gets a backup: a number with s, m, h or d (default 24h)
+    #[argh(option, default = "String::from(\"24h\")")]
+    backup_every: String,
+    /// how many backups to keep in --backup-dir; the oldest beyond it are deleted (default 7)
+    #[argh(option, default = "7")]
+    backup_keep: usize,
     /// bytes kept free on the disk holding DATA: below it, deliveries, APPEND and COPY are refused for now (LMTP 452 4.3.1, IMAP NO [OVERQUOTA]) while expunges and deletes still work; 0 turns it off (default 64 MiB or 2% of that disk, whichever is smaller)
     #[argh(option)]
     min_free_space: Option<u64>,
     /// the user to switch to after binding ports, when started as root (default letterbox)
     #[argh(option)]
     run_as: Option<String>,
+}
+
+/// `90s`, `15m`, `24h`, `7d`.
+fn interval(flag: &str, text: &str) -> Result<Duration, String> {
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if n > 0 && scale > 0 => Ok(Duration::from_secs(n.saturating_mul(scale))),
+        _ => Err(format!(
+            "{flag} {text:?}: give a number and a unit, e.g. 24h, 90m, 7d"
+        )),
+    }
 }
 
 pub fn run(args: ServeArgs) -> i32 {
@@ -170,6 +197,12 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         login_cache: Duration::from_secs(args.login_cache),
         memory_budget: args.memory_budget,
         memory_wait: Duration::from_secs(args.memory_wait),
+        backup_dir: match args.backup_dir {
+            Some(dir) => Some(std::path::absolute(&dir).map_err(|e| format!("--backup-dir: {e}"))?),
+            None => None,
+        },
+        backup_every: interval("--backup-every", &args.backup_every)?,
+        backup_keep: args.backup_keep.max(1),
         min_free_space: args.min_free_space,
         run_as: args.run_as,
         data_dir,

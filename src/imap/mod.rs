@@ -214,19 +214,23 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
         drop(receiving);
         let command = match spooled.take() {
             None => command,
-            Some(spool) => match with_message(&shared, command, spool).await {
-                Ok((command, message)) => {
-                    held.extend(message);
-                    command
-                }
-                Err(reply) => {
-                    held.clear();
-                    if conn.write(reply.as_bytes()).await.is_err() {
-                        return;
+            Some(spool) => {
+                // The message's share covers the command's other literals:
+                // holding theirs while waiting for it could wait forever.
+                held.clear();
+                match with_message(&shared, command, spool).await {
+                    Ok((command, message)) => {
+                        held.extend(message);
+                        command
                     }
-                    continue;
+                    Err(reply) => {
+                        if conn.write(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let flow = session.run(command, &mut conn).await;
         held.clear();

@@ -389,7 +389,9 @@ impl Conn {
                     self.fill(left.min(64 * 1024) as usize).await?;
                 }
                 let take = left.min((self.rend - self.rstart) as u64) as usize;
-                spool.write(&self.rbuf[self.rstart..self.rstart + take])?;
+                spool
+                    .write(&self.rbuf[self.rstart..self.rstart + take])
+                    .await?;
                 self.rstart += take;
                 left -= take as u64;
             }
@@ -417,7 +419,7 @@ impl Conn {
             let chunk = &self.rbuf[self.rstart..self.rend];
             let (used, done) = decoder.feed(chunk);
             self.rstart += used;
-            decoder.drain_into(spool);
+            decoder.drain_into(spool).await;
             if done {
                 break decoder.finish().map(drop);
             }
@@ -627,9 +629,9 @@ impl DotDecoder {
     /// Moves the decoded bytes to the spool, so that memory holds one
     /// read's worth. After a spool error the rest is decoded and dropped,
     /// to find the end of the data.
-    fn drain_into(&mut self, spool: &mut super::spool::Spool) {
+    async fn drain_into(&mut self, spool: &mut super::spool::Spool) {
         if !self.too_big && self.spool_error.is_none() {
-            if let Err(e) = spool.write(&self.out) {
+            if let Err(e) = spool.write(&self.out).await {
                 self.spool_error = Some(e);
             }
         }

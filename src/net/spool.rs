@@ -1,6 +1,7 @@
 //! Where an incoming message body waits while its bytes arrive: in memory
-//! up to [`SPOOL_THRESHOLD`], then in a file under `DATA/tmp`. A client
-//! that sends half a large message and stalls holds a file, not memory.
+//! up to [`SPOOL_THRESHOLD`], then in a file under `DATA/tmp`, written in
+//! pieces of that size. A client that sends half a large message and stalls
+//! holds a file, not memory.
 //!
 //! The file is unlinked as soon as it is created and used through its open
 //! descriptor, so it disappears however the session or the process ends;
@@ -35,6 +36,8 @@ pub fn prepare_spool_dir(data_dir: &Path) -> io::Result<()> {
 
 pub struct Spool {
     dir: PathBuf,
+    /// The bytes not yet in the file: all of a small body, or up to about
+    /// [`SPOOL_THRESHOLD`] waiting to be written in one go.
     memory: Vec<u8>,
     file: Option<File>,
     len: u64,
@@ -58,36 +61,35 @@ impl Spool {
         self.len == 0
     }
 
-    /// Appends bytes. Writes go to the page cache; they are small (one
-    /// read's worth) and do not wait for the disk.
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.file.is_none() && self.memory.len() + bytes.len() > SPOOL_THRESHOLD {
-            let mut file = self.create_file()?;
-            file.write_all(&self.memory)?;
-            self.memory = Vec::new();
-            self.file = Some(file);
-        }
-        match &mut self.file {
-            Some(file) => file.write_all(bytes)?,
-            None => self.memory.extend_from_slice(bytes),
-        }
+    /// Appends bytes. Past [`SPOOL_THRESHOLD`] in memory they go to the
+    /// file, on a blocking thread: a disk that is slow to take them (an SD
+    /// card under writeback) must not stall the event loop.
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.memory.extend_from_slice(bytes);
         self.len += bytes.len() as u64;
+        if self.memory.len() > SPOOL_THRESHOLD {
+            self.flush_to_file().await?;
+        }
         Ok(())
     }
 
-    fn create_file(&self) -> io::Result<File> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .dir
-            .join(format!("incoming-{}-{n}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        std::fs::remove_file(&path)?;
-        Ok(file)
+    async fn flush_to_file(&mut self) -> io::Result<()> {
+        let file = self.file.take();
+        let dir = self.dir.clone();
+        let buffer = std::mem::take(&mut self.memory);
+        let (file, mut buffer) = smol::unblock(move || -> io::Result<(File, Vec<u8>)> {
+            let mut file = match file {
+                Some(file) => file,
+                None => create_file(&dir)?,
+            };
+            file.write_all(&buffer)?;
+            Ok((file, buffer))
+        })
+        .await?;
+        buffer.clear();
+        self.memory = buffer;
+        self.file = Some(file);
+        Ok(())
     }
 
     /// The whole body in memory, `prefix` first, read off the event loop.
@@ -96,29 +98,41 @@ impl Spool {
         let Spool {
             memory, file, len, ..
         } = self;
-        match file {
-            None => {
-                let mut out = prefix;
-                out.extend_from_slice(&memory);
-                Ok(out)
+        let Some(mut file) = file else {
+            let mut out = prefix;
+            out.extend_from_slice(&memory);
+            return Ok(out);
+        };
+        smol::unblock(move || {
+            file.write_all(&memory)?;
+            drop(memory);
+            let mut out = Vec::new();
+            out.try_reserve_exact(prefix.len() + len as usize)
+                .map_err(|_| io::Error::other("out of memory for an incoming message"))?;
+            out.extend_from_slice(&prefix);
+            file.seek(SeekFrom::Start(0))?;
+            file.take(len).read_to_end(&mut out)?;
+            if out.len() as u64 != prefix.len() as u64 + len {
+                return Err(io::Error::other("spool file came back short"));
             }
-            Some(mut file) => {
-                smol::unblock(move || {
-                    let mut out = Vec::new();
-                    out.try_reserve_exact(prefix.len() + len as usize)
-                        .map_err(|_| io::Error::other("out of memory for an incoming message"))?;
-                    out.extend_from_slice(&prefix);
-                    file.seek(SeekFrom::Start(0))?;
-                    file.take(len).read_to_end(&mut out)?;
-                    if out.len() as u64 != prefix.len() as u64 + len {
-                        return Err(io::Error::other("spool file came back short"));
-                    }
-                    Ok(out)
-                })
-                .await
-            }
-        }
+            Ok(out)
+        })
+        .await
     }
+}
+
+/// A new spool file, already unlinked: it lives as long as its descriptor.
+fn create_file(dir: &Path) -> io::Result<File> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("incoming-{}-{n}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -134,7 +148,7 @@ mod tests {
         let tmp = spool_dir(&dir);
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
         let mut small = Spool::new(&tmp);
-        small.write(b"hello").unwrap();
+        smol::block_on(small.write(b"hello")).unwrap();
         assert!(small.file.is_none());
         assert_eq!(
             smol::block_on(small.into_bytes(b">".to_vec())).unwrap(),
@@ -144,10 +158,10 @@ mod tests {
         let mut want = Vec::new();
         for i in 0..40u32 {
             let piece = vec![(i % 251) as u8; 5000];
-            big.write(&piece).unwrap();
+            smol::block_on(big.write(&piece)).unwrap();
             want.extend_from_slice(&piece);
         }
-        assert!(big.file.is_some() && big.memory.is_empty());
+        assert!(big.file.is_some() && big.memory.len() <= SPOOL_THRESHOLD);
         // Unlinked at once: nothing to clean up, whatever happens next.
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
         assert_eq!(big.len(), want.len() as u64);

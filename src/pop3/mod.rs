@@ -161,8 +161,7 @@ async fn open_maildrop(
     let Some(lock) = MaildropLock::take(shared, user) else {
         return Ok(None);
     };
-    let owner = user.to_string();
-    let inbox = shared.store.write(move |tx| tx.ensure_user(&owner)).await?;
+    let inbox = shared.ensure_user(user).await?;
     let snapshot = shared.store.snapshot()?;
     let uid_validity = snapshot
         .mailbox(inbox)?

@@ -5,12 +5,14 @@
 //! writer thread that commits whatever is queued in one transaction and one
 //! fsync (see [`writer`]). Protocols speak in users, mailboxes, UIDs and flags.
 
+mod backup;
 mod blobs;
 mod events;
 mod index;
 mod ops;
 mod records;
 mod space;
+mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 pub use records::{decode_uids, encode_uids};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
 pub use space::{DEFAULT_MIN_FREE, DEFAULT_PERCENT};
+pub use verify::{Problem, Verified};
 pub use writer::WriteCtx;
 
 pub type MailboxId = u64;
@@ -506,6 +509,37 @@ fn guarded<T>(read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreEr
             "page (the storage library failed reading it)".into(),
         ))
     })
+}
+
+/// A database file opened only to be read (`verify`, `restore`'s check):
+/// nothing is ever written to it, and no writer thread starts.
+pub struct ReadOnlyStore {
+    db: redb::ReadOnlyDatabase,
+}
+
+impl ReadOnlyStore {
+    pub fn open(path: &Path) -> Result<ReadOnlyStore, StoreError> {
+        let db = redb::Database::builder()
+            .set_cache_size(4 << 20)
+            .open_read_only(path)?;
+        let store = ReadOnlyStore { db };
+        let version = store.snapshot()?.schema_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema(version));
+        }
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::Refused(format!(
+                "the database has schema {version}; open it once with `letterbox serve` to upgrade it to {SCHEMA_VERSION}"
+            )));
+        }
+        Ok(store)
+    }
+
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            txn: self.db.begin_read()?,
+        })
+    }
 }
 
 /// A read-only, consistent view of the whole store.

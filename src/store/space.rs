@@ -27,18 +27,19 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// How often the log repeats that new mail is being refused.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// One look at the disk: Err((free, reserve)) when under the reserve.
-type Look = Result<(), (u64, u64)>;
-
 pub(super) struct Reserve {
     dir: PathBuf,
     state: Mutex<State>,
 }
 
+/// When the disk was last looked at, and what was found: room enough, or
+/// (free, wanted) bytes.
+type Checked = (Instant, Result<(), (u64, u64)>);
+
 struct State {
     /// None: the default, worked out from the disk's size.
     min_free: Option<u64>,
-    checked: Option<(Instant, Look)>,
+    checked: Option<Checked>,
     logged: Option<Instant>,
     /// The estimate of reusable room inside the file (see above).
     inside: u64,

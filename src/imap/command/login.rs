@@ -39,14 +39,8 @@ impl Session {
             Login::Ok(user) => {
                 self.user = user;
                 self.state = State::Authenticated;
-                let owner = self.user.clone();
                 // A first login creates INBOX and the special-use mailboxes.
-                if let Err(e) = self
-                    .shared
-                    .store
-                    .write(move |tx| tx.ensure_user(&owner))
-                    .await
-                {
+                if let Err(e) = self.shared.ensure_user(&self.user).await {
                     log::error!(
                         "{}: cannot set up the mailboxes of {}: {e}",
                         self.peer,
