@@ -129,7 +129,8 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                     continue;
                 }
                 Action::SendMessage { index, body_lines } => {
-                    send_message(&shared, &mut conn, &mut session, index, body_lines).await
+                    let inbox = maildrop.as_ref().map_or(0, |m| m.inbox);
+                    send_message(&shared, &mut conn, &mut session, inbox, index, body_lines).await
                 }
                 Action::Update => {
                     let outcome = match &maildrop {
@@ -195,25 +196,43 @@ async fn send_message(
     shared: &Rc<Shared>,
     conn: &mut Conn,
     session: &mut Session,
+    inbox: crate::store::MailboxId,
     index: usize,
     body_lines: Option<usize>,
 ) -> std::io::Result<()> {
     let Some(entry) = session.messages().get(index) else {
         return conn.write(b"-ERR No such message\r\n").await;
     };
-    let (blob, size) = (entry.blob, entry.size);
+    let (blob, size, uid) = (entry.blob, entry.size, entry.uid);
+    // The checksums are checked before "+OK", which cannot be taken back.
     let opened = shared.store.snapshot().and_then(|snapshot| {
         let content = snapshot.content()?;
         let len = content.blob_len(blob)?;
+        if let Some(len) = len {
+            content.verify(blob, len)?;
+        }
         Ok((content, len))
     });
     let (content, len) = match opened {
         Ok((content, Some(len))) => (content, len),
         // Expunged over IMAP since this session's listing was made.
-        Ok((_, None)) | Err(_) => {
+        Ok((_, None)) => {
             return conn
                 .write(b"-ERR Message was removed by another session\r\n")
                 .await
+        }
+        Err(e @ StoreError::Corrupt(_)) => {
+            let user = session.user().unwrap_or_default();
+            shared.store.report_damage(user, "INBOX", inbox, uid, &e);
+            return conn
+                .write(b"-ERR [SYS/PERM] This message is damaged in the store; the administrator has been told\r\n")
+                .await;
+        }
+        Err(e) => {
+            log::error!("{}: store: {e}", conn.peer);
+            return conn
+                .write(b"-ERR [SYS/TEMP] Cannot read the message now; try again later\r\n")
+                .await;
         }
     };
     conn.write(format!("+OK {size} octets\r\n").as_bytes())

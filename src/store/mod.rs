@@ -38,7 +38,7 @@ pub type BlobId = u64;
 /// The schema this binary writes. A file with a newer one is refused, since an
 /// older binary cannot know what the newer one's records mean (or, as with
 /// version 2's message index, would not keep them up to date).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The most distinct keywords one mailbox may hold: SELECT lists them all,
 /// and every write to the mailbox carries the list.
@@ -166,6 +166,8 @@ pub struct Store {
     db: Arc<DbSlot>,
     writer: writer::WriterHandle,
     reserve: Arc<space::Reserve>,
+    /// Messages found damaged and logged, so each is logged once.
+    damaged: Arc<std::sync::Mutex<std::collections::HashSet<(MailboxId, u32)>>>,
 }
 
 /// The open database, which the writer replaces after a failed commit.
@@ -270,6 +272,7 @@ impl Store {
                 db,
                 writer,
                 reserve,
+                damaged: Default::default(),
             },
             changes,
         ))
@@ -280,6 +283,30 @@ impl Store {
     /// smaller.
     pub fn set_min_free_space(&self, bytes: Option<u64>) {
         self.reserve.set_min_free(bytes);
+    }
+
+    /// Logs that a message's stored bytes are damaged, once per message
+    /// for the life of the process, with what the administrator should do.
+    pub fn report_damage(
+        &self,
+        user: &str,
+        mailbox: &str,
+        mailbox_id: MailboxId,
+        uid: u32,
+        err: &StoreError,
+    ) {
+        let first = self
+            .damaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((mailbox_id, uid));
+        if first {
+            log::error!(
+                "store: DAMAGED MESSAGE: user {user}, mailbox {mailbox:?}, UID {uid}: {err}. \
+                 The database file is damaged (a failing disk or SD card?): run `letterbox verify` \
+                 to list every damaged message, and restore from a backup"
+            );
+        }
     }
 
     /// Whether new mail (a delivery, an APPEND, a COPY) may be stored now:
@@ -293,8 +320,10 @@ impl Store {
     /// the writer.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.db.with(|db| {
-            Ok(Snapshot {
-                txn: db.begin_read()?,
+            guarded(|| {
+                Ok(Snapshot {
+                    txn: db.begin_read()?,
+                })
             })
         })
     }
@@ -347,6 +376,11 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 }
                 if version < 3 {
                     blobs::upgrade_to_v3(&txn)?;
+                }
+                // Chunks written by the step to 3 above already carry
+                // their checksums.
+                if version == 3 {
+                    blobs::upgrade_to_v4(&txn)?;
                 }
                 if version < SCHEMA_VERSION {
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
@@ -465,6 +499,18 @@ pub fn canonical_mailbox_name(name: &str) -> std::borrow::Cow<'_, str> {
     name.into()
 }
 
+/// Runs a read that may meet a damaged page of the file. redb trusts its
+/// pages, and some damage makes it panic (an `unreachable!` in its page
+/// parsing); that becomes [`StoreError::Corrupt`], so one command fails and
+/// the session goes on.
+fn guarded<T>(read: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        Err(StoreError::Corrupt(
+            "page (the storage library failed reading it)".into(),
+        ))
+    })
+}
+
 /// A database file opened only to be read (`verify`, `restore`'s check):
 /// nothing is ever written to it, and no writer thread starts.
 pub struct ReadOnlyStore {
@@ -503,72 +549,76 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn mailbox_id(&self, user: &str, name: &str) -> Result<Option<MailboxId>, StoreError> {
-        let names = self.txn.open_table(MAILBOX_NAMES)?;
-        let name = canonical_mailbox_name(name);
-        Ok(names.get((user, name.as_ref()))?.map(|v| v.value()))
+        guarded(|| {
+            let names = self.txn.open_table(MAILBOX_NAMES)?;
+            let name = canonical_mailbox_name(name);
+            Ok(names.get((user, name.as_ref()))?.map(|v| v.value()))
+        })
     }
 
     pub fn mailbox(&self, id: MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
-        let mailboxes = self.txn.open_table(MAILBOXES)?;
-        let found = mailboxes.get(id)?;
-        found.map(|v| MailboxRecord::decode(v.value())).transpose()
+        guarded(|| {
+            let mailboxes = self.txn.open_table(MAILBOXES)?;
+            let found = mailboxes.get(id)?;
+            found.map(|v| MailboxRecord::decode(v.value())).transpose()
+        })
     }
 
     /// The user's mailboxes in name order.
     pub fn mailboxes(&self, user: &str) -> Result<Vec<(MailboxId, MailboxRecord)>, StoreError> {
-        let names = self.txn.open_table(MAILBOX_NAMES)?;
-        let mailboxes = self.txn.open_table(MAILBOXES)?;
-        let mut out = Vec::new();
-        for entry in names.range((user, "")..)? {
-            let (key, id) = entry?;
-            if key.value().0 != user {
-                break;
+        guarded(|| {
+            let names = self.txn.open_table(MAILBOX_NAMES)?;
+            let mailboxes = self.txn.open_table(MAILBOXES)?;
+            let mut out = Vec::new();
+            for entry in names.range((user, "")..)? {
+                let (key, id) = entry?;
+                if key.value().0 != user {
+                    break;
+                }
+                if let Some(record) = mailboxes.get(id.value())? {
+                    out.push((id.value(), MailboxRecord::decode(record.value())?));
+                }
             }
-            if let Some(record) = mailboxes.get(id.value())? {
-                out.push((id.value(), MailboxRecord::decode(record.value())?));
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The names a user is subscribed to, in name order, whether or not
     /// their mailboxes exist.
     pub fn subscriptions(&self, user: &str) -> Result<Vec<String>, StoreError> {
-        let table = self.txn.open_table(SUBSCRIPTIONS)?;
-        let mut out = Vec::new();
-        for entry in table.range((user, "")..)? {
-            let (key, _) = entry?;
-            let (owner, name) = key.value();
-            if owner != user {
-                break;
+        guarded(|| {
+            let table = self.txn.open_table(SUBSCRIPTIONS)?;
+            let mut out = Vec::new();
+            for entry in table.range((user, "")..)? {
+                let (key, _) = entry?;
+                let (owner, name) = key.value();
+                if owner != user {
+                    break;
+                }
+                out.push(name.to_string());
             }
-            out.push(name.to_string());
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// How many messages of a mailbox have a UID of at least `uid`. Reads
     /// only the index chunks from that UID on.
     pub fn count_from(&self, mailbox: MailboxId, uid: u32) -> Result<u32, StoreError> {
-        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
-        let mut count = 0;
-        for entry in chunks.range((mailbox, chunk_of(uid))..=(mailbox, u32::MAX))? {
-            let (key, value) = entry?;
-            let chunk = ChunkRef::parse(key.value().1, value.value())?;
-            count += chunk.uids().filter(|&u| u >= uid).count() as u32;
-        }
-        Ok(count)
+        guarded(|| {
+            let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+            let mut count = 0;
+            for entry in chunks.range((mailbox, chunk_of(uid))..=(mailbox, u32::MAX))? {
+                let (key, value) = entry?;
+                let chunk = ChunkRef::parse(key.value().1, value.value())?;
+                count += chunk.uids().filter(|&u| u >= uid).count() as u32;
+            }
+            Ok(count)
+        })
     }
 
     /// Every message of a mailbox in UID order.
     pub fn messages(&self, mailbox: MailboxId) -> Result<Vec<(u32, MessageRecord)>, StoreError> {
-        let messages = self.txn.open_table(MESSAGES)?;
-        let mut out = Vec::new();
-        for entry in messages.range((mailbox, 0)..=(mailbox, u32::MAX))? {
-            let (key, value) = entry?;
-            out.push((key.value().1, MessageRecord::decode(value.value())?));
-        }
-        Ok(out)
+        self.messages_between(mailbox, 0, u32::MAX)
     }
 
     /// Visits the mailbox's message index chunks in UID order (index.rs).
@@ -577,40 +627,46 @@ impl Snapshot {
         mailbox: MailboxId,
         mut visit: impl FnMut(ChunkRef<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
-        for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
-            let (key, value) = entry?;
-            visit(ChunkRef::parse(key.value().1, value.value())?)?;
-        }
-        Ok(())
+        guarded(|| {
+            let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+            for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
+                let (key, value) = entry?;
+                visit(ChunkRef::parse(key.value().1, value.value())?)?;
+            }
+            Ok(())
+        })
     }
 
     /// The UIDs expunged from a mailbox after MODSEQ `since`, in UID order.
     pub fn expunged_since(&self, mailbox: MailboxId, since: u64) -> Result<Vec<u32>, StoreError> {
-        let expunged = self.txn.open_table(EXPUNGED)?;
-        let mut out = Vec::new();
-        for entry in expunged.range((mailbox, since.saturating_add(1))..=(mailbox, u64::MAX))? {
-            let (_, uids) = entry?;
-            out.extend(records::decode_uids(uids.value())?);
-        }
-        out.sort_unstable();
-        Ok(out)
+        guarded(|| {
+            let expunged = self.txn.open_table(EXPUNGED)?;
+            let mut out = Vec::new();
+            for entry in expunged.range((mailbox, since.saturating_add(1))..=(mailbox, u64::MAX))? {
+                let (_, uids) = entry?;
+                out.extend(records::decode_uids(uids.value())?);
+            }
+            out.sort_unstable();
+            Ok(out)
+        })
     }
 
     /// The sequence number of the first message without \Seen, if any:
     /// rev1's SELECT announces it. Reads the index only up to that message.
     pub fn first_unseen(&self, mailbox: MailboxId) -> Result<Option<u32>, StoreError> {
-        let chunks = self.txn.open_table(MESSAGE_INDEX)?;
-        let mut before = 0;
-        for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
-            let (key, value) = entry?;
-            let chunk = ChunkRef::parse(key.value().1, value.value())?;
-            if let Some(i) = chunk.flags().position(|f| !f.contains(Flags::SEEN)) {
-                return Ok(Some(before + i as u32 + 1));
+        guarded(|| {
+            let chunks = self.txn.open_table(MESSAGE_INDEX)?;
+            let mut before = 0;
+            for entry in chunks.range((mailbox, 0)..=(mailbox, u32::MAX))? {
+                let (key, value) = entry?;
+                let chunk = ChunkRef::parse(key.value().1, value.value())?;
+                if let Some(i) = chunk.flags().position(|f| !f.contains(Flags::SEEN)) {
+                    return Ok(Some(before + i as u32 + 1));
+                }
+                before += chunk.len() as u32;
             }
-            before += chunk.len() as u32;
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// The messages of a mailbox with UIDs in `low..=high`, in UID order.
@@ -620,21 +676,25 @@ impl Snapshot {
         low: u32,
         high: u32,
     ) -> Result<Vec<(u32, MessageRecord)>, StoreError> {
-        let messages = self.txn.open_table(MESSAGES)?;
-        let mut out = Vec::new();
-        for entry in messages.range((mailbox, low)..=(mailbox, high))? {
-            let (key, value) = entry?;
-            out.push((key.value().1, MessageRecord::decode(value.value())?));
-        }
-        Ok(out)
+        guarded(|| {
+            let messages = self.txn.open_table(MESSAGES)?;
+            let mut out = Vec::new();
+            for entry in messages.range((mailbox, low)..=(mailbox, high))? {
+                let (key, value) = entry?;
+                out.push((key.value().1, MessageRecord::decode(value.value())?));
+            }
+            Ok(out)
+        })
     }
 
     /// Opens the message bodies and their analyses once, for reading many.
     pub fn content(&self) -> Result<Content, StoreError> {
-        Ok(Content {
-            chunks: self.txn.open_table(BLOB_CHUNKS)?,
-            parsed: self.txn.open_table(PARSED)?,
-            search_headers: self.txn.open_table(SEARCH_HEADERS)?,
+        guarded(|| {
+            Ok(Content {
+                chunks: self.txn.open_table(BLOB_CHUNKS)?,
+                parsed: self.txn.open_table(PARSED)?,
+                search_headers: self.txn.open_table(SEARCH_HEADERS)?,
+            })
         })
     }
 
@@ -643,39 +703,47 @@ impl Snapshot {
         mailbox: MailboxId,
         uid: u32,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        let messages = self.txn.open_table(MESSAGES)?;
-        let found = messages.get((mailbox, uid))?;
-        found.map(|v| MessageRecord::decode(v.value())).transpose()
+        guarded(|| {
+            let messages = self.txn.open_table(MESSAGES)?;
+            let found = messages.get((mailbox, uid))?;
+            found.map(|v| MessageRecord::decode(v.value())).transpose()
+        })
     }
 
     /// The raw RFC 5322 bytes of a message, whole. For tests and small
     /// messages; whatever may meet a large message reads it through
     /// [`Content`] in pieces.
     pub fn blob(&self, blob: BlobId) -> Result<Vec<u8>, StoreError> {
-        self.content()?
-            .blob(blob)?
-            .ok_or_else(|| StoreError::Corrupt(format!("message body {blob} (missing)")))
+        guarded(|| {
+            self.content()?
+                .blob(blob)?
+                .ok_or_else(|| StoreError::Corrupt(format!("message body {blob} (missing)")))
+        })
     }
 
     /// What [`crate::mime::MessageInfo::encode`] stored for a blob at delivery.
     pub fn parsed(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        let parsed = self.txn.open_table(PARSED)?;
-        let found = parsed.get(blob)?;
-        Ok(found.map(|v| v.value().to_vec()))
+        guarded(|| {
+            let parsed = self.txn.open_table(PARSED)?;
+            let found = parsed.get(blob)?;
+            Ok(found.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Every user that has mailboxes, in name order.
     pub fn users(&self) -> Result<Vec<String>, StoreError> {
-        let names = self.txn.open_table(MAILBOX_NAMES)?;
-        let mut out: Vec<String> = Vec::new();
-        for entry in names.iter()? {
-            let (key, _) = entry?;
-            let user = key.value().0;
-            if out.last().map(String::as_str) != Some(user) {
-                out.push(user.to_string());
+        guarded(|| {
+            let names = self.txn.open_table(MAILBOX_NAMES)?;
+            let mut out: Vec<String> = Vec::new();
+            for entry in names.iter()? {
+                let (key, _) = entry?;
+                let user = key.value().0;
+                if out.last().map(String::as_str) != Some(user) {
+                    out.push(user.to_string());
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
@@ -693,14 +761,23 @@ impl Content {
     pub fn blob(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
         match self.blob_len(blob)? {
             None => Ok(None),
-            Some(total) => blobs::read_range(&self.chunks, blob, total, 0..total).map(Some),
+            Some(total) => {
+                guarded(|| blobs::read_range(&self.chunks, blob, total, 0..total)).map(Some)
+            }
         }
+    }
+
+    /// Checks a message's bytes (`total` long, from [`Content::blob_len`])
+    /// against their checksums, before a reply that cannot be taken back
+    /// starts: a literal's size, POP3's +OK.
+    pub fn verify(&self, blob: BlobId, total: u64) -> Result<(), StoreError> {
+        guarded(|| blobs::verify(&self.chunks, blob, total))
     }
 
     /// A message's length in bytes, or None when its bytes are gone (or it
     /// is empty, which letterbox never stores).
     pub fn blob_len(&self, blob: BlobId) -> Result<Option<u64>, StoreError> {
-        blobs::len(&self.chunks, blob)
+        guarded(|| blobs::len(&self.chunks, blob))
     }
 
     /// Up to `max` bytes from `offset` of a message `total` bytes long (from
@@ -713,7 +790,7 @@ impl Content {
         offset: u64,
         max: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        blobs::piece(&self.chunks, blob, total, offset, max)
+        guarded(|| blobs::piece(&self.chunks, blob, total, offset, max))
     }
 
     /// The bytes of `range` of a message, clipped to its end, in memory:
@@ -724,15 +801,15 @@ impl Content {
         range: std::ops::Range<u64>,
     ) -> Result<Vec<u8>, StoreError> {
         let total = self.blob_len(blob)?.unwrap_or(0);
-        blobs::read_range(&self.chunks, blob, total, range)
+        guarded(|| blobs::read_range(&self.chunks, blob, total, range))
     }
 
     pub fn parsed(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.parsed.get(blob)?.map(|v| v.value().to_vec()))
+        guarded(|| Ok(self.parsed.get(blob)?.map(|v| v.value().to_vec())))
     }
 
     pub fn search_header(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.search_headers.get(blob)?.map(|v| v.value().to_vec()))
+        guarded(|| Ok(self.search_headers.get(blob)?.map(|v| v.value().to_vec())))
     }
 }
 
@@ -878,6 +955,66 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_inside_a_read_is_corruption() {
+        let read = || -> Result<u32, StoreError> { unreachable!("a damaged page") };
+        assert!(matches!(guarded(read), Err(StoreError::Corrupt(_))));
+        assert_eq!(guarded(|| Ok(7)), Ok(7));
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_chunk_fails_its_checksum() {
+        let (dir, store) = testing::temp_store();
+        let inbox = testing::two_mailboxes(&store)[0];
+        let raw = vec![b'x'; BLOB_CHUNK + 10];
+        let copy = raw.clone();
+        store
+            .write_blocking(move |tx| {
+                tx.append_message(
+                    inbox,
+                    &copy,
+                    &Analysis::default(),
+                    Flags::default(),
+                    Vec::new(),
+                    (0, 0),
+                )
+            })
+            .unwrap();
+        let blob = store.snapshot().unwrap().messages(inbox).unwrap()[0].1.blob;
+        store.shutdown();
+        drop(store);
+        let path = dir.path().join("t.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut chunks = txn.open_table(BLOB_CHUNKS).unwrap();
+                let mut second = chunks.get((blob, 1)).unwrap().unwrap().value().to_vec();
+                second[3] ^= 1;
+                chunks.insert((blob, 1), second.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (store, _changes) = Store::open(&path, 1 << 20).unwrap();
+        let snap = store.snapshot().unwrap();
+        let content = snap.content().unwrap();
+        let total = content.blob_len(blob).unwrap().unwrap();
+        assert_eq!(total, raw.len() as u64);
+        assert!(matches!(
+            content.verify(blob, total),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            content.blob_piece(blob, total, BLOB_CHUNK as u64, 5),
+            Err(StoreError::Corrupt(_))
+        ));
+        // The first chunk is intact and still reads.
+        assert_eq!(content.blob_range(blob, 0..10).unwrap(), &raw[..10]);
+        drop(content);
+        drop(snap);
+        store.shutdown();
+    }
 
     #[test]
     fn inbox_is_case_insensitive() {

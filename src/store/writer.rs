@@ -11,6 +11,10 @@
 //! A storage error part way through poisons the transaction, so the commit
 //! fails and every job in the batch is told so: nothing half-done is ever
 //! acknowledged.
+//!
+//! After a failed commit (a full disk, an I/O error) redb fails everything
+//! until it is closed and opened again, so the writer does that at once
+//! ([`DbSlot::reopen`]) and the next batch starts on a fresh handle.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -166,7 +170,15 @@ fn run(db: &DbSlot, reserve: &Reserve, jobs: Receiver<Box<dyn Job>>, changes: Se
         let mut batch = Some(batch);
         let outcome = db.with(|db| {
             let batch = batch.take().unwrap_or_default();
-            Ok(commit_batch(db, batch))
+            // A damaged page can make redb panic in the commit itself; the
+            // jobs then hear nothing back (their askers see an error, never
+            // a success), and the database is reopened.
+            Ok(
+                catch_unwind(AssertUnwindSafe(|| commit_batch(db, batch))).unwrap_or_else(|_| {
+                    log::error!("store: the storage library panicked in a commit; nothing in this batch was stored");
+                    Outcome::StorageFailed
+                }),
+            )
         });
         let outcome = match outcome {
             Ok(outcome) => outcome,

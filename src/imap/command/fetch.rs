@@ -15,7 +15,7 @@ use crate::imap::session::{Session, State};
 use crate::mime::transfer::{Decoder, Encoding};
 use crate::mime::{MessageInfo, PartKind};
 use crate::net::Conn;
-use crate::store::{BlobId, Content, FlagChange, Flags, MessageRecord, BLOB_CHUNK};
+use crate::store::{BlobId, Content, FlagChange, Flags, MessageRecord, StoreError, BLOB_CHUNK};
 
 /// Output is sent in pieces of about this size, so a FETCH of a whole large
 /// mailbox never sits in memory at once.
@@ -64,6 +64,18 @@ struct Trouble {
     unknown_cte: bool,
     /// A stored body could not be read back intact.
     corrupt: bool,
+    /// The store could not be read just now (an I/O error, a reopen).
+    unavailable: bool,
+}
+
+impl Trouble {
+    /// Notes a read error met before a message's line started.
+    fn read_failed(&mut self, e: &StoreError) {
+        match e {
+            StoreError::Corrupt(_) => self.corrupt = true,
+            _ => self.unavailable = true,
+        }
+    }
 }
 
 impl Session {
@@ -170,9 +182,27 @@ impl Session {
             let mut body: Option<Body<'_>> = None;
             let mut info: Option<MessageInfo> = None;
             if let Some(content) = &content {
+                // Damage found before the message's line starts: that one
+                // message is left out and the command answers NO
+                // [CORRUPTION]; the session goes on.
+                let damaged = |e: &StoreError| {
+                    if !matches!(e, StoreError::Corrupt(_)) {
+                        log::error!("{}: store: {e}", self.peer);
+                        return;
+                    }
+                    let name = snapshot
+                        .mailbox(mailbox)
+                        .ok()
+                        .flatten()
+                        .map(|r| r.name)
+                        .unwrap_or_default();
+                    self.shared
+                        .store
+                        .report_damage(&self.user, &name, mailbox, msg_uid, e);
+                };
                 if wants_raw {
-                    // Only the length is read here; the bytes are read as
-                    // they are sent.
+                    // Only the length is read here, and the checksums
+                    // checked; the bytes are read as they are sent.
                     body = match content.blob_len(record.blob) {
                         Ok(Some(len)) => Some(Body {
                             content,
@@ -188,22 +218,40 @@ impl Session {
                         }),
                         Ok(None) => None,
                         Err(e) => {
-                            log::error!("{}: store: {e}", self.peer);
-                            trouble.corrupt = true;
-                            None
+                            damaged(&e);
+                            trouble.read_failed(&e);
+                            continue;
                         }
                     };
+                    if let Some(b) = &body {
+                        if let Err(e) = content.verify(b.blob, b.len) {
+                            damaged(&e);
+                            trouble.read_failed(&e);
+                            continue;
+                        }
+                    }
                 }
                 if wants_content {
-                    info = content
-                        .parsed(record.blob)
-                        .ok()
-                        .flatten()
-                        .and_then(|bytes| MessageInfo::decode(&bytes));
+                    info = match content.parsed(record.blob) {
+                        Ok(found) => found.and_then(|bytes| MessageInfo::decode(&bytes)),
+                        Err(e) => {
+                            damaged(&e);
+                            trouble.read_failed(&e);
+                            continue;
+                        }
+                    };
                     if info.is_none() {
                         // Stored by something that did not analyse it.
-                        let bytes = content.blob(record.blob).ok().flatten().unwrap_or_default();
-                        info = Some(MessageInfo::parse(&bytes));
+                        match content.blob(record.blob) {
+                            Ok(bytes) => {
+                                info = Some(MessageInfo::parse(&bytes.unwrap_or_default()))
+                            }
+                            Err(e) => {
+                                damaged(&e);
+                                trouble.read_failed(&e);
+                                continue;
+                            }
+                        }
                     }
                 }
                 if (wants_raw && body.is_none()) || info.is_none() {
@@ -251,7 +299,12 @@ impl Session {
                 return;
             }
         }
-        if trouble.corrupt {
+        if trouble.unavailable {
+            self.no(
+                tag,
+                "[UNAVAILABLE] Some messages could not be read just now; try again later",
+            );
+        } else if trouble.corrupt {
             self.no(
                 tag,
                 "[CORRUPTION] A message could not be read back intact; see the server log",
