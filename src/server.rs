@@ -282,6 +282,11 @@ impl Shared {
         Some(start..uid_next)
     }
 
+    /// Drops a deleted mailbox's \Recent horizon (ids are never reused).
+    pub fn forget_recent(&self, mailbox: crate::store::MailboxId) {
+        self.recent_horizons.borrow_mut().remove(&mailbox);
+    }
+
     /// Checks a password. Attempts from one address (IPv6 by its /64) take
     /// turns, each after the throttle's delay for that address and user, so
     /// parallel connections gain an attacker nothing. A login verified in the

@@ -88,13 +88,25 @@ impl Session {
             );
         }
         let user = self.user.clone();
+        let id = self
+            .shared
+            .store
+            .snapshot()
+            .and_then(|s| s.mailbox_id(&self.user, &name))
+            .ok()
+            .flatten();
         match self
             .shared
             .store
             .write(move |tx| tx.delete_mailbox(&user, &name))
             .await
         {
-            Ok(()) => self.ok(tag, "DELETE completed"),
+            Ok(()) => {
+                if let Some(id) = id {
+                    self.shared.forget_recent(id);
+                }
+                self.ok(tag, "DELETE completed")
+            }
             Err(e) => self.store_failed(tag, &e),
         }
     }
