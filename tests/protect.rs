@@ -344,6 +344,27 @@ fn damaged_message_bytes_answer_corruption_and_the_session_goes_on() {
     }
     assert!(log.contains("letterbox verify"));
     assert!(!log.contains("panicked"), "{log}");
+
+    // verify lists exactly the damaged messages.
+    server.stop();
+    let out = Command::new(BIN)
+        .arg("verify")
+        .arg(&server.data)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    for uid in [2, 3] {
+        assert!(text.contains(&format!("UID {uid}: ")), "{text}");
+    }
+    for uid in [1, 4] {
+        assert!(!text.contains(&format!("UID {uid}: ")), "{text}");
+    }
+    assert_eq!(text.matches("fails its checksum").count(), 2, "{text}");
 }
 
 #[test]

@@ -182,6 +182,8 @@ pub(super) struct DbSlot {
     path: PathBuf,
     cache_bytes: usize,
     current: RwLock<Option<redb::Database>>,
+    /// Set by [`Store::shutdown`]: no reopening after that.
+    shut: std::sync::atomic::AtomicBool,
 }
 
 impl DbSlot {
@@ -203,6 +205,9 @@ impl DbSlot {
                 return f(db);
             }
         }
+        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         self.open_if_closed()?;
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         match current.as_ref() {
@@ -210,6 +215,18 @@ impl DbSlot {
             None => Err(StoreError::Storage(
                 "the database could not be opened again after a write error".into(),
             )),
+        }
+    }
+
+    /// Closes the database for good, cleanly: the next open (the server's,
+    /// or `verify`'s read-only one) then needs no repair.
+    fn close(&self) {
+        self.shut.store(true, std::sync::atomic::Ordering::Release);
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = current.take() {
+            if let Err(e) = db.close() {
+                log::warn!("store: closing the database: {e}");
+            }
         }
     }
 
@@ -260,6 +277,7 @@ impl Store {
             path: path.to_path_buf(),
             cache_bytes,
             current: RwLock::new(Some(db)),
+            shut: std::sync::atomic::AtomicBool::new(false),
         });
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -348,9 +366,11 @@ impl Store {
         smol::block_on(self.writer.submit(op))
     }
 
-    /// Stops taking writes, commits what is queued, and waits for the writer.
+    /// Stops taking writes, commits what is queued, waits for the writer,
+    /// and closes the database file cleanly. Reads after this fail.
     pub fn shutdown(&self) {
         self.writer.shutdown();
+        self.db.close();
     }
 }
 
