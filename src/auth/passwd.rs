@@ -137,9 +137,9 @@ impl UsersFile {
     pub fn parse(text: &str) -> Result<UsersFile, ParseError> {
         let (mut lines, mut seen) = (Vec::new(), HashSet::new());
         for (i, raw) in text.lines().enumerate() {
-            // `lines` strips "\r\n" but keeps the CR of a last line without
-            // LF, which a rewrite (always "\n") would then drop.
-            let raw = raw.strip_suffix('\r').unwrap_or(raw);
+            // `lines` strips "\r\n" but keeps a CR before it, or ending a last
+            // line without LF, which a rewrite (always "\n") would then drop.
+            let raw = raw.trim_end_matches('\r');
             let line = parse_line(raw, &mut seen);
             lines.push(line.map_err(|reason| ParseError {
                 line: i + 1,
@@ -453,10 +453,15 @@ mod tests {
         assert_eq!(f.to_text(), "alice:h\n");
     }
 
-    /// Found by fuzz/fuzz_targets/users_file.rs: a last line ending in CR
-    /// without LF kept the CR in its last field, and lost it when rewritten.
+    /// Found by fuzz/fuzz_targets/users_file.rs: a line ending in CR (before
+    /// CRLF, or at the end without LF) kept the CR in its last field, and
+    /// lost it when rewritten.
     #[test]
     fn a_cr_ending_the_file_is_a_line_end() {
+        for text in ["\r\r", "a:h\r\r\n\r\r\r\n"] {
+            let f = UsersFile::parse(text).expect("parse");
+            assert_eq!(UsersFile::parse(&f.to_text()), Ok(f), "{text:?}");
+        }
         let f = UsersFile::parse("alice:x\r\nbob:h:i\r").expect("parse");
         assert_eq!(
             f.get("bob").map(|b| b.extra.clone()),
