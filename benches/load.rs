@@ -6,6 +6,8 @@
 //! cargo bench --bench load -- imap          # 100,000-message INBOX, mixed load, IDLE memory
 //! cargo bench --bench load -- imap --big 20000   # a smaller big mailbox, for a quick look
 //! cargo bench --bench load -- logins        # login fairness under a flood; repeated logins
+//! cargo bench --bench load -- memory        # peak RSS under a hostile mix; big FETCH, POP3 RETR
+//! cargo bench --bench load -- memory imap pop3 --rounds 3   # several parts in one run
 //! cargo bench --bench load -- all --rounds 5 --messages 500
 //! cargo bench --bench load -- lmtp --no-dovecot
 //! ```
@@ -29,9 +31,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_letterbox");
 const PASSWORD: &str = "benchpass";
 /// Users bench1..benchN exist on both servers.
 const BENCH_USERS: usize = 100;
+/// How long a client waits for a reply before the run fails: longer than
+/// the slowest command measured (Dovecot's SEARCH BODY of 100,000
+/// messages), short enough that no run hangs.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 struct Options {
-    what: String,
+    /// The parts to run (`all`, or none, is every part).
+    parts: Vec<String>,
     rounds: usize,
     messages: usize,
     dovecot: bool,
@@ -43,7 +50,7 @@ struct Options {
 
 fn options() -> Options {
     let mut o = Options {
-        what: "all".into(),
+        parts: Vec::new(),
         rounds: 5,
         messages: 400,
         dovecot: true,
@@ -70,14 +77,26 @@ fn options() -> Options {
             }
             // cargo bench passes --bench; ignore it and any other flag.
             a if a.starts_with("--") => {}
-            a => o.what = a.to_string(),
+            "all" => {}
+            a => o.parts.push(a.to_string()),
         }
     }
     o
 }
 
+impl Options {
+    fn wants(&self, part: &str) -> bool {
+        self.parts.is_empty() || self.parts.iter().any(|p| p == part)
+    }
+}
+
 /// A 20 KB message that looks like mail: headers, then wrapped text.
 fn message(n: usize) -> Vec<u8> {
+    message_of(n, 20 * 1024)
+}
+
+/// A message of about `size` bytes (never more) that looks like mail.
+fn message_of(n: usize, size: usize) -> Vec<u8> {
     let mut m = format!(
         "From: Load Generator <load@bench.test>\r\nTo: bench@bench.test\r\nSubject: benchmark message {n}\r\n\
          Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{n}.{}@bench.test>\r\nMIME-Version: 1.0\r\n\
@@ -85,7 +104,7 @@ fn message(n: usize) -> Vec<u8> {
         std::process::id()
     );
     let mut line = 0;
-    while m.len() < 20 * 1024 - 80 {
+    while m.len() < size - 80 {
         m.push_str(&format!(
             "{n:06} {line:04} Lorem ipsum dolor sit amet, consectetur adipiscing elit sed.\r\n"
         ));
@@ -242,6 +261,17 @@ impl Dovecot {
     }
 }
 
+impl Dovecot {
+    /// The master process, from its pid file.
+    fn pid(&self) -> u32 {
+        let file = self.dir.join("run/master.pid");
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", file.display()))
+    }
+}
+
 impl Drop for Dovecot {
     fn drop(&mut self) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/dovecot/stop.sh");
@@ -259,6 +289,8 @@ impl Lmtp {
     fn connect(port: u16) -> Lmtp {
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_nodelay(true).unwrap();
+        // No run may hang: a server that stops answering fails the run.
+        tcp.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
         let mut c = Lmtp {
             r: BufReader::new(tcp),
         };
@@ -280,18 +312,29 @@ impl Lmtp {
         }
     }
     fn deliver(&mut self, rcpt: &str, stuffed: &[u8]) {
+        let r = self.try_deliver(rcpt, stuffed);
+        assert!(r.starts_with("250"), "delivery: {r}");
+    }
+    /// Delivers one message; returns the reply that ended the attempt: the
+    /// final one, or the first refusal of MAIL, RCPT or DATA.
+    fn try_deliver(&mut self, rcpt: &str, stuffed: &[u8]) -> String {
         let w = self.r.get_mut();
         w.write_all(
             format!("MAIL FROM:<load@bench.test>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes(),
         )
         .unwrap();
+        let mut refused = None;
         for what in ["MAIL", "RCPT", "DATA"] {
             let r = self.reply();
-            assert!(r.starts_with('2') || r.starts_with('3'), "{what}: {r}");
+            if !(r.starts_with('2') || r.starts_with('3')) && refused.is_none() {
+                refused = Some(format!("{what}: {r}"));
+            }
+        }
+        if let Some(r) = refused {
+            return r;
         }
         self.r.get_mut().write_all(stuffed).unwrap();
-        let r = self.reply();
-        assert!(r.starts_with("250"), "delivery: {r}");
+        self.reply()
     }
 }
 
@@ -522,6 +565,31 @@ fn pop3_retrieve(port: u16, tls: bool, user: &str) -> (f64, f64) {
     (count as f64 / secs, bytes as f64 / secs / 1e6)
 }
 
+/// RETR of `user`'s whole maildrop, the servers taking turns each round;
+/// prints the medians.
+fn pop3_figures(o: &Options, lb: &Letterbox, dc: Option<&Dovecot>, user: &str, tls: bool) {
+    let port = |p: &Ports| if tls { p.pop3s } else { p.pop3 };
+    let (mut lb_r, mut dc_r) = (vec![], vec![]);
+    for _ in 0..o.rounds {
+        lb_r.push(pop3_retrieve(port(&lb.ports), tls, user));
+        if let Some(dc) = dc {
+            dc_r.push(pop3_retrieve(port(&dc.ports), tls, user));
+        }
+    }
+    let kind = if tls { "POP3S" } else { "POP3 " };
+    let lb_msgs = median(lb_r.iter().map(|r| r.0).collect());
+    let lb_mb = median(lb_r.iter().map(|r| r.1).collect());
+    println!("  letterbox {kind}: {lb_msgs:8.0} msg/s {lb_mb:7.1} MB/s");
+    if !dc_r.is_empty() {
+        let dc_msgs = median(dc_r.iter().map(|r| r.0).collect());
+        let dc_mb = median(dc_r.iter().map(|r| r.1).collect());
+        println!(
+            "  dovecot   {kind}: {dc_msgs:8.0} msg/s {dc_mb:7.1} MB/s   ratio {:.2}x",
+            lb_msgs / dc_msgs
+        );
+    }
+}
+
 fn fill(port: u16, user: &str, count: usize) {
     let mut c = Lmtp::connect(port);
     let mut n = 0;
@@ -545,33 +613,7 @@ fn bench_pop3(o: &Options) {
     }
     println!("POP3 retrieval: {COUNT} messages of 20 KB in one session (STAT, then RETR each), median of {} rounds", o.rounds);
     for tls in [false, true] {
-        let (mut lb_r, mut dc_r) = (vec![], vec![]);
-        for _ in 0..o.rounds {
-            lb_r.push(pop3_retrieve(
-                if tls { lb.ports.pop3s } else { lb.ports.pop3 },
-                tls,
-                USER,
-            ));
-            if let Some(dc) = &dc {
-                dc_r.push(pop3_retrieve(
-                    if tls { dc.ports.pop3s } else { dc.ports.pop3 },
-                    tls,
-                    USER,
-                ));
-            }
-        }
-        let kind = if tls { "POP3S" } else { "POP3 " };
-        let lb_msgs = median(lb_r.iter().map(|r| r.0).collect());
-        let lb_mb = median(lb_r.iter().map(|r| r.1).collect());
-        println!("  letterbox {kind}: {lb_msgs:8.0} msg/s {lb_mb:7.1} MB/s");
-        if !dc_r.is_empty() {
-            let dc_msgs = median(dc_r.iter().map(|r| r.0).collect());
-            let dc_mb = median(dc_r.iter().map(|r| r.1).collect());
-            println!(
-                "  dovecot   {kind}: {dc_msgs:8.0} msg/s {dc_mb:7.1} MB/s   ratio {:.2}x",
-                lb_msgs / dc_msgs
-            );
-        }
+        pop3_figures(o, &lb, dc.as_ref(), USER, tls);
     }
     drop(lb);
     drop(dc);
@@ -611,17 +653,27 @@ fn bench_pop3(o: &Options) {
 fn main() {
     raise_file_limit();
     let o = options();
-    if o.what == "lmtp" || o.what == "all" {
-        bench_lmtp(&o);
+    type Part = (&'static str, fn(&Options));
+    let parts: [Part; 5] = [
+        ("memory", bench_memory),
+        ("lmtp", bench_lmtp),
+        ("pop3", bench_pop3),
+        ("imap", bench_imap),
+        ("logins", bench_logins),
+    ];
+    for unknown in o
+        .parts
+        .iter()
+        .filter(|p| !parts.iter().any(|(n, _)| n == p))
+    {
+        eprintln!("unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, all");
     }
-    if o.what == "pop3" || o.what == "all" {
-        bench_pop3(&o);
-    }
-    if o.what == "imap" || o.what == "all" {
-        bench_imap(&o);
-    }
-    if o.what == "logins" || o.what == "all" {
-        bench_logins(&o);
+    for (name, run) in parts {
+        if o.wants(name) {
+            eprintln!("== {name}: {}", uptime());
+            run(&o);
+            eprintln!("== {name} done: {}", uptime());
+        }
     }
     let _ = std::io::stdout().flush();
 }
@@ -651,6 +703,7 @@ impl Imap {
     fn connect(port: u16) -> Imap {
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
         let mut c = Imap {
             r: BufReader::with_capacity(64 * 1024, tcp),
             next_tag: 1,
@@ -692,8 +745,11 @@ impl Imap {
             total += n;
             // A line ending in {n} is followed by n bytes of literal.
             if let Some(size) = literal_size(&line) {
-                let mut skip = vec![0u8; size];
-                self.r.read_exact(&mut skip).unwrap();
+                // Counted, not kept: a literal may be 50 MiB.
+                let read =
+                    std::io::copy(&mut (&mut self.r).take(size as u64), &mut std::io::sink())
+                        .unwrap();
+                assert_eq!(read, size as u64, "server closed inside a literal");
                 total += size;
                 continue;
             }
@@ -1116,4 +1172,355 @@ fn bench_logins(o: &Options) {
             pick(|r| r.repeated) * 1e3
         );
     }
+}
+
+/// The machine's load, for the log: other work on a shared machine moves
+/// every figure.
+fn uptime() -> String {
+    Command::new("uptime")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A server's processes: `root` and all its descendants (Dovecot runs a
+/// process per connection, besides its auth, lmtp and index workers).
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    tree
+}
+
+/// RSS and PSS (KiB) summed over `pids`. PSS shares each shared page
+/// among the processes that map it, so it does not count Dovecot's
+/// libraries once per process as the RSS sum does.
+fn memory_kib(pids: &[u32]) -> (u64, u64) {
+    let (mut rss, mut pss) = (0, 0);
+    for pid in pids {
+        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue; // it ended meanwhile
+        };
+        for line in rollup.lines() {
+            let kib = |field: &str| {
+                line.strip_prefix(field)
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            };
+            if let Some(k) = kib("Rss:") {
+                rss += k;
+            } else if let Some(k) = kib("Pss:") {
+                pss += k;
+            }
+        }
+    }
+    (rss, pss)
+}
+
+/// Samples a server's summed RSS and PSS every 100 ms until `stop`;
+/// returns the peaks (KiB). Processes that live less than a sample are
+/// missed, which VmHWM would not miss, but Dovecot's per-connection
+/// processes take their VmHWM with them when they end.
+fn sample_peak(
+    root: u32,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let mut peak = (0, 0);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (rss, pss) = memory_kib(&process_tree(root));
+            peak = (peak.0.max(rss), peak.1.max(pss));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        peak
+    })
+}
+
+/// Connections to `ports` that the server still holds open (any TCP state
+/// but LISTEN and TIME_WAIT on the server's side), from /proc/net/tcp.
+fn open_connections(ports: &Ports) -> usize {
+    let ours = [ports.lmtp, ports.pop3, ports.pop3s, ports.imap];
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|row| {
+            let f: Vec<&str> = row.split_whitespace().collect();
+            let port = f
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            port.is_some_and(|p| ours.contains(&p)) && !matches!(f.get(3), Some(&"0A" | &"06"))
+        })
+        .count()
+}
+
+/// Waits (at most 30 s) until the server has closed every connection of
+/// the last run; says so if it has not.
+fn settle(name: &str, ports: &Ports) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_connections(ports) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = open_connections(ports);
+    if left > 0 {
+        eprintln!("warning: {name} still holds {left} connections 30 s after the clients closed");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// A message of a little under 50 MiB: letterbox's trace header must fit
+/// under its default --max-message-size of exactly 50 MiB.
+const BIG_MESSAGE: usize = 50 * 1024 * 1024 - 64 * 1024;
+/// What each stalled APPEND sends of its literal before it stops.
+const APPEND_SENT: usize = 40 * 1024 * 1024;
+const READERS: usize = 20;
+const APPENDS: usize = 20;
+const LMTP_SENDERS: usize = 8;
+/// The users of the memory part: the reader's mailbox, then the APPENDs',
+/// the LMTP senders' and the POP3 maildrop.
+const READER_USER: &str = "bench1";
+const FIRST_APPEND_USER: usize = 2;
+const FIRST_LMTP_USER: usize = FIRST_APPEND_USER + APPENDS;
+const POP3_USER: &str = "bench40";
+
+/// What one run of the hostile mix saw.
+struct MixRun {
+    /// Peak of the summed RSS and PSS over the server's processes, sampled.
+    sampled: (u64, u64),
+    /// LMTP messages accepted with 250, of LMTP_SENDERS.
+    delivered: usize,
+    /// Bytes of APPEND literal the server took before the clients stalled.
+    append_sent: usize,
+    /// Seconds from the start to the last LMTP reply.
+    lmtp_secs: f64,
+}
+
+/// The hostile mix, all at once: READERS connections FETCH the big message
+/// (half read 16 KiB every half second, half never read), APPENDS
+/// connections send a LITERAL+ APPEND of BIG_MESSAGE bytes and stop after
+/// APPEND_SENT (or when the server stops reading), and LMTP_SENDERS
+/// connections each deliver a 20 MiB message. The readers and APPENDs hold
+/// on until the LMTP senders are answered and every APPEND has stalled,
+/// plus 2 s; then every connection closes. Bounded in time throughout.
+fn hostile_mix(root: u32, ports: &Ports, big: &Arc<Vec<u8>>, lmtp_body: &Arc<Vec<u8>>) -> MixRun {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let sampler = sample_peak(root, stop_sampling.clone());
+    let done = Arc::new(AtomicBool::new(false));
+    let hard_stop = Instant::now() + Duration::from_secs(150);
+    let holding =
+        move |done: &AtomicBool| !done.load(Ordering::Relaxed) && Instant::now() < hard_stop;
+    let start = Instant::now();
+    let imap = ports.imap;
+    let readers: Vec<_> = (0..READERS)
+        .map(|i| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut c = Imap::login(imap, READER_USER);
+                let (_, status) = c.cmd("SELECT INBOX");
+                assert!(status.contains(" OK"), "SELECT: {status}");
+                c.r.get_mut()
+                    .write_all(b"f FETCH 1 (BODY.PEEK[])\r\n")
+                    .unwrap();
+                c.r.get_mut()
+                    .set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut buf = vec![0u8; 16 * 1024];
+                while holding(&done) {
+                    if i % 2 == 0 {
+                        let _ = c.r.read(&mut buf);
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })
+        })
+        .collect();
+    let stalled = Arc::new(AtomicUsize::new(0));
+    let append_sent = Arc::new(AtomicUsize::new(0));
+    let appends: Vec<_> = (0..APPENDS)
+        .map(|i| {
+            let (done, stalled, sent) = (done.clone(), stalled.clone(), append_sent.clone());
+            let data = big.clone();
+            std::thread::spawn(move || {
+                let mut c = Imap::login(imap, &format!("bench{}", FIRST_APPEND_USER + i));
+                let w = c.r.get_mut();
+                w.write_all(format!("s APPEND INBOX {{{}+}}\r\n", data.len()).as_bytes())
+                    .unwrap();
+                // A server that stops reading (as letterbox does while its
+                // memory budget is taken) stalls the client earlier.
+                w.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut at = 0;
+                while at < APPEND_SENT {
+                    match w.write(&data[at..(at + 64 * 1024).min(APPEND_SENT)]) {
+                        Ok(n) if n > 0 => at += n,
+                        _ => break,
+                    }
+                }
+                sent.fetch_add(at, Ordering::Relaxed);
+                stalled.fetch_add(1, Ordering::Relaxed);
+                while holding(&done) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        })
+        .collect();
+    let lmtp = ports.lmtp;
+    let senders: Vec<_> = (0..LMTP_SENDERS)
+        .map(|i| {
+            let body = lmtp_body.clone();
+            std::thread::spawn(move || {
+                let mut c = Lmtp::connect(lmtp);
+                let reply = c.try_deliver(&format!("bench{}", FIRST_LMTP_USER + i), &body);
+                let _ = c.r.get_mut().write_all(b"QUIT\r\n");
+                reply
+            })
+        })
+        .collect();
+    let replies: Vec<String> = senders
+        .into_iter()
+        .map(|t| t.join().unwrap_or_else(|_| "LMTP client failed".into()))
+        .collect();
+    let lmtp_secs = start.elapsed().as_secs_f64();
+    for r in replies.iter().filter(|r| !r.starts_with("250")) {
+        eprintln!("  LMTP 20 MiB not delivered: {}", r.trim_end());
+    }
+    while stalled.load(Ordering::Relaxed) < APPENDS && Instant::now() < hard_stop {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    done.store(true, Ordering::Relaxed);
+    for t in readers.into_iter().chain(appends) {
+        let _ = t.join();
+    }
+    stop_sampling.store(true, Ordering::Relaxed);
+    MixRun {
+        sampled: sampler.join().unwrap(),
+        delivered: replies.iter().filter(|r| r.starts_with("250")).count(),
+        append_sent: append_sent.load(Ordering::Relaxed),
+        lmtp_secs,
+    }
+}
+
+/// MB/s of one `FETCH 1 (BODY.PEEK[])` of the big message, read as fast
+/// as the client can.
+fn fetch_rate(port: u16) -> f64 {
+    let mut c = Imap::login(port, READER_USER);
+    let (_, status) = c.cmd("SELECT INBOX");
+    assert!(status.contains(" OK"), "SELECT: {status}");
+    let start = Instant::now();
+    let (bytes, status) = c.cmd("FETCH 1 (BODY.PEEK[])");
+    let secs = start.elapsed().as_secs_f64();
+    assert!(status.contains(" OK"), "FETCH: {status}");
+    assert!(bytes >= BIG_MESSAGE, "FETCH returned {bytes} bytes");
+    c.cmd("LOGOUT");
+    bytes as f64 / secs / 1e6
+}
+
+fn bench_memory(o: &Options) {
+    let users: Vec<String> = (1..=BENCH_USERS).map(|i| format!("bench{i}")).collect();
+    let lb = Letterbox::start(&users);
+    let dc = if o.dovecot { Dovecot::start() } else { None };
+    let big = Arc::new(message_of(0, BIG_MESSAGE));
+    let lmtp_body = Arc::new(stuffed(&message_of(1, 20 * 1024 * 1024)));
+    let mut servers: Vec<(&str, &Ports, u32)> = vec![("letterbox", &lb.ports, lb.child.id())];
+    if let Some(dc) = &dc {
+        servers.push(("dovecot", &dc.ports, dc.pid()));
+    }
+    for (_, ports, _) in &servers {
+        Lmtp::connect(ports.lmtp).deliver(READER_USER, &stuffed(&big));
+        fill(ports.lmtp, POP3_USER, 1000);
+    }
+    let mut runs: Vec<Vec<MixRun>> = servers.iter().map(|_| Vec::new()).collect();
+    let mut hwm: Vec<f64> = Vec::new();
+    let mut fetch: Vec<Vec<f64>> = servers.iter().map(|_| Vec::new()).collect();
+    for round in 0..o.rounds {
+        for (i, (name, ports, root)) in servers.iter().enumerate() {
+            fetch[i].push(fetch_rate(ports.imap));
+            if i == 0 {
+                // VmHWM from here on: "5" resets it to the current RSS.
+                std::fs::write(format!("/proc/{root}/clear_refs"), "5").unwrap();
+            }
+            let run = hostile_mix(*root, ports, &big, &lmtp_body);
+            let peak = if i == 0 {
+                let kib = lb.status_kib("VmHWM:");
+                hwm.push(kib as f64);
+                format!("VmHWM {:.1} MiB, ", kib as f64 / 1024.0)
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "round {}: {name}: FETCH {:.0} MB/s; mix: {peak}sampled RSS {:.1} MiB, PSS {:.1} MiB; LMTP {}/{LMTP_SENDERS} delivered in {:.1} s; APPENDs took {:.0} MiB before stalling",
+                round + 1,
+                fetch[i][round],
+                run.sampled.0 as f64 / 1024.0,
+                run.sampled.1 as f64 / 1024.0,
+                run.delivered,
+                run.lmtp_secs,
+                run.append_sent as f64 / 1048576.0,
+            );
+            runs[i].push(run);
+            settle(name, ports);
+        }
+    }
+    let spooled = std::fs::read_dir(lb.dir.join("data/tmp")).map_or(0, |d| d.count());
+    if spooled > 0 {
+        eprintln!("warning: letterbox left {spooled} files in DATA/tmp after the clients closed");
+    }
+    println!(
+        "Memory under a hostile mix: {READERS} slow readers of a 50 MiB message, {APPENDS} stalled 50 MiB APPENDs, {LMTP_SENDERS} LMTP senders of 20 MiB, all at once; median of {} rounds",
+        o.rounds
+    );
+    let mib = |kib: f64| kib / 1024.0;
+    for (i, (name, _, _)) in servers.iter().enumerate() {
+        let r = &runs[i];
+        let rss = median(r.iter().map(|x| x.sampled.0 as f64).collect());
+        let pss = median(r.iter().map(|x| x.sampled.1 as f64).collect());
+        let exact = if i == 0 {
+            format!("peak RSS (VmHWM) {:.1} MiB; ", mib(median(hwm.clone())))
+        } else {
+            String::new()
+        };
+        println!(
+            "  {name:9}: {exact}sampled every 100 ms over all its processes: peak RSS sum {:.1} MiB, peak PSS sum {:.1} MiB; LMTP delivered {:.0}/{LMTP_SENDERS} in {:.1} s",
+            mib(rss),
+            mib(pss),
+            median(r.iter().map(|x| x.delivered as f64).collect()),
+            median(r.iter().map(|x| x.lmtp_secs).collect()),
+        );
+    }
+    println!("FETCH 1 (BODY.PEEK[]) of the 50 MiB message, one connection reading at full speed, median of {} rounds", o.rounds);
+    let rates: Vec<f64> = fetch.into_iter().map(median).collect();
+    for ((name, _, _), rate) in servers.iter().zip(&rates) {
+        println!("  {name:9}: {rate:7.1} MB/s");
+    }
+    if rates.len() == 2 {
+        println!("  ratio letterbox/dovecot: {:.2}x", rates[0] / rates[1]);
+    }
+    println!("POP3 retrieval: 1000 messages of 20 KB in one session (STAT, then RETR each), median of {} rounds", o.rounds);
+    pop3_figures(o, &lb, dc.as_ref(), POP3_USER, false);
 }

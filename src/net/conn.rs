@@ -316,7 +316,9 @@ impl Conn {
                 self.rend = 0;
                 scanned = 0;
             }
-            self.fill(max.saturating_sub(scanned) + 2).await?;
+            // Room for what is likely, not for `max`: an idle connection waits here.
+            self.fill((max.saturating_sub(scanned) + 2).min(BUFFER_KEEP))
+                .await?;
         }
     }
 
