@@ -9,7 +9,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::os::fd::FromRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,32 +16,11 @@ use common::*;
 
 /// A TCP connection to 127.0.0.1:`port` whose source address is `from`.
 fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
-    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: plain socket calls on a descriptor we own; each result is
-    // checked, and the descriptor is handed to TcpStream exactly once.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let src = sockaddr(from, 0);
-        let rc = libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len);
-        assert_eq!(rc, 0, "bind {from}: {}", std::io::Error::last_os_error());
-        let dst = sockaddr(Ipv4Addr::LOCALHOST, port);
-        let rc = libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), len);
-        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        stream
-    }
+    let stream = common::source_addr::connect_from(from, port).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream
 }
 
 fn ip(last: u8) -> Ipv4Addr {

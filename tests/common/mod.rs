@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod imap_client;
+pub mod source_addr;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
