@@ -15,3 +15,4 @@ pub mod net;
 pub mod pop3;
 pub mod server;
 pub mod store;
+pub mod unix_accounts;

@@ -895,6 +895,7 @@ async fn serve_connection(
 
 /// Dropping root after binding the privileged ports.
 mod privileges {
+    #[cfg(not(target_feature = "crt-static"))]
     use std::ffi::CString;
     use std::path::Path;
 
@@ -923,7 +924,31 @@ mod privileges {
         })
     }
 
+    /// Looks the user up in /etc/passwd first (see crate::unix_accounts for
+    /// why), then, in a dynamically linked build only, through NSS.
     fn lookup(name: &str) -> Option<Account> {
+        let from_files = crate::unix_accounts::read_limited(Path::new("/etc/passwd"))
+            .ok()
+            .and_then(|text| crate::unix_accounts::find_user(&text, name));
+        if let Some(entry) = from_files {
+            return Some(Account {
+                name: name.to_string(),
+                uid: entry.uid,
+                gid: entry.gid,
+            });
+        }
+        lookup_nss(name)
+    }
+
+    /// A static binary must not call into NSS (glibc would try to load its
+    /// shared modules): the files are all it has.
+    #[cfg(target_feature = "crt-static")]
+    fn lookup_nss(_name: &str) -> Option<Account> {
+        None
+    }
+
+    #[cfg(not(target_feature = "crt-static"))]
+    fn lookup_nss(name: &str) -> Option<Account> {
         let cname = CString::new(name).ok()?;
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut buf = vec![0 as libc::c_char; 4096];
@@ -947,6 +972,29 @@ mod privileges {
             uid: pwd.pw_uid,
             gid: pwd.pw_gid,
         })
+    }
+
+    /// Sets the supplementary groups /etc/group gives the user (static
+    /// builds: no NSS, see lookup_nss).
+    #[cfg(target_feature = "crt-static")]
+    fn set_groups(account: &Account) -> bool {
+        let group = crate::unix_accounts::read_limited(Path::new("/etc/group")).unwrap_or_default();
+        let gids: Vec<libc::gid_t> =
+            crate::unix_accounts::groups_of(&group, &account.name, account.gid);
+        // SAFETY: gids is a valid array of gids.len() elements.
+        unsafe { libc::setgroups(gids.len() as _, gids.as_ptr()) == 0 }
+    }
+
+    #[cfg(not(target_feature = "crt-static"))]
+    fn set_groups(account: &Account) -> bool {
+        let Ok(name) = CString::new(account.name.as_str()) else {
+            return false;
+        };
+        // SAFETY: plain system calls on values we own.
+        unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::initgroups(name.as_ptr(), account.gid) == 0
+        }
     }
 
     pub fn chown(path: &Path, account: &Account) -> Result<(), String> {
@@ -974,14 +1022,9 @@ mod privileges {
     /// Switches group, supplementary groups and user, in that order (the
     /// user last, since after it nothing else may be changed).
     pub fn drop_to(account: &Account) -> Result<(), String> {
-        let name = CString::new(account.name.as_str()).map_err(|e| e.to_string())?;
         // SAFETY: plain system calls on values we own; each result is checked.
-        let ok = unsafe {
-            libc::setgroups(0, std::ptr::null()) == 0
-                && libc::initgroups(name.as_ptr(), account.gid) == 0
-                && libc::setgid(account.gid) == 0
-                && libc::setuid(account.uid) == 0
-        };
+        let ok = set_groups(account)
+            && unsafe { libc::setgid(account.gid) == 0 && libc::setuid(account.uid) == 0 };
         if !ok {
             return Err(format!(
                 "cannot switch to user {}: {}",
