@@ -7,7 +7,8 @@
 # The runner is chosen from the binary's ELF header (`file`):
 #   aarch64 static (musl)  -> qemu-aarch64
 #   aarch64 dynamic (gnu)  -> qemu-aarch64 -L /usr/aarch64-linux-gnu
-#   32-bit ARM (gnueabihf) -> qemu-arm -L /usr/arm-linux-gnueabihf
+#   32-bit ARM static      -> qemu-arm
+#   32-bit ARM dynamic     -> qemu-arm -L /usr/arm-linux-gnueabihf
 #   the host's own arch    -> run directly (so this also tests target/debug/letterbox)
 # Override with SMOKE_RUNNER="qemu-aarch64 -cpu cortex-a72" (or SMOKE_RUNNER=""
 # to run directly, e.g. on a Pi).
@@ -61,7 +62,12 @@ else
             else runner=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
             fi ;;
         *"32-bit"*"ARM"*)
-            case "$host" in armv7l|armv8l) runner=() ;; *) runner=(qemu-arm -L /usr/arm-linux-gnueabihf) ;; esac ;;
+            # A static binary gets no sysroot, so nothing of Debian's armhf
+            # glibc can leak in and hide a dynamic dependency.
+            if [ "$host" = armv7l ] || [ "$host" = armv8l ]; then runner=()
+            elif grep -Eq 'statically linked|static-pie linked' <<<"$desc"; then runner=(qemu-arm)
+            else runner=(qemu-arm -L /usr/arm-linux-gnueabihf)
+            fi ;;
         *x86-64*)
             [ "$host" = x86_64 ] || die "x86-64 binary on a $host host; set SMOKE_RUNNER"
             runner=() ;;
