@@ -375,11 +375,18 @@ fn mailbox_command_keeps_the_folder_and_deferred_mail_arrives_after_a_flush() {
     // user without creating one on the test machine.
     let mut server = Server::new("postfix-local", &["alice", "bob", "root"]);
     server.start();
-    let settings = snippet_settings(
+    // local(8) runs the command as nobody, who may not reach the build
+    // directory (a checkout under /root): give it a copy in the temp dir.
+    let bin = server.dir.0.join("letterbox");
+    std::fs::copy(BIN, &bin).unwrap();
+    let settings: Vec<String> = snippet_settings(
         &["mailbox_command"],
         server.ports.lmtp,
         &server.dir.0.join("postfix-conf"),
-    );
+    )
+    .into_iter()
+    .map(|s| s.replace(BIN, &bin.display().to_string()))
+    .collect();
     let command = settings
         .iter()
         .find(|s| s.starts_with("mailbox_command = "))
