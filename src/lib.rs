@@ -13,5 +13,6 @@ pub mod lmtp;
 pub mod mime;
 pub mod net;
 pub mod pop3;
+pub mod quota;
 pub mod server;
 pub mod store;

@@ -249,6 +249,23 @@ impl WriteCtx<'_> {
         Ok(())
     }
 
+    /// The bytes and number of the messages of `uids` that exist in
+    /// `mailbox`: what copying them adds to the quota.
+    pub fn messages_size(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+    ) -> Result<(u64, u64), StoreError> {
+        let (mut bytes, mut count) = (0u64, 0u64);
+        for &uid in uids {
+            if let Some(v) = self.messages.get((mailbox, uid))? {
+                bytes += u64::from(MessageRecord::decode(v.value())?.size);
+                count += 1;
+            }
+        }
+        Ok((bytes, count))
+    }
+
     /// [`WriteCtx::deliver`] with each target's quota checked: a target over
     /// quota gets [`StoreError::OverQuota`] and the others still get the
     /// message. `checks` goes with `targets`, one each. The bytes are stored
