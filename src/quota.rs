@@ -138,6 +138,35 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// One user's line in `letterbox user list`: name, storage and messages,
+/// tab-separated, so that `cut -f1` still gives the names. `no_limit` is
+/// what a resource without a limit says: the server-wide limits are known
+/// only to the running server.
+pub fn usage_line(name: &str, usage: &Usage, limits: &QuotaLimits, no_limit: &str) -> String {
+    let storage = match limits.storage {
+        Some(limit) => format!(
+            "{} of {} ({}%)",
+            human_size(usage.storage),
+            human_size(limit),
+            percent(usage.storage, limit)
+        ),
+        None => format!("{} ({no_limit})", human_size(usage.storage)),
+    };
+    let messages = match limits.messages {
+        Some(limit) => format!(
+            "{} of {limit} messages ({}%)",
+            usage.messages,
+            percent(usage.messages, limit)
+        ),
+        None => format!("{} messages ({no_limit})", usage.messages),
+    };
+    format!("{name}\t{storage}\t{messages}")
+}
+
+fn percent(used: u64, limit: u64) -> u64 {
+    (u128::from(used) * 100 / u128::from(limit.max(1))) as u64
+}
+
 /// The notice a user gets on passing 90% of a limit: a short plain-text
 /// message from the server, with the analysis delivery would make.
 pub fn notice_maker(hostname: &str) -> NoticeMaker {

@@ -188,6 +188,12 @@ impl Shared {
         cache.clear();
     }
 
+    /// The users in the users file, in file order (re-read if it changed).
+    pub fn user_names(&self) -> Vec<String> {
+        self.refresh_users();
+        self.users.borrow().names()
+    }
+
     /// A user's quota: their own limits from the users file over the
     /// server-wide ones, and the maker of the 90% notice when there is a
     /// limit to warn about.

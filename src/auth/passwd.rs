@@ -387,6 +387,11 @@ impl Users {
     pub fn is_empty(&self) -> bool {
         self.file.names().next().is_none()
     }
+
+    /// In file order.
+    pub fn names(&self) -> Vec<String> {
+        self.file.names().map(str::to_string).collect()
+    }
 }
 
 #[cfg(test)]

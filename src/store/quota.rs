@@ -91,6 +91,9 @@ impl Usage {
     }
 }
 
+/// Each user's stored usage, or why it could not be read.
+pub(super) type KeptUsage = Vec<(String, Result<Usage, StoreError>)>;
+
 /// Makes the short message that tells a user their mail has passed 90% of a
 /// limit: its bytes and their analysis. Made by the caller, since the store
 /// knows nothing of MIME; called inside the writer's transaction.
@@ -353,9 +356,7 @@ impl Snapshot {
 
     /// Every stored usage record, user by user (users with no record have
     /// never had mail).
-    pub(super) fn kept_usage(
-        &self,
-    ) -> Result<Vec<(String, Result<Usage, StoreError>)>, StoreError> {
+    pub(super) fn kept_usage(&self) -> Result<KeptUsage, StoreError> {
         let table = self.txn.open_table(QUOTA_USAGE)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
