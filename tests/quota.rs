@@ -430,3 +430,77 @@ fn a_quota_field_that_does_not_parse_refuses_start_and_a_reload_keeps_the_old_fi
     let full = lmtp_deliver(&server, "s@x", &["bob"], b"Subject: 2\r\n\r\n.\r\n");
     assert!(full[0].starts_with("452 4.2.2"), "{full:?}");
 }
+
+/// Eight senders at once against a limit of 20 messages: the check runs in
+/// the writer's transaction, so the limit holds exactly, however the
+/// deliveries interleave in one group commit.
+#[test]
+fn concurrent_deliveries_do_not_overshoot() {
+    const SENDERS: &str = r#"
+import os, smtplib, threading
+port = int(os.environ['LMTP_PORT'])
+lock = threading.Lock()
+answers = {'ok': 0, 'full': 0, 'other': 0}
+def sender(t):
+    l = smtplib.LMTP('127.0.0.1', port)
+    for n in range(6):
+        body = ('Subject: t%d m%d\r\n\r\nhello\r\n' % (t, n)).encode()
+        try:
+            l.sendmail('s@x', ['alice'], body)
+            what = 'ok'
+        except smtplib.SMTPDataError as e:
+            what = 'full' if e.smtp_code == 452 and b'4.2.2' in e.smtp_error else 'other'
+        with lock:
+            answers[what] += 1
+threads = [threading.Thread(target=sender, args=(t,)) for t in range(8)]
+for th in threads: th.start()
+for th in threads: th.join()
+print(answers['ok'], answers['full'], answers['other'])
+"#;
+    let mut server = Server::new("quota-race", &["alice"]);
+    set_fields(&server, "alice", "quota_messages=20");
+    start(&mut server);
+    let out = python(&server, SENDERS);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    // 18 reach 90%, which brings the notice (the 19th message); one more
+    // fits, and the other 29 are deferred.
+    assert_eq!(out.stdout_text().trim(), "19 29 0");
+    let mut alice = Client::login(server.ports.imap, "alice");
+    let root = alice.ok("GETQUOTAROOT INBOX");
+    assert_eq!(resource(&root, "MESSAGE"), Some((20, 20)));
+    assert_eq!(notices(&mut alice), 1);
+}
+
+#[test]
+fn quota_commands_check_their_arguments() {
+    let mut server = Server::new("quota-args", &["alice"]);
+    start(&mut server);
+    let mut c = Client::connect(server.ports.imap);
+    assert!(
+        c.call("GETQUOTAROOT INBOX").tagged.starts_with("BAD"),
+        "before login"
+    );
+    let mut alice = Client::login(server.ports.imap, "alice");
+    assert!(alice
+        .call("GETQUOTAROOT Nowhere")
+        .tagged
+        .starts_with("NO [NONEXISTENT]"));
+    assert!(alice.call("GETQUOTAROOT").tagged.starts_with("BAD"));
+    assert!(alice.call("GETQUOTA").tagged.starts_with("BAD"));
+    assert!(alice.call("SETQUOTA \"\"").tagged.starts_with("BAD"));
+    let many = vec!["STORAGE 1"; 17].join(" ");
+    let refused = alice.call(&format!("SETQUOTA \"\" ({many})"));
+    assert!(
+        refused.tagged.starts_with("BAD") && refused.tagged.contains("limit 16"),
+        "{refused:?}"
+    );
+    assert!(alice
+        .call("STATUS INBOX (DELETED-STORAGE BOGUS)")
+        .tagged
+        .starts_with("BAD"));
+    // The session goes on.
+    assert_eq!(
+        alice.ok("STATUS INBOX (DELETED DELETED-STORAGE)"),
+        ["* STATUS \"INBOX\" (DELETED 0 DELETED-STORAGE 0)"]
+    );
+}

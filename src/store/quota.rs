@@ -601,4 +601,35 @@ mod tests {
         drop(snap);
         store.shutdown();
     }
+
+    #[test]
+    fn verify_finds_usage_that_does_not_match_the_messages() {
+        let (_dir, store) = temp_store();
+        store
+            .write_blocking(|tx| tx.deliver(b"12345", &Analysis::default(), (0, 0), &[to("a")]))
+            .unwrap();
+        store
+            .write_blocking(|tx| tx.count_usage("a", 7, 1, true))
+            .unwrap();
+        let verified = store.snapshot().unwrap().verify(&mut |_| {}).unwrap();
+        let found: Vec<String> = verified
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.place, p.what))
+            .collect();
+        assert_eq!(
+            found,
+            ["quota of a: usage is kept as 12 bytes in 2 messages, but the messages count 5 bytes in 1"]
+        );
+        store
+            .write_blocking(|tx| {
+                tx.quota_usage.remove("a")?;
+                Ok(())
+            })
+            .unwrap();
+        let verified = store.snapshot().unwrap().verify(&mut |_| {}).unwrap();
+        assert_eq!(verified.problems.len(), 1);
+        assert!(verified.problems[0].what.starts_with("no usage is kept"));
+        store.shutdown();
+    }
 }
