@@ -189,7 +189,7 @@ pub fn notice_maker(hostname: &str) -> NoticeMaker {
              To: {user}\r\n\
              Subject: Your mailbox is {WARN_PERCENT}% full\r\n\
              Date: {}\r\n\
-             Message-ID: <quota.{now}.{user}@{hostname}>\r\n\
+             Message-ID: <quota.{now}.{}@{hostname}>\r\n\
              Auto-Submitted: auto-generated\r\n\
              MIME-Version: 1.0\r\n\
              Content-Type: text/plain; charset=utf-8\r\n\
@@ -202,6 +202,8 @@ pub fn notice_maker(hostname: &str) -> NoticeMaker {
              returned to the sender after a few days. Delete messages you no\r\n\
              longer need (and empty the Trash) to make room.\r\n",
             crate::clock::rfc5322(now, offset),
+            // A user name may be a whole address; a Message-ID has one '@'.
+            user.replace('@', "="),
             lines.join("\r\n"),
         )
         .into_bytes();

@@ -115,7 +115,7 @@ fn a_full_mailbox_defers_delivery_refuses_append_and_copy_and_expunge_makes_room
     let mut alice = Client::login(server.ports.imap, "alice");
     let caps = alice.ok("CAPABILITY");
     assert!(
-        caps[0].contains(" QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE"),
+        caps[0].contains(" QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE "),
         "{caps:?}"
     );
     let root = alice.ok("GETQUOTAROOT INBOX");

@@ -103,8 +103,8 @@ impl Session {
         } else {
             caps.push_str(&format!(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
-                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE APPENDLIMIT={} \
-                 QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE",
+                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE \
+                 QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE APPENDLIMIT={}",
                 self.shared.config.max_message_size
             ));
         }
