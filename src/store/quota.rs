@@ -155,9 +155,10 @@ impl WriteCtx<'_> {
     }
 
     /// Whether `user` may add `messages` messages of `bytes` bytes in all:
-    /// [`StoreError::OverQuota`] when that would take them past a limit.
-    /// Also re-arms the 90% notice of a resource that is back below 90%
-    /// (after expunges, or a raised limit), so the next crossing is told.
+    /// [`StoreError::OverQuota`] when that would take them past a limit,
+    /// with nothing changed. When they may, also re-arms the 90% notice of
+    /// a resource that is back below 90% (after expunges, or a raised
+    /// limit), so that the next crossing is told.
     pub fn quota_room(
         &mut self,
         user: &str,
@@ -179,10 +180,6 @@ impl WriteCtx<'_> {
         {
             notified &= !NOTIFIED_MESSAGES;
         }
-        if notified != usage.notified {
-            usage.notified = notified;
-            self.save_usage(user, &usage)?;
-        }
         if let Some(limit) = limits.storage {
             if usage.storage.saturating_add(bytes) > limit {
                 return Err(StoreError::OverQuota(format!(
@@ -200,6 +197,11 @@ impl WriteCtx<'_> {
                     usage.messages
                 )));
             }
+        }
+        // Only now: an error must leave the store as it was (writer.rs).
+        if notified != usage.notified {
+            usage.notified = notified;
+            self.save_usage(user, &usage)?;
         }
         Ok(())
     }
