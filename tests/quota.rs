@@ -504,3 +504,32 @@ fn quota_commands_check_their_arguments() {
         ["* STATUS \"INBOX\" (DELETED 0 DELETED-STORAGE 0)"]
     );
 }
+
+/// The notice's "sent" mark is kept with the usage: a restart between two
+/// deliveries above 90% does not send it again.
+#[test]
+fn the_notice_is_not_sent_again_after_a_restart() {
+    let mut server = Server::new("quota-notice", &["alice"]);
+    set_fields(&server, "alice", "quota_messages=30");
+    start(&mut server);
+    for n in 0..27 {
+        deliver(&server, "alice", &format!("m{n}"), "hello");
+    }
+    // 27 of 30 is 90%: the notice came with the 27th, as the 28th message.
+    let mut alice = Client::login(server.ports.imap, "alice");
+    assert_eq!(notices(&mut alice), 1);
+    let notice = alice.ok("FETCH 28 (BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)] BODY.PEEK[TEXT])");
+    let text = notice.join("\n");
+    assert!(
+        text.contains(&format!("Subject: {NOTICE_SUBJECT}"))
+            && text.contains("Messages: 27 of 30."),
+        "{text}"
+    );
+    server.stop();
+    start(&mut server);
+    deliver(&server, "alice", "after the restart", "hello");
+    let mut alice = Client::login(server.ports.imap, "alice");
+    assert_eq!(notices(&mut alice), 1);
+    let root = alice.ok("GETQUOTAROOT INBOX");
+    assert_eq!(resource(&root, "MESSAGE"), Some((29, 30)));
+}
