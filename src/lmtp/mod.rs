@@ -156,6 +156,7 @@ async fn store(
     let size = raw.len();
     // The disk may have filled while the body came in.
     shared.store.room_for_new_mail()?;
+    let users: Vec<String> = targets.iter().map(|t| t.user.clone()).collect();
     let checks: Vec<_> = targets
         .iter()
         .map(|t| shared.quota_check(&t.user))
@@ -166,7 +167,7 @@ async fn store(
         .await;
     match &outcome {
         Ok(done) => {
-            for d in done {
+            for (d, user) in done.iter().zip(&users) {
                 match d {
                     Ok(d) => log::info!(
                         "{}: delivered {size} bytes to mailbox {} as UID {}",
@@ -174,7 +175,7 @@ async fn store(
                         d.mailbox,
                         d.uid
                     ),
-                    Err(e) => log::info!("{}: not delivered to a recipient: {e}", conn.peer),
+                    Err(e) => log::info!("{}: not delivered to {user}: {e}", conn.peer),
                 }
             }
         }
