@@ -7,6 +7,7 @@
 //! cargo bench --bench load -- imap --big 20000   # a smaller big mailbox, for a quick look
 //! cargo bench --bench load -- logins        # login fairness under a flood; repeated logins
 //! cargo bench --bench load -- memory        # peak RSS under a hostile mix; big FETCH, POP3 RETR
+//! cargo bench --bench load -- quota         # LMTP delivery with quotas on and off
 //! cargo bench --bench load -- memory imap pop3 --rounds 3   # several parts in one run
 //! cargo bench --bench load -- all --rounds 5 --messages 500
 //! cargo bench --bench load -- lmtp --no-dovecot
@@ -21,6 +22,8 @@
 #[path = "../tests/common/source_addr.rs"]
 mod source_addr;
 use source_addr::connect_from;
+#[path = "load/quota.rs"]
+mod quota;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -152,7 +155,14 @@ struct Letterbox {
 
 impl Letterbox {
     fn start(users: &[String]) -> Letterbox {
-        let dir = std::env::temp_dir().join(format!("letterbox-bench-{}", std::process::id()));
+        Letterbox::start_with(users, "", &[])
+    }
+
+    /// A server of its own (`name` tells its directory from another's)
+    /// with extra `serve` flags.
+    fn start_with(users: &[String], name: &str, extra: &[&str]) -> Letterbox {
+        let dir =
+            std::env::temp_dir().join(format!("letterbox-bench{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let data = dir.join("data");
@@ -196,6 +206,7 @@ impl Letterbox {
                 "--max-connections",
                 "3000",
             ])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -657,19 +668,22 @@ fn main() {
     raise_file_limit();
     let o = options();
     type Part = (&'static str, fn(&Options));
-    let parts: [Part; 5] = [
+    let parts: [Part; 6] = [
         ("memory", bench_memory),
         ("lmtp", bench_lmtp),
         ("pop3", bench_pop3),
         ("imap", bench_imap),
         ("logins", bench_logins),
+        ("quota", quota::bench_quota),
     ];
     for unknown in o
         .parts
         .iter()
         .filter(|p| !parts.iter().any(|(n, _)| n == p))
     {
-        eprintln!("unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, all");
+        eprintln!(
+            "unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, quota, all"
+        );
     }
     for (name, run) in parts {
         if o.wants(name) {

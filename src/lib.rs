@@ -13,6 +13,7 @@ pub mod lmtp;
 pub mod mime;
 pub mod net;
 pub mod pop3;
+pub mod quota;
 pub mod server;
 pub mod store;
 pub mod unix_accounts;

@@ -69,6 +69,12 @@ pub struct Config {
     /// Bytes kept free on DATA's disk; None: the store's default.
     pub min_free_space: Option<u64>,
     pub run_as: Option<String>,
+    /// Every user's limits unless their users-file line sets their own
+    /// (`--quota-storage`, `--quota-messages`; default none).
+    pub quota: crate::store::QuotaLimits,
+    /// `--quota-full bounce`: LMTP answers a full mailbox with a permanent
+    /// 552 5.2.2 instead of the temporary 452 4.2.2.
+    pub quota_bounce: bool,
 }
 
 /// The protocol a listener speaks, and whether TLS starts at once.
@@ -180,6 +186,35 @@ impl Shared {
             log::info!("login cache cleared: {why}");
         }
         cache.clear();
+    }
+
+    /// The users in the users file, in file order (re-read if it changed).
+    pub fn user_names(&self) -> Vec<String> {
+        self.refresh_users();
+        self.users.borrow().names()
+    }
+
+    /// A user's quota: their own limits from the users file over the
+    /// server-wide ones, and the maker of the 90% notice when there is a
+    /// limit to warn about.
+    pub fn quota_check(&self, user: &str) -> crate::store::QuotaCheck {
+        let limits = self.quota_limits(user);
+        let notice =
+            (!limits.is_unlimited()).then(|| crate::quota::notice_maker(&self.config.hostname));
+        crate::store::QuotaCheck::new(limits, notice)
+    }
+
+    /// A user's limits: their own from the users file over the server-wide
+    /// ones. The file was checked when it was read, so a field that does
+    /// not parse cannot be met here; were it met, the server-wide limits
+    /// hold.
+    pub fn quota_limits(&self, user: &str) -> crate::store::QuotaLimits {
+        let users = self.users.borrow();
+        let own = users
+            .lookup(user)
+            .and_then(|entry| crate::quota::UserLimits::from_entry(&entry).ok())
+            .unwrap_or_default();
+        own.over(self.config.quota)
     }
 
     /// A user's extra field from the users file (e.g. `pop3_mode=keep`).

@@ -280,7 +280,7 @@ fn users_file_changes_apply_without_a_restart() {
     server.user(&["del", "dave"], "").assert_ok();
     assert!(login("dave", "new-secret").starts_with("-ERR [AUTH]"));
     let listed = server.user(&["list"], "");
-    assert_eq!(listed.stdout_text(), "alice\n");
+    assert_eq!(names(&listed.stdout_text()), ["alice"]);
     let dup = server.user(&["add", "alice"], "x\n");
     assert!(!dup.status.success() && dup.stderr_text().contains("already exists"));
 }

@@ -24,7 +24,7 @@ fn user_add_refuses_names_that_clash_and_del_removes_what_old_versions_wrote() {
         .user(&["add", "bob@example.org"], "pw-bob\n")
         .assert_ok();
     let listed = server.user(&["list"], "");
-    assert_eq!(listed.stdout_text(), "alice\nbob@example.org\n");
+    assert_eq!(names(&listed.stdout_text()), ["alice", "bob@example.org"]);
     assert_eq!(listed.stderr_text(), "");
     // What an older `user add '#shared'` wrote: read as a comment, so it
     // could neither log in nor be deleted.
@@ -41,7 +41,7 @@ fn user_add_refuses_names_that_clash_and_del_removes_what_old_versions_wrote() {
     text.push_str(&format!("#shared:{alice_hash}\n"));
     std::fs::write(&users, &text).unwrap();
     let listed = server.user(&["list"], "");
-    assert_eq!(listed.stdout_text(), "alice\nbob@example.org\n");
+    assert_eq!(names(&listed.stdout_text()), ["alice", "bob@example.org"]);
     assert!(
         listed.stderr_text().contains("\"#shared\" is written in")
             && listed

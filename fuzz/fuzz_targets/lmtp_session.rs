@@ -70,10 +70,16 @@ fuzz_target!(
                                         .targets
                                         .iter()
                                         .enumerate()
-                                        .map(|(i, t)| Delivered {
-                                            mailbox: i as u64,
-                                            mailbox_name: t.folder.clone().unwrap_or("INBOX".into()),
-                                            uid: i as u32 + 1,
+                                        .map(|(i, t)| {
+                                            // Some recipients full, as a quota makes them.
+                                            if message.first() == Some(&b'?') && i % 2 == 1 {
+                                                return Err(StoreError::OverQuota("full".into()));
+                                            }
+                                            Ok(Delivered {
+                                                mailbox: i as u64,
+                                                mailbox_name: t.folder.clone().unwrap_or("INBOX".into()),
+                                                uid: i as u32 + 1,
+                                            })
                                         })
                                         .collect())
                                 };

@@ -269,11 +269,14 @@ fn parse_line(raw: &str, seen: &mut HashSet<String>) -> Result<Line, String> {
     if !seen.insert(name.to_ascii_lowercase()) {
         return Err(format!("user {name:?} is listed twice"));
     }
-    Ok(Line::user(
-        name,
-        password,
-        fields.map(str::to_string).collect(),
-    ))
+    let line = Line::user(name, password, fields.map(str::to_string).collect());
+    // A quota that does not parse is refused with its line, like any other
+    // mistake in the file: at startup the server does not start, and a
+    // reload keeps the users it had.
+    if let Line::User(entry) = &line {
+        crate::quota::UserLimits::from_entry(entry).map_err(|e| format!("user {name}: {e}"))?;
+    }
+    Ok(line)
 }
 
 /// A comment line that is really a user line with a '#' name: `#name:{SCHEME}…`
@@ -383,6 +386,11 @@ impl Users {
 
     pub fn is_empty(&self) -> bool {
         self.file.names().next().is_none()
+    }
+
+    /// In file order.
+    pub fn names(&self) -> Vec<String> {
+        self.file.names().map(str::to_string).collect()
     }
 }
 

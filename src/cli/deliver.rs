@@ -186,6 +186,8 @@ fn send(
         if code >= 300 {
             eprintln!("letterbox deliver: {user}: {code} {text}");
             worst = worst.max(match code {
+                // A full mailbox (--quota-full bounce) is no fault of the data.
+                552 if text.starts_with("5.2.2") => EX_UNAVAILABLE,
                 552 => EX_DATAERR,
                 500.. => EX_UNAVAILABLE,
                 _ => EX_TEMPFAIL,

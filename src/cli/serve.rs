@@ -93,6 +93,15 @@ pub struct ServeArgs {
     /// bytes kept free on the disk holding DATA: below it, deliveries, APPEND and COPY are refused for now (LMTP 452 4.3.1, IMAP NO [OVERQUOTA]) while expunges and deletes still work; 0 turns it off (default 64 MiB or 2% of that disk, whichever is smaller)
     #[argh(option)]
     min_free_space: Option<u64>,
+    /// every user's storage limit, in bytes or with a K, M, G or T suffix; a user's quota_storage= or userdb_quota_rule= field in the users file overrides it (default none)
+    #[argh(option)]
+    quota_storage: Option<String>,
+    /// every user's limit on the number of messages; a user's quota_messages= or userdb_quota_rule= field overrides it (default none)
+    #[argh(option)]
+    quota_messages: Option<u64>,
+    /// what LMTP answers for a full mailbox: defer (452 4.2.2, the MTA keeps the message and retries) or bounce (552 5.2.2, returned to the sender) (default defer)
+    #[argh(option, default = "String::from(\"defer\")")]
+    quota_full: String,
     /// the user to switch to after binding ports, when started as root (default letterbox)
     #[argh(option)]
     run_as: Option<String>,
@@ -175,7 +184,24 @@ fn config(args: ServeArgs) -> Result<Config, String> {
     if args.max_message_size < 1024 {
         return Err("--max-message-size must be at least 1024 bytes".into());
     }
+    let quota = crate::store::QuotaLimits {
+        storage: match args.quota_storage.as_deref() {
+            Some(text) => Some(
+                crate::quota::parse_size(text, 1).map_err(|e| format!("--quota-storage: {e}"))?,
+            )
+            .filter(|&n| n > 0),
+            None => None,
+        },
+        messages: args.quota_messages.filter(|&n| n > 0),
+    };
+    let quota_bounce = match args.quota_full.as_str() {
+        "defer" => false,
+        "bounce" => true,
+        other => return Err(format!("--quota-full takes defer or bounce, not {other:?}")),
+    };
     Ok(Config {
+        quota,
+        quota_bounce,
         imap: address("--imap", args.imap, default(143))?,
         imaps: address("--imaps", args.imaps, default(993))?,
         pop3: address("--pop3", args.pop3, default(110))?,

@@ -68,7 +68,7 @@ struct Del {
     data: Option<PathBuf>,
 }
 
-/// list the users, one per line
+/// list the users, one per line, each with their quota usage and limits (tab-separated: name, storage, messages)
 #[derive(FromArgs)]
 #[argh(subcommand, name = "list")]
 struct List {
@@ -193,11 +193,18 @@ fn delete(data: Option<PathBuf>, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Each user with their quota usage and limits: from the running server
+/// when there is one (it knows the server-wide limits), else from the
+/// database and the users file.
 fn list(data: Option<PathBuf>) -> Result<(), String> {
-    let path = super::data_dir(data).join("users");
+    let dir = super::data_dir(data);
+    let path = dir.join("users");
     let file = load(&path)?;
-    for name in file.names() {
-        println!("{name}");
+    let request = crate::control::Request::Usage;
+    match crate::control::call(&dir, &request, &mut |line| println!("{line}")) {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Err(e),
+        None => list_offline(&dir, &file),
     }
     for name in file.commented_users() {
         eprintln!(
@@ -206,4 +213,37 @@ fn list(data: Option<PathBuf>) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Without a server: usage from the database (when there is one to read)
+/// and each user's own limits; the server-wide ones are flags of `serve`.
+fn list_offline(dir: &Path, file: &UsersFile) {
+    let db = dir.join(crate::control::backup::DATABASE);
+    let store = db
+        .exists()
+        .then(|| crate::store::ReadOnlyStore::open(&db))
+        .transpose();
+    let snapshot = match store {
+        Ok(store) => store.and_then(|s| s.snapshot().ok()),
+        Err(e) => {
+            eprintln!("letterbox user: {}: {e}; usage not shown", db.display());
+            None
+        }
+    };
+    for name in file.names() {
+        let usage = snapshot
+            .as_ref()
+            .and_then(|s| s.usage(name).ok())
+            .unwrap_or_default();
+        let own = file
+            .get(name)
+            .and_then(|entry| crate::quota::UserLimits::from_entry(entry).ok())
+            .unwrap_or_default();
+        let limits = own.over(crate::store::QuotaLimits::default());
+        let no_limit = "no limit of its own; the server may set one";
+        println!(
+            "{}",
+            crate::quota::usage_line(name, &usage, &limits, no_limit)
+        );
+    }
 }

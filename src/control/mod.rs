@@ -33,9 +33,16 @@ const MAX_REQUEST: usize = 8192;
 /// What a caller asks the running server for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Backup { dest: PathBuf },
+    Backup {
+        dest: PathBuf,
+    },
     Verify,
-    Export { user: String, out: PathBuf },
+    Export {
+        user: String,
+        out: PathBuf,
+    },
+    /// Every user's quota usage and limits, for `letterbox user list`.
+    Usage,
 }
 
 impl Request {
@@ -44,6 +51,7 @@ impl Request {
             Request::Backup { dest } => format!("backup\t{}\n", dest.display()),
             Request::Verify => "verify\n".into(),
             Request::Export { user, out } => format!("export\t{user}\t{}\n", out.display()),
+            Request::Usage => "usage\n".into(),
         }
     }
 
@@ -62,6 +70,7 @@ impl Request {
                 dest: absolute(dest)?,
             }),
             ["verify"] => Ok(Request::Verify),
+            ["usage"] => Ok(Request::Usage),
             ["export", user, out] => Ok(Request::Export {
                 user: user.to_ascii_lowercase(),
                 out: absolute(out)?,
@@ -136,6 +145,20 @@ pub async fn serve(shared: Rc<Shared>, stream: UnixStream) {
         }
     };
     log::info!("control socket: {request:?}");
+    if request == Request::Usage {
+        // Small (one read per user), and the limits live in `shared`.
+        let last = match usage_lines(&shared) {
+            Ok(lines) => {
+                let count = lines.len();
+                let mut text: String = lines.into_iter().map(|l| format!(". {l}\n")).collect();
+                text.push_str(&format!("ok {count} users\n"));
+                text
+            }
+            Err(e) => format!("err {e}\n"),
+        };
+        let _ = stream.write_all(last.as_bytes()).await;
+        return;
+    }
     let (lines, incoming) = smol::channel::unbounded::<String>();
     let store = shared.store.clone();
     let data_dir = shared.config.data_dir.clone();
@@ -164,6 +187,18 @@ pub async fn serve(shared: Rc<Shared>, stream: UnixStream) {
     let _ = stream.write_all(last.as_bytes()).await;
 }
 
+/// `user list`'s lines from the running server: the limits it applies.
+fn usage_lines(shared: &Shared) -> Result<Vec<String>, String> {
+    let snapshot = shared.store.snapshot().map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
+    for name in shared.user_names() {
+        let usage = snapshot.usage(&name).map_err(|e| e.to_string())?;
+        let limits = shared.quota_limits(&name);
+        lines.push(crate::quota::usage_line(&name, &usage, &limits, "no limit"));
+    }
+    Ok(lines)
+}
+
 /// Does the work of a request against a store, live or opened by the
 /// command itself.
 pub fn run(
@@ -188,6 +223,7 @@ pub fn run(
             let count = crate::cli::export_maildirs(&snapshot, &user, &out)?;
             Ok(format!("exported {count} messages"))
         }
+        Request::Usage => Err("usage is answered by the running server only".into()),
     }
 }
 
@@ -250,6 +286,7 @@ mod tests {
                 dest: "/mnt/usb".into(),
             },
             Request::Verify,
+            Request::Usage,
             Request::Export {
                 user: "alice".into(),
                 out: "/tmp/out dir".into(),

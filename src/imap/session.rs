@@ -103,7 +103,8 @@ impl Session {
         } else {
             caps.push_str(&format!(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
-                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE APPENDLIMIT={}",
+                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE \
+                 QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE APPENDLIMIT={}",
                 self.shared.config.max_message_size
             ));
         }
@@ -134,6 +135,7 @@ impl Session {
             StoreError::MailboxExists => self.no(tag, "[ALREADYEXISTS] Mailbox already exists"),
             StoreError::Refused(why) => self.no(tag, &format!("[CANNOT] {why}")),
             StoreError::Limit(why) => self.no(tag, &format!("[LIMIT] {why}")),
+            StoreError::OverQuota(why) => self.no(tag, &format!("[OVERQUOTA] {why}")),
             StoreError::LowOnSpace => self.no(
                 tag,
                 "[OVERQUOTA] Not enough disk space for new mail; try again later",
@@ -435,6 +437,21 @@ impl Session {
                 Flow::Continue
             }
             C::Idle => return Flow::Idle(tag),
+            C::GetQuotaRoot { mailbox } => {
+                self.getquotaroot(&tag, &mailbox);
+                Flow::Continue
+            }
+            C::GetQuota { root } => {
+                self.getquota(&tag, &root);
+                Flow::Continue
+            }
+            C::SetQuota { .. } => {
+                self.no(
+                    &tag,
+                    "[NOPERM] Quota limits are set by the server's administrator",
+                );
+                Flow::Continue
+            }
         };
         // The tagged reply is already in `out`; untagged updates go before it.
         self.sync_before_tagged(allow_expunge);

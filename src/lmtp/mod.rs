@@ -18,6 +18,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
     let mut session = Session::new(&shared.config.hostname, shared.config.max_message_size);
+    session.bounce_when_full(shared.config.quota_bounce);
     conn.idle_timeout = IDLE_TIMEOUT;
     if conn.write(&session.greeting()).await.is_err() {
         return;
@@ -123,7 +124,7 @@ async fn store(
     session: &Session,
     conn: &Conn,
     message: Spool,
-) -> Result<Vec<Delivered>, StoreError> {
+) -> Result<Vec<Result<Delivered, StoreError>>, StoreError> {
     let Delivery {
         return_path,
         targets,
@@ -155,19 +156,27 @@ async fn store(
     let size = raw.len();
     // The disk may have filled while the body came in.
     shared.store.room_for_new_mail()?;
+    let users: Vec<String> = targets.iter().map(|t| t.user.clone()).collect();
+    let checks: Vec<_> = targets
+        .iter()
+        .map(|t| shared.quota_check(&t.user))
+        .collect();
     let outcome = shared
         .store
-        .write(move |tx| tx.deliver(&raw, &analysis, (now, offset), &targets))
+        .write(move |tx| tx.deliver_checked(&raw, &analysis, (now, offset), &targets, &checks))
         .await;
     match &outcome {
         Ok(done) => {
-            for d in done {
-                log::info!(
-                    "{}: delivered {size} bytes to mailbox {} as UID {}",
-                    conn.peer,
-                    d.mailbox,
-                    d.uid
-                );
+            for (d, user) in done.iter().zip(&users) {
+                match d {
+                    Ok(d) => log::info!(
+                        "{}: delivered {size} bytes to mailbox {} as UID {}",
+                        conn.peer,
+                        d.mailbox,
+                        d.uid
+                    ),
+                    Err(e) => log::info!("{}: not delivered to {user}: {e}", conn.peer),
+                }
             }
         }
         Err(e) => log::error!("{}: delivery failed, answered 451: {e}", conn.peer),

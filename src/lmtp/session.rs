@@ -41,6 +41,7 @@ pub struct Session {
     greeted: Option<String>,
     mail_from: Option<String>,
     recipients: Vec<Recipient>,
+    quota_bounce: bool,
 }
 
 impl Session {
@@ -51,6 +52,7 @@ impl Session {
             greeted: None,
             mail_from: None,
             recipients: Vec::new(),
+            quota_bounce: false,
         }
     }
 
@@ -221,24 +223,43 @@ impl Session {
         }
     }
 
-    /// One reply per recipient after storing (or failing to), RFC 2033 §4.2.
-    /// The transaction ends either way.
-    pub fn delivered(&mut self, outcome: &Result<Vec<Delivered>, StoreError>) -> Vec<u8> {
+    /// A full mailbox gets a permanent 552 5.2.2 (`--quota-full bounce`)
+    /// instead of the temporary 452 4.2.2.
+    pub fn bounce_when_full(&mut self, bounce: bool) {
+        self.quota_bounce = bounce;
+    }
+
+    /// One reply per recipient after storing (or failing to), RFC 2033 §4.2:
+    /// the store's outcome for each recipient, or one failure for all. The
+    /// transaction ends either way.
+    pub fn delivered(
+        &mut self,
+        outcome: &Result<Vec<Result<Delivered, StoreError>>, StoreError>,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, r) in self.recipients.iter().enumerate() {
-            let line = match outcome {
-                Ok(done) => match done.get(i) {
-                    Some(d) => format!(
-                        "250 2.0.0 <{}> delivered to {} as UID {}\r\n",
-                        r.address, d.mailbox_name, d.uid
-                    ),
-                    None => format!("451 4.3.0 <{}> not stored; try again later\r\n", r.address),
-                },
-                Err(StoreError::LowOnSpace) => format!(
+            let each = match outcome {
+                Ok(done) => done.get(i).map(|d| d.as_ref()),
+                Err(e) => Some(Err(e)),
+            };
+            let line = match each {
+                Some(Ok(d)) => format!(
+                    "250 2.0.0 <{}> delivered to {} as UID {}\r\n",
+                    r.address, d.mailbox_name, d.uid
+                ),
+                None => format!("451 4.3.0 <{}> not stored; try again later\r\n", r.address),
+                // RFC 3463: 4.2.2 and 5.2.2 are "mailbox full".
+                Some(Err(StoreError::OverQuota(why))) if self.quota_bounce => {
+                    format!("552 5.2.2 <{}> {why}\r\n", r.address)
+                }
+                Some(Err(StoreError::OverQuota(why))) => {
+                    format!("452 4.2.2 <{}> {why}; try again later\r\n", r.address)
+                }
+                Some(Err(StoreError::LowOnSpace)) => format!(
                     "452 4.3.1 <{}> mail store's disk is nearly full; try again later\r\n",
                     r.address
                 ),
-                Err(_) => format!(
+                Some(Err(_)) => format!(
                     "451 4.3.0 <{}> temporary storage failure; try again later\r\n",
                     r.address
                 ),
@@ -411,25 +432,22 @@ mod tests {
             ]
         );
         let done = Ok(vec![
-            Delivered {
+            Ok(Delivered {
                 mailbox: 1,
                 mailbox_name: "INBOX".into(),
                 uid: 5,
-            },
-            Delivered {
+            }),
+            Ok(Delivered {
                 mailbox: 2,
                 mailbox_name: "Lists".into(),
                 uid: 1,
-            },
-            Delivered {
-                mailbox: 3,
-                mailbox_name: "INBOX".into(),
-                uid: 9,
-            },
+            }),
+            Err(StoreError::OverQuota("Mailbox full".into())),
         ]);
         let replies = String::from_utf8(s.delivered(&done)).unwrap();
         assert_eq!(replies.lines().count(), 3);
         assert!(replies.starts_with("250 2.0.0 <Alice@x.org> delivered to INBOX as UID 5"));
+        assert!(replies.contains("\r\n452 4.2.2 <bob@example.org> Mailbox full"));
         assert!(
             run(&mut s, "DATA").starts_with("503"),
             "the transaction is over"

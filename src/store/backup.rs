@@ -142,6 +142,7 @@ impl Snapshot {
         copied += copy_table(self, &dest, EXPUNGED)?;
         copied += copy_table(self, &dest, MESSAGE_INDEX)?;
         copied += copy_table(self, &dest, SUBSCRIPTIONS)?;
+        copied += copy_table(self, &dest, super::quota::QUOTA_USAGE)?;
         Ok(copied)
     }
 

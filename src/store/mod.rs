@@ -10,6 +10,7 @@ mod blobs;
 mod events;
 mod index;
 mod ops;
+mod quota;
 mod records;
 mod space;
 mod verify;
@@ -24,6 +25,7 @@ pub use blobs::BLOB_CHUNK;
 pub use events::{Change, Hub};
 pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
+pub use quota::{NoticeMaker, QuotaCheck, QuotaLimits, Usage, WARN_PERCENT};
 /// For the fuzz targets (fuzz/): the one record decoder with no other public path.
 #[doc(hidden)]
 pub use records::{decode_uids, encode_uids};
@@ -38,7 +40,7 @@ pub type BlobId = u64;
 /// The schema this binary writes. A file with a newer one is refused, since an
 /// older binary cannot know what the newer one's records mean (or, as with
 /// version 2's message index, would not keep them up to date).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The most distinct keywords one mailbox may hold: SELECT lists them all,
 /// and every write to the mailbox carries the list.
@@ -100,6 +102,9 @@ pub enum StoreError {
     /// The disk holding the store is down to its free-space reserve: new
     /// mail waits, what makes room goes on.
     LowOnSpace,
+    /// The user's quota has no room for this (quota.rs); the text says how
+    /// full it is.
+    OverQuota(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -121,7 +126,9 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::NoSuchMailbox => write!(f, "no such mailbox"),
             StoreError::MailboxExists => write!(f, "mailbox already exists"),
-            StoreError::Refused(why) | StoreError::Limit(why) => write!(f, "{why}"),
+            StoreError::Refused(why) | StoreError::Limit(why) | StoreError::OverQuota(why) => {
+                write!(f, "{why}")
+            }
             StoreError::Closed => write!(f, "the store is shutting down"),
             StoreError::LowOnSpace => write!(
                 f,
@@ -402,6 +409,9 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 if version == 3 {
                     blobs::upgrade_to_v4(&txn)?;
                 }
+                if version < 5 {
+                    quota::upgrade_to_v5(&txn)?;
+                }
                 if version < SCHEMA_VERSION {
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
                 }
@@ -423,6 +433,7 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(EXPUNGED)?;
         txn.open_table(MESSAGE_INDEX)?;
         txn.open_table(SUBSCRIPTIONS)?;
+        txn.open_table(quota::QUOTA_USAGE)?;
     }
     txn.commit()?;
     Ok(())

@@ -293,6 +293,7 @@ impl WriteCtx<'_> {
         };
         self.add_blob_ref(blob)?;
         self.put_message(mailbox, uid, &message)?;
+        self.count_usage(&record.owner, u64::from(size), 1, true)?;
         self.save_mailbox(mailbox, &record)?;
         self.changes.push(Change::Mailbox(mailbox));
         Ok(uid)
@@ -313,31 +314,43 @@ impl WriteCtx<'_> {
         let blob = self.put_blob(raw, analysis)?;
         let mut delivered = Vec::with_capacity(targets.len());
         for target in targets {
-            let inbox = self.ensure_user(&target.user)?;
-            let folder = match &target.folder {
-                Some(name) => self.mailbox_id(&target.user, name)?,
-                None => None,
-            };
-            let mailbox = folder.unwrap_or(inbox);
-            let uid = self.append(
-                mailbox,
-                blob,
-                size,
-                Flags::default(),
-                Vec::new(),
-                internal_date,
-            )?;
-            let mailbox_name = self.load_mailbox(mailbox)?.name;
-            delivered.push(Delivered {
-                mailbox,
-                mailbox_name,
-                uid,
-            });
+            delivered.push(self.deliver_one(blob, size, internal_date, target)?);
         }
         if targets.is_empty() {
             self.drop_blob_ref(blob)?;
         }
         Ok(delivered)
+    }
+
+    /// Adds a stored blob to one target's folder (or INBOX when the folder
+    /// does not exist).
+    pub(super) fn deliver_one(
+        &mut self,
+        blob: BlobId,
+        size: u32,
+        internal_date: (i64, i16),
+        target: &DeliveryTarget,
+    ) -> Result<Delivered, StoreError> {
+        let inbox = self.ensure_user(&target.user)?;
+        let folder = match &target.folder {
+            Some(name) => self.mailbox_id(&target.user, name)?,
+            None => None,
+        };
+        let mailbox = folder.unwrap_or(inbox);
+        let uid = self.append(
+            mailbox,
+            blob,
+            size,
+            Flags::default(),
+            Vec::new(),
+            internal_date,
+        )?;
+        let mailbox_name = self.load_mailbox(mailbox)?.name;
+        Ok(Delivered {
+            mailbox,
+            mailbox_name,
+            uid,
+        })
     }
 
     /// Stores a new message (IMAP APPEND) in one mailbox; returns its UID.
@@ -560,6 +573,7 @@ impl WriteCtx<'_> {
         self.load_chunks(mailbox, uids.iter().copied())?;
         let modseq = record.highest_modseq + 1;
         let mut removed = Vec::with_capacity(uids.len());
+        let mut freed = 0u64;
         for &uid in uids {
             let Some(bytes) = self.messages.remove((mailbox, uid))? else {
                 continue;
@@ -569,6 +583,7 @@ impl WriteCtx<'_> {
             self.index_remove(mailbox, uid, modseq)?;
             record.exists = record.exists.saturating_sub(1);
             record.size = record.size.saturating_sub(u64::from(message.size));
+            freed += u64::from(message.size);
             if !message.flags.contains(Flags::SEEN) {
                 record.unseen = record.unseen.saturating_sub(1);
             }
@@ -584,6 +599,7 @@ impl WriteCtx<'_> {
                 (mailbox, record.highest_modseq),
                 encode_uids(&removed).as_slice(),
             )?;
+            self.count_usage(&record.owner, freed, removed.len() as u64, false)?;
             self.save_mailbox(mailbox, &record)?;
             self.changes.push(Change::Mailbox(mailbox));
         }

@@ -50,6 +50,8 @@ impl Snapshot {
         let names = self.txn.open_table(MAILBOX_NAMES)?;
         let mailboxes = self.txn.open_table(MAILBOXES)?;
         let mut uses: HashMap<BlobId, u32> = HashMap::new();
+        // Each owner's (bytes, messages), counted from the messages.
+        let mut usage: HashMap<String, (u64, u64)> = HashMap::new();
         for entry in mailboxes.iter()? {
             let (id, value) = entry?;
             let id = id.value();
@@ -66,8 +68,13 @@ impl Snapshot {
                 Some(found) if found.value() == id => {}
                 _ => report.problem(&place, "the name does not lead to this mailbox"),
             }
-            self.verify_mailbox(id, &record, &place, &mut uses, &mut report, progress)?;
+            let counted =
+                self.verify_mailbox(id, &record, &place, &mut uses, &mut report, progress)?;
+            let total = usage.entry(record.owner.clone()).or_default();
+            total.0 += counted.0;
+            total.1 += counted.1;
         }
+        self.verify_usage(usage, &mut report)?;
         let refs = self.txn.open_table(BLOB_REFS)?;
         for entry in refs.iter()? {
             let (blob, count) = entry?;
@@ -103,7 +110,7 @@ impl Snapshot {
         uses: &mut HashMap<BlobId, u32>,
         report: &mut Verified,
         progress: &mut dyn FnMut(u64),
-    ) -> Result<(), StoreError> {
+    ) -> Result<(u64, u64), StoreError> {
         let messages = self.txn.open_table(MESSAGES)?;
         let chunks = self.txn.open_table(BLOB_CHUNKS)?;
         let (mut exists, mut unseen, mut deleted, mut size) = (0u32, 0u32, 0u32, 0u64);
@@ -159,7 +166,48 @@ impl Snapshot {
                 );
             }
         }
-        self.verify_index(id, place, &listed, report)
+        self.verify_index(id, place, &listed, report)?;
+        Ok((size, u64::from(exists)))
+    }
+
+    /// Each user's kept quota usage must be what their messages add up to.
+    fn verify_usage(
+        &self,
+        mut counted: HashMap<String, (u64, u64)>,
+        report: &mut Verified,
+    ) -> Result<(), StoreError> {
+        for (user, kept) in self.kept_usage()? {
+            let place = format!("quota of {user}");
+            let kept = match kept {
+                Ok(kept) => kept,
+                Err(e) => {
+                    report.problem(&place, e.to_string());
+                    continue;
+                }
+            };
+            let (bytes, messages) = counted.remove(&user).unwrap_or_default();
+            if (kept.storage, kept.messages) != (bytes, messages) {
+                report.problem(
+                    &place,
+                    format!(
+                        "usage is kept as {} bytes in {} messages, but the messages count {bytes} bytes in {messages}",
+                        kept.storage, kept.messages
+                    ),
+                );
+            }
+        }
+        let mut missing: Vec<(String, (u64, u64))> = counted
+            .into_iter()
+            .filter(|(_, total)| *total != (0, 0))
+            .collect();
+        missing.sort();
+        for (user, (bytes, messages)) in missing {
+            report.problem(
+                &format!("quota of {user}"),
+                format!("no usage is kept, but the messages count {bytes} bytes in {messages}"),
+            );
+        }
+        Ok(())
     }
 
     /// The message index must list exactly the messages, with their MODSEQ,

@@ -509,3 +509,12 @@ impl Drop for TestHost {
             .status();
     }
 }
+
+/// The names in `letterbox user list`'s output (its first column; the
+/// others are quota usage).
+pub fn names(listed: &str) -> Vec<&str> {
+    listed
+        .lines()
+        .map(|line| line.split('\t').next().unwrap_or_default())
+        .collect()
+}

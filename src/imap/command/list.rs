@@ -229,6 +229,15 @@ impl Session {
                 StatusItem::AppendLimit => {
                     format!("APPENDLIMIT {}", self.shared.config.max_message_size)
                 }
+                StatusItem::DeletedStorage => {
+                    let bytes = self
+                        .shared
+                        .store
+                        .snapshot()
+                        .and_then(|s| s.deleted_storage(id, record))
+                        .unwrap_or(0);
+                    format!("DELETED-STORAGE {}", bytes.div_ceil(1024))
+                }
             });
         }
         let mut line = b"* STATUS ".to_vec();

@@ -129,11 +129,14 @@ impl Session {
         }
         let when = date.map_or_else(crate::clock::now, |d| (d.unix, d.offset_minutes));
         let (message, analysis) = self.shared.analyse(message).await;
+        let (user, quota) = (self.user.clone(), self.shared.quota_check(&self.user));
         let result = self
             .shared
             .store
             .write(move |tx| {
+                tx.quota_room(&user, &quota.limits, message.len() as u64, 1)?;
                 let uid = tx.append_message(mailbox, &message, &analysis, bits, keywords, when)?;
+                tx.quota_notice(&user, &quota);
                 let validity = tx.uid_validity(mailbox)?;
                 Ok((validity, uid))
             })
@@ -194,14 +197,24 @@ impl Session {
                 return self.store_failed(tag, &e);
             }
         }
+        // A move stays within the user's one quota root and frees what it
+        // takes, so only a copy is checked (Dovecot does the same): a full
+        // user must still be able to move mail to Trash.
+        let (user, quota) = (self.user.clone(), self.shared.quota_check(&self.user));
         let result = self
             .shared
             .store
             .write(move |tx| {
+                if !moving {
+                    let (bytes, count) = tx.messages_size(source, &uids)?;
+                    tx.quota_room(&user, &quota.limits, bytes, count)?;
+                }
                 let pairs = tx.copy_messages(source, &uids, target)?;
                 if moving {
                     let moved: Vec<u32> = pairs.iter().map(|(from, _)| *from).collect();
                     tx.expunge(source, &moved)?;
+                } else {
+                    tx.quota_notice(&user, &quota);
                 }
                 Ok((tx.uid_validity(target)?, pairs))
             })

@@ -5,5 +5,6 @@ mod list;
 mod login;
 mod mailbox;
 mod messages;
+mod quota;
 mod search;
 mod select;

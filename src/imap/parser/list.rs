@@ -13,6 +13,8 @@ pub enum StatusItem {
     Recent,
     AppendLimit,
     HighestModseq,
+    /// RFC 9208 §4.2: the storage EXPUNGE would free, in KiB.
+    DeletedStorage,
 }
 
 /// LIST selection options (RFC 5258, RFC 6154).
@@ -47,6 +49,7 @@ impl Parser {
                 "RECENT" => StatusItem::Recent,
                 "APPENDLIMIT" => StatusItem::AppendLimit,
                 "HIGHESTMODSEQ" => StatusItem::HighestModseq,
+                "DELETED-STORAGE" => StatusItem::DeletedStorage,
                 other => return Err(format!("unknown status item {other}")),
             })
         })

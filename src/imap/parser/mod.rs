@@ -23,6 +23,7 @@ mod date;
 mod fetch;
 mod lexer;
 mod list;
+mod quota;
 mod search;
 mod sequence;
 mod store;
@@ -180,6 +181,18 @@ pub enum CommandBody {
     Idle,
     /// None for `ID NIL`. Values that are not UTF-8 are decoded lossily.
     Id(Option<Vec<(String, Option<String>)>>),
+    /// RFC 9208.
+    GetQuotaRoot {
+        mailbox: Vec<u8>,
+    },
+    GetQuota {
+        root: Vec<u8>,
+    },
+    /// Resource names upper-cased, with their limits.
+    SetQuota {
+        root: Vec<u8>,
+        resources: Vec<(String, u64)>,
+    },
 }
 
 /// What went wrong, for the tagged BAD reply (`*` when `tag` is None).
@@ -338,6 +351,11 @@ impl Parser {
             "COPY" => self.copy_or_move(false, false)?,
             "MOVE" => self.copy_or_move(false, true)?,
             "ID" => self.id()?,
+            "GETQUOTAROOT" => CommandBody::GetQuotaRoot {
+                mailbox: self.sp_mailbox()?,
+            },
+            "GETQUOTA" => self.getquota()?,
+            "SETQUOTA" => self.setquota()?,
             _ => {
                 return Err(format!(
                     "unknown command {}",
