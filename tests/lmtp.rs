@@ -437,3 +437,51 @@ fn a_bare_lf_dot_never_ends_the_data() {
         assert!(body.ends_with(&want), "{}", String::from_utf8_lossy(body));
     }
 }
+
+#[test]
+fn deliver_to_several_users_exits_with_the_most_serious_failure_and_names_it() {
+    let mut server = Server::new("deliver-multi", &["alice", "bob"]);
+    server.extra_args = vec!["--max-message-size".into(), "2000".into()];
+    server.start();
+    let data = server.data.to_str().unwrap().to_string();
+    let deliver = |users: &[&str], input: &[u8]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["deliver", "--data", &data]).args(users);
+        run_with_stdin(cmd, input)
+    };
+    let both = deliver(&["alice", "bob+archive"], b"Subject: both\n\nx\n");
+    both.assert_ok();
+    assert_eq!(both.stderr_text(), "", "nothing to say when all got it");
+    let partly = deliver(&["alice", "nosuchuser"], b"Subject: partly\n\nx\n");
+    let stderr = partly.stderr_text();
+    assert_eq!(partly.status.code(), Some(67), "EX_NOUSER: {stderr}");
+    assert!(stderr.contains("nosuchuser: 550 5.1.1"), "{stderr}");
+    assert!(
+        stderr.contains("delivered to alice; not delivered to nosuchuser; exit 67"),
+        "{stderr}"
+    );
+    // Too big for alice (65) and unknown (67): the unknown user ranks higher.
+    let big = [b"Subject: big\n\n".as_slice(), &[b'x'; 3000]].concat();
+    let too_big = deliver(&["alice", "nosuchuser"], &big);
+    assert_eq!(too_big.status.code(), Some(67), "{}", too_big.stderr_text());
+    assert!(too_big.stderr_text().contains("alice: 552 5.3.4"));
+    let only_big = deliver(&["alice"], &big);
+    assert_eq!(only_big.status.code(), Some(65), "EX_DATAERR");
+    server.stop();
+    let alice = server.export("alice");
+    assert_eq!(alice.len(), 2, "{alice:?}");
+    let bob = server.export("bob");
+    assert_eq!(bob.len(), 1);
+    assert_eq!(
+        bob[0].0, "Archive",
+        "+archive matched Archive ignoring case"
+    );
+
+    // A disk short of space refuses DATA for now (452): the temporary
+    // failure outranks the unknown user, so the MTA keeps the message.
+    server.start_with(&["--min-free-space", "1000000000000000"]);
+    let full = deliver(&["alice", "nosuchuser"], b"Subject: later\n\nx\n");
+    assert_eq!(full.status.code(), Some(75), "{}", full.stderr_text());
+    server.stop();
+    assert_eq!(server.export("alice").len(), 2, "nothing stored meanwhile");
+}
