@@ -28,6 +28,12 @@ l.quit()
     assert!(stdout.contains("'nobody@example.org', (550"), "{stdout}");
     assert!(stdout.contains("5.1.1"), "{stdout}");
     server.stop();
+    let log = server.log_text();
+    assert!(
+        log.contains("refused RCPT TO:<nobody@example.org>: no such user (550)"),
+        "an administrator sees the refusal: {log}"
+    );
+    assert!(!log.contains("hello all"), "no message content in the log");
     for user in ["alice", "bob", "carol"] {
         let mail = server.export(user);
         assert_eq!(mail.len(), 1, "{user}: {mail:?}");
@@ -143,6 +149,17 @@ fn oversized_messages_get_552_and_nothing_is_stored() {
     let replies = lmtp_deliver(&server, "a@b", &["alice"], &vec![b'x'; 20_000]);
     assert!(replies[0].starts_with("552 5.3.4"), "{replies:?}");
     server.stop();
+    let log = server.log_text();
+    assert!(
+        log.contains(
+            "refused MAIL FROM:<a@b> with SIZE=20000: over the limit of 10000 bytes (552)"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused a message over the size limit of 10000 bytes"),
+        "{log}"
+    );
     assert!(server.export_or_empty("alice").is_empty());
 }
 

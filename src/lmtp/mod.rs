@@ -48,6 +48,9 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             let resolve = |name: &str| shared.resolve_user(name);
             session.command(line, &resolve)
         };
+        if let Some(note) = session.take_note() {
+            log::info!("{}: {note}", conn.peer);
+        }
         let sent = match next {
             Next::Reply(reply) => conn.write(&reply).await,
             Next::Close(reply) => {
@@ -95,7 +98,11 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                         conn.write(&session.delivered(&outcome)).await
                     }
                     Err(DataError::TooBig) => {
-                        log::info!("{}: refused a message over the size limit", conn.peer);
+                        log::info!(
+                            "{}: refused a message over the size limit of {} bytes (552)",
+                            conn.peer,
+                            shared.config.max_message_size
+                        );
                         conn.write(&session.too_big()).await
                     }
                     Err(DataError::Spool(e)) => {

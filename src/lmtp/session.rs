@@ -41,6 +41,9 @@ pub struct Session {
     greeted: Option<String>,
     mail_from: Option<String>,
     recipients: Vec<Recipient>,
+    /// What the last command did that an administrator should find in the
+    /// log; the shell logs it with the connection's name.
+    note: Option<String>,
 }
 
 impl Session {
@@ -51,7 +54,14 @@ impl Session {
             greeted: None,
             mail_from: None,
             recipients: Vec::new(),
+            note: None,
         }
+    }
+
+    /// The log line the last command left, if any (addresses and sizes,
+    /// never message content).
+    pub fn take_note(&mut self) -> Option<String> {
+        self.note.take()
     }
 
     pub fn greeting(&self) -> Vec<u8> {
@@ -152,10 +162,14 @@ impl Session {
             match key.to_ascii_uppercase().as_str() {
                 "SIZE" => match value.parse::<u64>() {
                     Ok(n) if n > self.max_message_size as u64 => {
+                        self.note = Some(format!(
+                            "refused MAIL FROM:<{path}> with SIZE={n}: over the limit of {} bytes (552)",
+                            self.max_message_size
+                        ));
                         return reply(&format!(
                             "552 5.3.4 Message too big for this server (limit {} bytes)",
                             self.max_message_size
-                        ))
+                        ));
                     }
                     Ok(_) => {}
                     Err(_) => return reply("501 5.5.4 Bad SIZE parameter"),
@@ -196,7 +210,10 @@ impl Session {
                 self.recipients.push(Recipient { address, target });
                 reply("250 2.1.5 Ok")
             }
-            None => reply(&format!("550 5.1.1 <{address}>: no such user here")),
+            None => {
+                self.note = Some(format!("refused RCPT TO:<{address}>: no such user (550)"));
+                reply(&format!("550 5.1.1 <{address}>: no such user here"))
+            }
         }
     }
 
@@ -389,7 +406,13 @@ mod tests {
         assert!(run(&mut s, "MAIL FROM:<a@b>").starts_with("503 5.5.1 Nested"));
         assert!(run(&mut s, "DATA").starts_with("503 5.5.1 No valid"));
         assert_eq!(run(&mut s, "RCPT TO:<Alice@x.org>"), "250 2.1.5 Ok\r\n");
+        assert_eq!(s.take_note(), None);
         assert!(run(&mut s, "RCPT TO:<carol@x.org>").starts_with("550 5.1.1 <carol@x.org>"));
+        assert_eq!(
+            s.take_note().as_deref(),
+            Some("refused RCPT TO:<carol@x.org>: no such user (550)")
+        );
+        assert_eq!(s.take_note(), None);
         assert_eq!(
             run(&mut s, "rcpt to:<alice+Lists@x.org>"),
             "250 2.1.5 Ok\r\n"
@@ -441,6 +464,10 @@ mod tests {
         let mut s = Session::new("h", 100);
         run(&mut s, "LHLO c");
         assert!(run(&mut s, "MAIL FROM:<a@b> SIZE=101").starts_with("552 5.3.4"));
+        assert_eq!(
+            s.take_note().as_deref(),
+            Some("refused MAIL FROM:<a@b> with SIZE=101: over the limit of 100 bytes (552)")
+        );
         assert!(run(&mut s, "MAIL FROM:<a@b> SIZE=x").starts_with("501"));
         assert!(run(&mut s, "MAIL FROM:<a@b> FOO=1").starts_with("555"));
         run(&mut s, "MAIL FROM:<a@b> SIZE=50");
