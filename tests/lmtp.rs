@@ -502,3 +502,53 @@ fn deliver_to_several_users_exits_with_the_most_serious_failure_and_names_it() {
     server.stop();
     assert_eq!(server.export("alice").len(), 2, "nothing stored meanwhile");
 }
+
+/// Under systemd, with stderr connected to the journal, each log line
+/// starts with its syslog priority and has no timestamp; the same
+/// variable with stderr elsewhere leaves the usual format alone.
+#[test]
+fn logs_carry_syslog_priorities_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let mut server = Server::new("journal", &[]);
+    server.extra_args = vec!["--max-connections-per-ip".into(), "1".into()];
+    std::fs::write(&server.log, "").unwrap();
+    let meta = std::fs::metadata(&server.log).unwrap();
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    server.extra_env = vec![("JOURNAL_STREAM".into(), stream)];
+    server.start();
+    let mut first = Raw::connect(server.ports.lmtp);
+    assert!(first.line().starts_with("220"));
+    let mut second = Raw::connect(server.ports.lmtp);
+    second.line();
+    drop((first, second));
+    server.stop();
+    let log = server.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("LMTP listening on")),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("refused")),
+        "the refused connection is a warning: {log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with('<') && !l.contains(" INFO ")),
+        "every line has a priority and no timestamp: {log}"
+    );
+
+    // A stale JOURNAL_STREAM (stderr redirected to another file).
+    let mut elsewhere = Server::new("journal-stale", &[]);
+    elsewhere.extra_env = vec![("JOURNAL_STREAM".into(), "1:2".into())];
+    elsewhere.start();
+    elsewhere.stop();
+    let log = elsewhere.log_text();
+    assert!(log.lines().all(|l| !l.starts_with("<")), "{log}");
+    assert!(log.contains("LMTP listening on"), "{log}");
+}
