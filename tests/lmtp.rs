@@ -552,3 +552,54 @@ fn logs_carry_syslog_priorities_when_stderr_is_the_journal() {
     assert!(log.lines().all(|l| !l.starts_with("<")), "{log}");
     assert!(log.contains("LMTP listening on"), "{log}");
 }
+
+/// SMTPUTF8 (RFC 6531): Python's smtplib.LMTP sends UTF-8 addresses once
+/// the server offers it; without the parameter they are refused, and
+/// `letterbox deliver` sets it by itself.
+#[test]
+fn smtputf8_delivers_to_utf8_addresses() {
+    let mut server = Server::new("smtputf8", &["jörg"]);
+    server.start();
+    let out = python(
+        &server,
+        r#"
+import os, smtplib
+l = smtplib.LMTP('127.0.0.1', int(os.environ['LMTP_PORT']))
+l.ehlo_or_helo_if_needed()
+print('offered', l.has_extn('smtputf8'))
+msg = 'From: Müller <müller@exämple.org>\r\nSubject: grüße\r\n\r\nhallo\r\n'.encode()
+refused = l.sendmail('müller@exämple.org', ['Jörg@exämple.org', 'jörg+archive@exämple.org'],
+                     msg, mail_options=['SMTPUTF8', 'BODY=8BITMIME'])
+print('refused', refused)
+l.quit()
+"#,
+    );
+    out.assert_ok();
+    assert_eq!(out.stdout_text(), "offered True\nrefused {}\n");
+
+    let mut c = Raw::connect(server.ports.lmtp);
+    c.line();
+    c.send(b"LHLO t\r\n");
+    while c.line().starts_with("250-") {}
+    assert!(c.cmd("MAIL FROM:<a@b>").starts_with("250"));
+    let refused = c.cmd("RCPT TO:<jörg@exämple.org>");
+    assert!(refused.starts_with("553 5.6.7"), "{refused}");
+
+    let mut cmd = Command::new(BIN);
+    cmd.args(["deliver", "--data", server.data.to_str().unwrap(), "jörg"]);
+    run_with_stdin(cmd, "Subject: piped\n\nx\n".as_bytes()).assert_ok();
+    server.stop();
+    let mail = server.export("jörg");
+    assert_eq!(mail.len(), 3, "{mail:?}");
+    let stored = mail
+        .iter()
+        .find(|m| m.0 == "INBOX" && m.2.ends_with("Subject: grüße\r\n\r\nhallo\r\n".as_bytes()))
+        .expect("the UTF-8 message in INBOX");
+    let text = String::from_utf8_lossy(&stored.2);
+    assert!(
+        text.starts_with("Return-Path: <müller@exämple.org>\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("with UTF8LMTP;"), "{text}");
+    assert!(mail.iter().any(|m| m.0 == "Archive"));
+}

@@ -151,7 +151,13 @@ fn send(
     step!("greeting");
     reader.get_mut().write_all(b"LHLO localhost\r\n")?;
     step!("LHLO");
-    write!(reader.get_mut(), "MAIL FROM:<{from}>\r\n")?;
+    // A UTF-8 address needs SMTPUTF8 (RFC 6531), which the server offers.
+    let utf8 = if from.is_ascii() && users.iter().all(|u| u.is_ascii()) {
+        ""
+    } else {
+        " SMTPUTF8"
+    };
+    write!(reader.get_mut(), "MAIL FROM:<{from}>{utf8}\r\n")?;
     step!("MAIL FROM");
     let mut accepted = Vec::new();
     let mut failed = Vec::new();

@@ -141,9 +141,10 @@ async fn store(
         None => "local".into(),
     };
     let raw = format!(
-        "Return-Path: <{return_path}>\r\nReceived: from {} ({from})\r\n\tby {} (letterbox) with LMTP;\r\n\t{}\r\n",
+        "Return-Path: <{return_path}>\r\nReceived: from {} ({from})\r\n\tby {} (letterbox) with {};\r\n\t{}\r\n",
         session.client_name(),
         shared.config.hostname,
+        session.protocol_name(),
         crate::clock::rfc5322(now, offset)
     )
     .into_bytes();

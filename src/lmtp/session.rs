@@ -40,6 +40,9 @@ pub struct Session {
     max_message_size: usize,
     greeted: Option<String>,
     mail_from: Option<String>,
+    /// MAIL FROM carried SMTPUTF8 (RFC 6531): addresses may be UTF-8, and
+    /// the message's header too.
+    smtputf8: bool,
     recipients: Vec<Recipient>,
     /// What the last command did that an administrator should find in the
     /// log; the shell logs it with the connection's name.
@@ -53,6 +56,7 @@ impl Session {
             max_message_size,
             greeted: None,
             mail_from: None,
+            smtputf8: false,
             recipients: Vec::new(),
             note: None,
         }
@@ -90,8 +94,19 @@ impl Session {
         .into_bytes()
     }
 
+    /// The protocol for the Received header's WITH clause: RFC 6531 §4.3
+    /// registers UTF8LMTP for a transaction that used SMTPUTF8.
+    pub fn protocol_name(&self) -> &'static str {
+        if self.smtputf8 {
+            "UTF8LMTP"
+        } else {
+            "LMTP"
+        }
+    }
+
     fn reset(&mut self) {
         self.mail_from = None;
+        self.smtputf8 = false;
         self.recipients.clear();
     }
 
@@ -138,7 +153,7 @@ impl Session {
         self.reset();
         self.greeted = Some(args.chars().take(64).collect());
         let text = format!(
-            "250-{}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE {}\r\n",
+            "250-{}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE {}\r\n",
             self.hostname, self.max_message_size
         );
         Next::Reply(text.into_bytes())
@@ -157,9 +172,12 @@ impl Session {
         let Some((path, params)) = parse_path(rest.trim_start()) else {
             return reply("501 5.1.7 Bad sender address syntax");
         };
+        let mut smtputf8 = false;
         for param in params.split_ascii_whitespace() {
             let (key, value) = param.split_once('=').unwrap_or((param, ""));
             match key.to_ascii_uppercase().as_str() {
+                "SMTPUTF8" if !param.contains('=') => smtputf8 = true,
+                "SMTPUTF8" => return reply("501 5.5.4 SMTPUTF8 takes no value"),
                 "SIZE" => match value.parse::<u64>() {
                     Ok(n) if n > self.max_message_size as u64 => {
                         self.note = Some(format!(
@@ -180,7 +198,11 @@ impl Session {
                 _ => return reply("555 5.5.4 Unsupported MAIL parameter"),
             }
         }
+        if !smtputf8 && !path.is_ascii() {
+            return reply(NEEDS_SMTPUTF8);
+        }
         self.mail_from = Some(path);
+        self.smtputf8 = smtputf8;
         reply("250 2.1.0 Ok")
     }
 
@@ -199,6 +221,9 @@ impl Session {
         }
         if address.is_empty() {
             return reply("501 5.1.3 Bad recipient address syntax: empty address");
+        }
+        if !self.smtputf8 && !address.is_ascii() {
+            return reply(NEEDS_SMTPUTF8);
         }
         if self.recipients.len() >= MAX_RECIPIENTS {
             return reply(
@@ -299,6 +324,12 @@ impl Session {
         out
     }
 }
+
+/// A UTF-8 address in a transaction that did not announce it: refused as
+/// Postfix refuses it, since the sender then may not know the message needs
+/// an SMTPUTF8-capable path (RFC 6531 §3.2).
+const NEEDS_SMTPUTF8: &str =
+    "553 5.6.7 Non-ASCII address: give the SMTPUTF8 parameter on MAIL FROM (RFC 6531)";
 
 fn reply(text: &str) -> Next {
     Next::Reply(format!("{text}\r\n").into_bytes())
@@ -526,6 +557,37 @@ mod tests {
         assert!(run(&mut s, "RCPT TO:<alice>").starts_with("452 4.5.3"));
         assert!(run(&mut s, "FROB").starts_with("500 5.5.2"));
         assert!(matches!(s.command(b"QUIT", &users), Next::Close(_)));
+    }
+
+    #[test]
+    fn utf8_addresses_need_smtputf8() {
+        let utf8_users = |name: &str| (name.to_lowercase() == "jörg").then(|| "jörg".to_string());
+        let mut s = Session::new("h", 100);
+        let run = |s: &mut Session, line: &str| match s.command(line.as_bytes(), &utf8_users) {
+            Next::Reply(r) | Next::ReadData(r) | Next::Close(r) => String::from_utf8(r).unwrap(),
+        };
+        assert!(run(&mut s, "LHLO c").contains("250-SMTPUTF8\r\n"));
+        assert!(run(&mut s, "MAIL FROM:<müller@example.org>").starts_with("553 5.6.7"));
+        assert_eq!(run(&mut s, "MAIL FROM:<a@b>"), "250 2.1.0 Ok\r\n");
+        assert_eq!(s.protocol_name(), "LMTP");
+        assert!(run(&mut s, "RCPT TO:<jörg@example.org>").starts_with("553 5.6.7"));
+        run(&mut s, "RSET");
+        assert!(run(&mut s, "MAIL FROM:<a@b> SMTPUTF8=yes").starts_with("501"));
+        assert_eq!(
+            run(
+                &mut s,
+                "MAIL FROM:<müller@exämple.org> BODY=8BITMIME SMTPUTF8"
+            ),
+            "250 2.1.0 Ok\r\n"
+        );
+        assert_eq!(s.protocol_name(), "UTF8LMTP");
+        assert_eq!(
+            run(&mut s, "RCPT TO:<JÖRG@exämple.org>"),
+            "250 2.1.5 Ok\r\n"
+        );
+        assert!(run(&mut s, "RCPT TO:<zoë@example.org>").starts_with("550 5.1.1"));
+        run(&mut s, "RSET");
+        assert_eq!(s.protocol_name(), "LMTP", "SMTPUTF8 lasts one transaction");
     }
 
     #[test]
