@@ -603,3 +603,174 @@ l.quit()
     assert!(text.contains("with UTF8LMTP;"), "{text}");
     assert!(mail.iter().any(|m| m.0 == "Archive"));
 }
+
+fn lhlo(c: &mut Raw) -> Vec<String> {
+    assert!(c.line().starts_with("220"));
+    c.send(b"LHLO t\r\n");
+    let mut caps = Vec::new();
+    loop {
+        let l = c.line();
+        caps.push(l.trim_end().to_string());
+        if !l.starts_with("250-") {
+            return caps;
+        }
+    }
+}
+
+/// CHUNKING (RFC 3030) over a raw socket: chunks pipelined, one reply per
+/// recipient after LAST (RFC 2033), BDAT 0 LAST, refusals that still read
+/// the chunk so the next command is found, DATA after BDAT refused, the
+/// size limit over all chunks, and a size that cannot be read closing.
+#[test]
+fn bdat_chunks_deliver_with_per_recipient_replies() {
+    let mut server = Server::new("bdat", &["alice", "bob"]);
+    server.extra_args = vec!["--max-message-size".into(), "10000".into()];
+    server.start();
+    let mut c = Raw::connect(server.ports.lmtp);
+    assert!(lhlo(&mut c).contains(&"250-CHUNKING".to_string()));
+
+    // Everything pipelined in one write.
+    let first = b"Subject: chunked\r\n\r\nline one\r\n.not stuffed\r\n";
+    let second = b"line two\r\n";
+    let mut batch = Vec::new();
+    batch.extend_from_slice(b"MAIL FROM:<s@x>\r\nRCPT TO:<alice>\r\nRCPT TO:<bob+archive>\r\n");
+    batch.extend_from_slice(format!("BDAT {}\r\n", first.len()).as_bytes());
+    batch.extend_from_slice(first);
+    batch.extend_from_slice(format!("BDAT {} LAST\r\n", second.len()).as_bytes());
+    batch.extend_from_slice(second);
+    batch.extend_from_slice(b"NOOP\r\n");
+    c.send(&batch);
+    let replies: Vec<String> = (0..7).map(|_| c.line()).collect();
+    assert!(
+        replies[..3].iter().all(|r| r.starts_with("250")),
+        "{replies:?}"
+    );
+    assert_eq!(
+        replies[3],
+        format!("250 2.0.0 {} octets received\r\n", first.len())
+    );
+    assert!(
+        replies[4].starts_with("250 2.0.0 <alice> delivered to INBOX as UID 1"),
+        "{replies:?}"
+    );
+    assert!(
+        replies[5].starts_with("250 2.0.0 <bob+archive> delivered to Archive"),
+        "{replies:?}"
+    );
+    assert!(replies[6].starts_with("250 2.0.0 Ok"), "{replies:?}");
+
+    // BDAT 0 LAST ends a message sent in earlier chunks.
+    c.cmd("MAIL FROM:<s@x>");
+    c.cmd("RCPT TO:<alice>");
+    c.send(b"BDAT 15\r\nSubject: zero\r\n");
+    assert!(c.line().starts_with("250 2.0.0 15 octets"));
+    assert!(c
+        .cmd("BDAT 0 LAST")
+        .starts_with("250 2.0.0 <alice> delivered"));
+
+    // Refused chunks are still read: the next command is found.
+    c.send(b"BDAT 10\r\nNOOP\r\nXY\r\n");
+    assert!(c.line().starts_with("503 5.5.1 Need MAIL"));
+    assert!(c.cmd("NOOP").starts_with("250"));
+    c.cmd("MAIL FROM:<s@x>");
+    c.send(b"BDAT 6 LAST\r\nQUIT\r\n");
+    assert!(c.line().starts_with("503 5.5.1 No valid recipients"));
+    // DATA after BDAT in one transaction; then RSET drops the chunks.
+    c.cmd("RCPT TO:<alice>");
+    c.send(b"BDAT 15\r\nSubject: drop\r\n");
+    assert!(c.line().starts_with("250 2.0.0 15 octets"));
+    assert!(c.cmd("DATA").starts_with("503 5.5.1 DATA after BDAT"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    // Over the size limit in all: 552, the transaction ends, the rest of
+    // the chunks of it are refused too, and the connection stays usable.
+    c.cmd("MAIL FROM:<s@x>");
+    c.cmd("RCPT TO:<alice>");
+    c.cmd("RCPT TO:<bob>");
+    c.send(b"BDAT 6000\r\n");
+    c.send(&[b'x'; 6000]);
+    assert!(c.line().starts_with("250 2.0.0 6000 octets"));
+    c.send(b"BDAT 6000\r\n");
+    c.send(&[b'y'; 6000]);
+    assert!(c
+        .line()
+        .starts_with("552 5.3.4 message too big (limit 10000 bytes)"));
+    c.send(b"BDAT 3 LAST\r\nabc");
+    assert!(c.line().starts_with("503 5.5.1 Need MAIL"));
+    // Too big at LAST: one 552 per recipient.
+    c.cmd("MAIL FROM:<s@x>");
+    c.cmd("RCPT TO:<alice>");
+    c.cmd("RCPT TO:<bob>");
+    c.send(b"BDAT 10001 LAST\r\n");
+    c.send(&[b'z'; 10001]);
+    assert!(c.line().starts_with("552 5.3.4 <alice>"));
+    assert!(c.line().starts_with("552 5.3.4 <bob>"));
+    // BDAT right after DATA's data works too: separate transactions.
+    let replies = lmtp_deliver(&server, "s@x", &["bob"], b"Subject: by DATA\r\n\r\nd\r\n");
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert!(c.cmd("NOOP").starts_with("250"));
+    // A size that cannot be read: 501, and the connection closes.
+    assert!(c.cmd("BDAT many").starts_with("501 5.5.4"));
+    assert!(c.closed());
+    server.stop();
+    let log = server.log_text();
+    assert!(
+        log.contains("refused BDAT chunks of 12000 bytes in all"),
+        "{log}"
+    );
+
+    let alice = server.export("alice");
+    assert_eq!(alice.len(), 2, "{alice:?}");
+    let chunked = alice
+        .iter()
+        .find(|m| m.2.ends_with(b"\r\n.not stuffed\r\nline two\r\n"))
+        .expect("the chunked message, bytes as sent");
+    assert!(String::from_utf8_lossy(&chunked.2).contains("Subject: chunked\r\n\r\nline one"));
+    assert!(alice.iter().any(|m| m.2.ends_with(b"Subject: zero\r\n")));
+    let bob = server.export("bob");
+    assert_eq!(bob.len(), 2);
+    assert!(bob.iter().any(|m| m.0 == "Archive"));
+}
+
+/// Stalled BDAT senders hold spool files, not memory: the peak RSS does
+/// not grow with what they sent.
+#[test]
+fn stalled_bdat_chunks_are_spooled_not_held_in_memory() {
+    let mut server = Server::new("bdat-memory", &["alice"]);
+    server.extra_args = vec!["--cache-size".into(), (4 << 20).to_string()];
+    server.start();
+    let before = server.peak_rss_kib();
+    let mut senders = Vec::new();
+    let piece = vec![b'x'; 8 << 20];
+    for i in 0..6 {
+        let mut c = Raw::connect(server.ports.lmtp);
+        lhlo(&mut c);
+        assert!(c.cmd("MAIL FROM:<s@x>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<alice>").starts_with("250"));
+        if i == 0 {
+            // Several whole chunks, then a stall before LAST.
+            for _ in 0..3 {
+                c.send(format!("BDAT {}\r\n", piece.len()).as_bytes());
+                c.send(&piece);
+                assert!(c.line().starts_with("250 2.0.0"));
+            }
+        } else {
+            // Half of a 16 MiB chunk, then a stall.
+            c.send(format!("BDAT {}\r\n", 2 * piece.len()).as_bytes());
+            c.send(&piece);
+        }
+        senders.push(c);
+    }
+    // Let the server read what was sent.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut check = Raw::connect(server.ports.lmtp);
+    lhlo(&mut check);
+    let peak = server.peak_rss_kib();
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    // Held in memory, the 64 MiB sent would show; spooled, each session
+    // keeps a buffer or two.
+    assert!(
+        grown_mib < 20,
+        "peak RSS grew by {grown_mib} MiB for 64 MiB of stalled chunks"
+    );
+    drop(senders);
+}
