@@ -468,6 +468,8 @@ impl WriteCtx<'_> {
         for key in stale {
             self.expunged.remove(key)?;
         }
+        self.meta
+            .remove(super::expunges::horizon_key(id).as_str())?;
         self.mailboxes.remove(id)?;
         self.mailbox_names.remove((user, name.as_str()))?;
         self.changes.push(Change::Mailbox(id));
@@ -612,6 +614,10 @@ impl WriteCtx<'_> {
                 (mailbox, record.highest_modseq),
                 encode_uids(&removed).as_slice(),
             )?;
+            self.first_expunge_of_batch
+                .entry(mailbox)
+                .or_insert(record.highest_modseq);
+            self.prune_expunged(mailbox)?;
             self.save_mailbox(mailbox, &record)?;
             self.changes.push(Change::Mailbox(mailbox));
         }
