@@ -466,6 +466,13 @@ fn deliver_to_several_users_exits_with_the_most_serious_failure_and_names_it() {
         cmd.args(["deliver", "--data", &data]).args(users);
         run_with_stdin(cmd, input)
     };
+    let help = Command::new(BIN)
+        .args(["deliver", "--help"])
+        .output()
+        .unwrap();
+    let help = help.stdout_text();
+    assert!(help.contains("75, then 69, 67, 65"), "{help}");
+    assert!(help.contains("67 unknown user"), "{help}");
     let both = deliver(&["alice", "bob+archive"], b"Subject: both\n\nx\n");
     both.assert_ok();
     assert_eq!(both.stderr_text(), "", "nothing to say when all got it");

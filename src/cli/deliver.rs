@@ -20,7 +20,20 @@ const EX_TEMPFAIL: i32 = 75;
 
 /// deliver the message on stdin to users, through the running server
 #[derive(FromArgs)]
-#[argh(subcommand, name = "deliver")]
+#[argh(
+    subcommand,
+    name = "deliver",
+    note = "Given several users, the exit code is 0 only if every one got the message, else the most serious failure: 75, then 69, 67, 65. stderr names who got it and who did not.",
+    error_code(64, "no user named (EX_USAGE)"),
+    error_code(65, "message too big (EX_DATAERR)"),
+    error_code(66, "no message on stdin (EX_NOINPUT)"),
+    error_code(67, "unknown user (EX_NOUSER)"),
+    error_code(69, "other permanent refusal (EX_UNAVAILABLE)"),
+    error_code(
+        75,
+        "server unreachable or temporary failure: retry later (EX_TEMPFAIL)"
+    )
+)]
 pub struct DeliverArgs {
     /// the recipients: user names, or user+folder to deliver into a folder
     #[argh(positional, greedy)]
