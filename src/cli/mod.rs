@@ -87,6 +87,8 @@ fn syslog_priority(level: log::Level) -> &'static str {
 /// only when stderr is still that stream, not when a script redirected it
 /// to a file (systemd.exec(5) asks for exactly this check).
 fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::FromRawFd;
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
@@ -96,11 +98,16 @@ fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    // SAFETY: `stat` is plain old data, filled in by fstat before it is read.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fd 2 may be closed, in which case fstat fails and says so.
-    if unsafe { libc::fstat(2, &mut stat) } != 0 {
+    // SAFETY: dup has no preconditions; it fails if stderr is closed.
+    let copy = unsafe { libc::dup(2) };
+    if copy < 0 {
         return false;
     }
-    stat.st_dev as u64 == dev && stat.st_ino as u64 == ino
+    // SAFETY: `copy` is a descriptor we own, and only this File closes it.
+    let stderr = unsafe { std::fs::File::from_raw_fd(copy) };
+    // std's metadata is 64-bit clean on 32-bit boards too (statx/fstat64).
+    let Ok(meta) = stderr.metadata() else {
+        return false;
+    };
+    meta.dev() == dev && meta.ino() == ino
 }
