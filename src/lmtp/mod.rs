@@ -192,9 +192,9 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                         conn.write(&session.chunk_refused(last, "451 4.3.0", text))
                             .await
                     }
-                    // The size was checked before the chunk was read.
-                    Err(DataError::TooBig) => return,
-                    Err(DataError::Read(_)) => return,
+                    // Cut off mid-chunk: nothing stored or acknowledged.
+                    // (No TooBig here: the session checked the sizes.)
+                    Err(DataError::Read(_) | DataError::TooBig) => return,
                 }
             }
         };
