@@ -715,6 +715,22 @@ fn bdat_chunks_deliver_with_per_recipient_replies() {
     let replies = lmtp_deliver(&server, "s@x", &["bob"], b"Subject: by DATA\r\n\r\nd\r\n");
     assert!(replies[0].starts_with("250"), "{replies:?}");
     assert!(c.cmd("NOOP").starts_with("250"));
+    // DATA ends its transaction: a BDAT after it needs a new MAIL.
+    c.cmd("MAIL FROM:<s@x>");
+    c.cmd("RCPT TO:<bob>");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: data then bdat\r\n\r\nd\r\n.\r\n");
+    assert!(c.line().starts_with("250 2.0.0 <bob> delivered"));
+    c.send(b"BDAT 3 LAST\r\nabc");
+    assert!(c.line().starts_with("503 5.5.1 Need MAIL"));
+    // Cut off mid-chunk: nothing is stored.
+    {
+        let mut cut = Raw::connect(server.ports.lmtp);
+        lhlo(&mut cut);
+        cut.cmd("MAIL FROM:<s@x>");
+        cut.cmd("RCPT TO:<alice>");
+        cut.send(b"BDAT 100 LAST\r\nSubject: cut off\r\n");
+    }
     // A size that cannot be read: 501, and the connection closes.
     assert!(c.cmd("BDAT many").starts_with("501 5.5.4"));
     assert!(c.closed());
@@ -734,7 +750,7 @@ fn bdat_chunks_deliver_with_per_recipient_replies() {
     assert!(String::from_utf8_lossy(&chunked.2).contains("Subject: chunked\r\n\r\nline one"));
     assert!(alice.iter().any(|m| m.2.ends_with(b"Subject: zero\r\n")));
     let bob = server.export("bob");
-    assert_eq!(bob.len(), 2);
+    assert_eq!(bob.len(), 3);
     assert!(bob.iter().any(|m| m.0 == "Archive"));
 }
 
