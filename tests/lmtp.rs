@@ -506,6 +506,12 @@ fn deliver_to_several_users_exits_with_the_most_serious_failure_and_names_it() {
     server.start_with(&["--min-free-space", "1000000000000000"]);
     let full = deliver(&["alice", "nosuchuser"], b"Subject: later\n\nx\n");
     assert_eq!(full.status.code(), Some(75), "{}", full.stderr_text());
+    assert!(
+        full.stderr_text()
+            .contains("not delivered to nosuchuser, alice; exit 75"),
+        "{}",
+        full.stderr_text()
+    );
     server.stop();
     assert_eq!(server.export("alice").len(), 2, "nothing stored meanwhile");
 }

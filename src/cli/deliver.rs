@@ -194,7 +194,12 @@ fn send(
         return Ok(outcome(&[], &failed));
     }
     reader.get_mut().write_all(b"DATA\r\n")?;
-    step!("DATA");
+    if let Err(exit) = expect(&mut reader, "DATA")? {
+        // Refused for the whole transaction: every accepted user failed.
+        let _ = reader.get_mut().write_all(b"QUIT\r\n");
+        failed.extend(accepted.into_iter().map(|user| (user, exit)));
+        return Ok(outcome(&[], &failed));
+    }
     reader.get_mut().write_all(&dot_stuff(message))?;
     let mut delivered = Vec::new();
     for user in accepted {
