@@ -981,3 +981,62 @@ fn sessions_racing_expunge_against_fetch_store_copy_and_move() {
         }
     }
 }
+
+/// The `expunged` table is pruned to a bounded tail (store/expunges.rs),
+/// yet a session that SELECTed before more expunges than that tail holds,
+/// and read no messages since, still gets every EXPUNGE right: its view
+/// pins the records it needs. Two such sessions, pinned at different
+/// points.
+#[test]
+fn lazy_views_get_their_expunges_right_past_the_pruning_tail() {
+    const TOTAL: u32 = 2000;
+    const GONE: u32 = 1100;
+    let server = started("expunge-pins", &["alice"]);
+    let rcpts = vec!["alice"; 1000];
+    for _ in 0..TOTAL / 1000 {
+        let replies = lmtp_deliver(&server, "s@x", &rcpts, b"Subject: many\r\n\r\nx\r\n");
+        assert!(replies.iter().all(|r| r.starts_with("250")));
+    }
+    let mut early = Client::login(server.ports.imap, "alice");
+    assert!(early.select("INBOX").contains(&format!("* {TOTAL} EXISTS")));
+    let mut b = Client::login(server.ports.imap, "alice");
+    b.select("INBOX");
+    b.ok(&format!("UID STORE 1:{GONE} +FLAGS.SILENT (\\Deleted)"));
+    let mut later = None;
+    for uid in 1..=GONE {
+        b.ok(&format!("UID EXPUNGE {uid}"));
+        if uid == 500 {
+            let mut c = Client::login(server.ports.imap, "alice");
+            assert!(c
+                .select("INBOX")
+                .contains(&format!("* {} EXISTS", TOTAL - 500)));
+            later = Some(c);
+        }
+    }
+    let check = |client: &mut Client, first_uid: u32| {
+        let mut seen: Vec<u32> = (first_uid..=TOTAL).collect();
+        let mut expunges = 0;
+        for line in client.ok("NOOP") {
+            if let Some(n) = line
+                .strip_prefix("* ")
+                .and_then(|l| l.strip_suffix(" EXPUNGE"))
+            {
+                let n: usize = n.parse().unwrap();
+                assert!(n >= 1 && n <= seen.len(), "{line}");
+                seen.remove(n - 1);
+                expunges += 1;
+            }
+        }
+        assert_eq!(expunges, GONE + 1 - first_uid);
+        let reply = client.ok("UID SEARCH ALL");
+        let on_server: Vec<u32> = reply[0]
+            .trim_start_matches("* SEARCH ")
+            .split(' ')
+            .map(|u| u.parse().unwrap())
+            .collect();
+        assert_eq!(seen, on_server);
+        assert_eq!(on_server, (GONE + 1..=TOTAL).collect::<Vec<_>>());
+    };
+    check(&mut early, 1);
+    check(&mut later.unwrap(), 501);
+}

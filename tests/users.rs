@@ -60,3 +60,41 @@ fn user_add_refuses_names_that_clash_and_del_removes_what_old_versions_wrote() {
     pop3.cmd("USER bob@example.org");
     assert!(pop3.cmd("PASS pw-bob").starts_with("+OK"));
 }
+
+/// Ctrl-C at the password prompt ends `user add` as a SIGINT does, and the
+/// terminal's echo is back on afterwards (it is off while the password is
+/// typed). Run on a real pseudo-terminal.
+#[test]
+fn ctrl_c_at_the_password_prompt_restores_echo() {
+    let server = Server::new("tty", &[]);
+    let script = format!(
+        r#"
+import os, pty, signal, termios, time
+pid, master = pty.fork()
+if pid == 0:
+    os.execv({bin:?}, [{bin:?}, 'user', 'add', 'bob', '--data', os.environ['DATA_DIR']])
+seen = b''
+deadline = time.time() + 30
+while b'Password for bob: ' not in seen and time.time() < deadline:
+    seen += os.read(master, 1024)
+assert b'Password for bob: ' in seen, seen
+echo_during = termios.tcgetattr(master)[3] & termios.ECHO
+os.write(master, b'sec')
+time.sleep(0.2)
+os.write(master, b'\x03')
+_, status = os.waitpid(pid, 0)
+echo_after = termios.tcgetattr(master)[3] & termios.ECHO
+print('during', bool(echo_during), 'after', bool(echo_after),
+      'signal', os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
+"#,
+        bin = BIN
+    );
+    let out = python(&server, &script);
+    out.assert_ok();
+    assert_eq!(
+        out.stdout_text().trim(),
+        format!("during False after True signal {}", libc::SIGINT)
+    );
+    let listed = server.user(&["list"], "");
+    assert_eq!(listed.stdout_text(), "", "no user was added");
+}

@@ -20,7 +20,20 @@ const EX_TEMPFAIL: i32 = 75;
 
 /// deliver the message on stdin to users, through the running server
 #[derive(FromArgs)]
-#[argh(subcommand, name = "deliver")]
+#[argh(
+    subcommand,
+    name = "deliver",
+    note = "Given several users, the exit code is 0 only if every one got the message, else the most serious failure: 75, then 69, 67, 65. stderr names who got it and who did not.",
+    error_code(64, "no user named (EX_USAGE)"),
+    error_code(65, "message too big (EX_DATAERR)"),
+    error_code(66, "no message on stdin (EX_NOINPUT)"),
+    error_code(67, "unknown user (EX_NOUSER)"),
+    error_code(69, "other permanent refusal (EX_UNAVAILABLE)"),
+    error_code(
+        75,
+        "server unreachable or temporary failure: retry later (EX_TEMPFAIL)"
+    )
+)]
 pub struct DeliverArgs {
     /// the recipients: user names, or user+folder to deliver into a folder
     #[argh(positional, greedy)]
@@ -151,53 +164,103 @@ fn send(
     step!("greeting");
     reader.get_mut().write_all(b"LHLO localhost\r\n")?;
     step!("LHLO");
-    write!(reader.get_mut(), "MAIL FROM:<{from}>\r\n")?;
+    // A UTF-8 address needs SMTPUTF8 (RFC 6531), which the server offers.
+    let utf8 = if from.is_ascii() && users.iter().all(|u| u.is_ascii()) {
+        ""
+    } else {
+        " SMTPUTF8"
+    };
+    write!(reader.get_mut(), "MAIL FROM:<{from}>{utf8}\r\n")?;
     step!("MAIL FROM");
     let mut accepted = Vec::new();
-    let mut worst = EX_OK;
+    let mut failed = Vec::new();
     for user in users {
         write!(reader.get_mut(), "RCPT TO:<{user}>\r\n")?;
         let (code, text) = read_reply(&mut reader)?;
-        match code {
-            200..=299 => accepted.push(user),
-            550 | 551 | 553 => {
-                eprintln!("letterbox deliver: {user}: {code} {text}");
-                worst = worst.max(EX_NOUSER);
-            }
-            _ => {
-                eprintln!("letterbox deliver: {user}: {code} {text}");
-                worst = worst.max(if code >= 500 {
-                    EX_UNAVAILABLE
-                } else {
-                    EX_TEMPFAIL
-                });
-            }
+        if (200..300).contains(&code) {
+            accepted.push(user);
+            continue;
         }
+        eprintln!("letterbox deliver: {user}: {code} {text}");
+        let exit = match code {
+            550 | 551 | 553 => EX_NOUSER,
+            500.. => EX_UNAVAILABLE,
+            _ => EX_TEMPFAIL,
+        };
+        failed.push((user, exit));
     }
     if accepted.is_empty() {
         let _ = reader.get_mut().write_all(b"QUIT\r\n");
-        return Ok(worst);
+        return Ok(outcome(&[], &failed));
     }
     reader.get_mut().write_all(b"DATA\r\n")?;
-    step!("DATA");
+    if let Err(exit) = expect(&mut reader, "DATA")? {
+        // Refused for the whole transaction: every accepted user failed.
+        let _ = reader.get_mut().write_all(b"QUIT\r\n");
+        failed.extend(accepted.into_iter().map(|user| (user, exit)));
+        return Ok(outcome(&[], &failed));
+    }
     reader.get_mut().write_all(&dot_stuff(message))?;
+    let mut delivered = Vec::new();
     for user in accepted {
         let (code, text) = read_reply(&mut reader)?;
-        if code >= 300 {
-            eprintln!("letterbox deliver: {user}: {code} {text}");
-            worst = worst.max(match code {
-                // A full mailbox (--quota-full bounce) is no fault of the data.
-                552 if text.starts_with("5.2.2") => EX_UNAVAILABLE,
-                552 => EX_DATAERR,
-                500.. => EX_UNAVAILABLE,
-                _ => EX_TEMPFAIL,
-            });
+        if code < 300 {
+            delivered.push(user);
+            continue;
         }
+        eprintln!("letterbox deliver: {user}: {code} {text}");
+        let exit = match code {
+            // A full mailbox (--quota-full bounce) is no fault of the data.
+            552 if text.starts_with("5.2.2") => EX_UNAVAILABLE,
+            552 => EX_DATAERR,
+            500.. => EX_UNAVAILABLE,
+            _ => EX_TEMPFAIL,
+        };
+        failed.push((user, exit));
     }
     let _ = reader.get_mut().write_all(b"QUIT\r\n");
-    // The more final outcome wins when users fared differently: a temporary
-    // failure makes the MTA retry, which is what the unstored copy needs.
-    Ok(worst)
+    Ok(outcome(&delivered, &failed))
+}
+
+/// How serious a failure is, for choosing the one exit code of a delivery
+/// to several recipients, most serious highest. A temporary failure ranks
+/// first: the MTA then keeps the message and retries, so the recipient who
+/// did not get it still will (the others may get it twice, which is better
+/// than never). Among the permanent ones, a refusal of the server's own
+/// comes before an unknown user, and that before a message too big.
+fn severity(exit: i32) -> u8 {
+    match exit {
+        EX_TEMPFAIL => 4,
+        EX_UNAVAILABLE => 3,
+        EX_NOUSER => 2,
+        EX_DATAERR => 1,
+        _ => 0,
+    }
+}
+
+/// sendmail's rule for a delivery to several recipients: 0 when every one
+/// got the message, else the most serious failure's code. The recipients
+/// that failed are named on stderr, and so are those that got it, so that
+/// whoever reads the bounce or the log knows where the message is.
+fn outcome(delivered: &[&String], failed: &[(&String, i32)]) -> i32 {
+    let Some(worst) = failed
+        .iter()
+        .map(|&(_, exit)| exit)
+        .max_by_key(|&e| severity(e))
+    else {
+        return EX_OK;
+    };
+    let names = |list: &mut dyn Iterator<Item = &String>| {
+        list.map(String::as_str).collect::<Vec<_>>().join(", ")
+    };
+    let not = names(&mut failed.iter().map(|&(u, _)| u));
+    if delivered.is_empty() {
+        eprintln!("letterbox deliver: not delivered to {not}; exit {worst}");
+    } else {
+        let got = names(&mut delivered.iter().copied());
+        eprintln!("letterbox deliver: delivered to {got}; not delivered to {not}; exit {worst}");
+    }
+    worst
 }
 
 /// CRLF line ends, leading dots doubled, and the terminating "." line.
@@ -224,6 +287,25 @@ mod tests {
     fn stuffs_dots_and_fixes_line_ends() {
         assert_eq!(dot_stuff(b"a\n.b\r\nc"), b"a\r\n..b\r\nc\r\n.\r\n");
         assert_eq!(dot_stuff(b"x\n"), b"x\r\n.\r\n");
+    }
+
+    #[test]
+    fn several_recipients_exit_with_the_most_serious_failure() {
+        let (a, b, c) = ("a".to_string(), "b".to_string(), "c".to_string());
+        assert_eq!(outcome(&[&a, &b], &[]), EX_OK);
+        assert_eq!(outcome(&[&a], &[(&b, EX_NOUSER)]), EX_NOUSER);
+        assert_eq!(
+            outcome(&[], &[(&a, EX_TEMPFAIL), (&b, EX_NOUSER), (&c, EX_DATAERR)]),
+            EX_TEMPFAIL
+        );
+        assert_eq!(
+            outcome(&[&a], &[(&b, EX_DATAERR), (&c, EX_NOUSER)]),
+            EX_NOUSER
+        );
+        assert_eq!(
+            outcome(&[], &[(&b, EX_NOUSER), (&c, EX_UNAVAILABLE)]),
+            EX_UNAVAILABLE
+        );
     }
 
     #[test]

@@ -55,9 +55,59 @@ fn data_dir(flag: Option<PathBuf>) -> PathBuf {
     flag.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }
 
-/// Logs go to stderr; RUST_LOG sets the level (default: info).
+/// Logs go to stderr; RUST_LOG sets the level (default: info). Under
+/// systemd, when stderr is the journal, each line starts with its syslog
+/// priority instead of a timestamp (the journal keeps its own), so that
+/// `journalctl -p warning` finds the warnings (sd-daemon(3)).
 fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    builder.format_target(false);
+    if stderr_is_journal() {
+        builder.format(|out, record| {
+            use std::io::Write;
+            writeln!(out, "{}{}", syslog_priority(record.level()), record.args())
+        });
+    }
+    builder.init();
+}
+
+/// The `<N>` prefix journald reads as the line's priority.
+fn syslog_priority(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "<3>",
+        log::Level::Warn => "<4>",
+        log::Level::Info => "<6>",
+        log::Level::Debug | log::Level::Trace => "<7>",
+    }
+}
+
+/// systemd sets JOURNAL_STREAM to the device and inode of the stream it
+/// connected to stdout/stderr. It is inherited by children, so it counts
+/// only when stderr is still that stream, not when a script redirected it
+/// to a file (systemd.exec(5) asks for exactly this check).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::FromRawFd;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // SAFETY: dup has no preconditions; it fails if stderr is closed.
+    let copy = unsafe { libc::dup(2) };
+    if copy < 0 {
+        return false;
+    }
+    // SAFETY: `copy` is a descriptor we own, and only this File closes it.
+    let stderr = unsafe { std::fs::File::from_raw_fd(copy) };
+    // std's metadata is 64-bit clean on 32-bit boards too (statx/fstat64).
+    let Ok(meta) = stderr.metadata() else {
+        return false;
+    };
+    meta.dev() == dev && meta.ino() == ino
 }

@@ -8,7 +8,8 @@ use std::ops::Range;
 
 use super::response::{flag_list_recent, flags_announcement};
 use crate::store::{
-    chunk_of, Flags, MailboxId, MailboxRecord, MessageRecord, Snapshot, StoreError, CHUNK_UIDS,
+    chunk_of, ExpungePin, Flags, MailboxId, MailboxRecord, MessageRecord, Snapshot, StoreError,
+    CHUNK_UIDS,
 };
 
 /// A message as sync found it: UID, MODSEQ, flags, keywords.
@@ -37,6 +38,9 @@ pub struct View {
     /// The EXISTS that SELECT announced, until [`View::load`] has read the
     /// messages.
     announced: Option<u32>,
+    /// Until [`View::load`], the store keeps the expunge records it will
+    /// read (those after `highest_modseq`) from being pruned.
+    expunge_pin: Option<ExpungePin>,
     /// The UIDs that are \Recent in this session (RFC 3501 §2.3.2), as the
     /// ranges it claimed, ascending; empty for IMAP4rev2 sessions.
     recent: Vec<Range<u32>>,
@@ -69,10 +73,19 @@ impl View {
             uid_next: record.uid_next,
             vanished: Vec::new(),
             announced: Some(record.exists),
+            expunge_pin: None,
             recent: Vec::new(),
             announced_keywords: record.keywords.len(),
         };
         Ok((view, record))
+    }
+
+    /// Keeps the expunge records this view needs until it is loaded; `pin`
+    /// is for its mailbox at its MODSEQ (see store/expunges.rs).
+    pub fn keep_expunges(&mut self, pin: ExpungePin) {
+        if self.announced.is_some() {
+            self.expunge_pin = Some(pin);
+        }
     }
 
     /// Reads the messages, as the client was told of them at SELECT, from a
@@ -85,6 +98,14 @@ impl View {
         };
         let (uid_next, highest_modseq) = (self.uid_next, self.highest_modseq);
         let mut expunged = snapshot.expunged_since(self.mailbox, highest_modseq)?;
+        if snapshot.expunge_horizon(self.mailbox)? > highest_modseq {
+            // The pin taken at SELECT rules this out; if it happens anyway
+            // the count check below says so.
+            log::warn!(
+                "mailbox {}: expunge records after MODSEQ {highest_modseq} were pruned before this view read them",
+                self.mailbox
+            );
+        }
         expunged.retain(|&uid| uid < uid_next);
         let capacity = announced as usize;
         let mut uids = Vec::with_capacity(capacity);
@@ -139,6 +160,7 @@ impl View {
         self.flags = flags;
         self.keywords = keywords;
         self.announced = None;
+        self.expunge_pin = None;
         Ok(())
     }
 

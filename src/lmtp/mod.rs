@@ -7,6 +7,7 @@ pub mod session;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::net::budget::Reservation;
 use crate::net::spool::{Spool, SPOOL_THRESHOLD};
 use crate::net::{Conn, DataError, ReadError};
 use crate::server::Shared;
@@ -23,6 +24,9 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
     if conn.write(&session.greeting()).await.is_err() {
         return;
     }
+    // The message BDAT chunks are building, from the first chunk to LAST,
+    // with its share of the memory budget.
+    let mut chunks: Option<(Spool, Reservation)> = None;
     loop {
         let (line, bare_lf) = match conn.read_line_with_ending(MAX_COMMAND_LINE).await {
             Ok(read) => read,
@@ -44,11 +48,18 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
         // is the disagreement SMTP smuggling lives on: refuse, as Postfix's
         // smtpd_forbid_bare_newline does.
         let next = if bare_lf {
-            Next::Reply(session.bare_lf().to_vec())
+            session.bare_lf(line)
         } else {
             let resolve = |name: &str| shared.resolve_user(name);
             session.command(line, &resolve)
         };
+        if let Some(note) = session.take_note() {
+            log::info!("{}: {note}", conn.peer);
+        }
+        if !session.chunking() {
+            // RSET, a refused chunk or a new LHLO ended the transaction.
+            chunks = None;
+        }
         let sent = match next {
             Next::Reply(reply) => conn.write(&reply).await,
             Next::Close(reply) => {
@@ -96,7 +107,11 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                         conn.write(&session.delivered(&outcome)).await
                     }
                     Err(DataError::TooBig) => {
-                        log::info!("{}: refused a message over the size limit", conn.peer);
+                        log::info!(
+                            "{}: refused a message over the size limit of {} bytes (552)",
+                            conn.peer,
+                            shared.config.max_message_size
+                        );
                         conn.write(&session.too_big()).await
                     }
                     Err(DataError::Spool(e)) => {
@@ -106,6 +121,81 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                     }
                     // Cut off mid-message: nothing was stored or acknowledged.
                     Err(DataError::Read(_)) => return,
+                }
+            }
+            Next::SkipChunk { size, reply } => {
+                if conn.skip_exact(size).await.is_err() {
+                    return;
+                }
+                conn.write(&reply).await
+            }
+            Next::ReadChunk { size, last } => {
+                if chunks.is_none() {
+                    // The first chunk: the same checks as DATA makes before
+                    // its 354, but the chunk is on its way already, so a
+                    // refusal reads it and ends the transaction.
+                    let refusal = if shared.store.room_for_new_mail().is_err() {
+                        Some(session.chunk_refused(
+                            last,
+                            "452 4.3.1",
+                            "mail store's disk is nearly full; try again later",
+                        ))
+                    } else {
+                        match shared
+                            .budget
+                            .reserve(SPOOL_THRESHOLD as u64, Some(shared.config.memory_wait))
+                            .await
+                        {
+                            Some(receiving) => {
+                                chunks = Some((Spool::new(&shared.spool_dir), receiving));
+                                None
+                            }
+                            None => {
+                                log::info!(
+                                    "{}: memory budget for incoming mail in use for {:?}; BDAT refused for now",
+                                    conn.peer,
+                                    shared.config.memory_wait
+                                );
+                                Some(session.chunk_refused(
+                                    last,
+                                    "452 4.3.1",
+                                    "insufficient system resources to receive the message now; try again later",
+                                ))
+                            }
+                        }
+                    };
+                    if let Some(refusal) = refusal {
+                        if conn.skip_exact(size).await.is_err()
+                            || conn.write(&refusal).await.is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                let Some((spool, _)) = chunks.as_mut() else {
+                    return;
+                };
+                match conn.read_chunk(size, spool).await {
+                    Ok(()) if !last => conn.write(&session.chunk_received(size)).await,
+                    Ok(()) => {
+                        let Some((spool, receiving)) = chunks.take() else {
+                            return;
+                        };
+                        drop(receiving);
+                        let outcome = store(&shared, &session, &conn, spool).await;
+                        conn.write(&session.delivered(&outcome)).await
+                    }
+                    Err(DataError::Spool(e)) => {
+                        log::error!("{}: cannot spool an incoming message: {e}", conn.peer);
+                        chunks = None;
+                        let text = "temporary storage failure; try again later";
+                        conn.write(&session.chunk_refused(last, "451 4.3.0", text))
+                            .await
+                    }
+                    // Cut off mid-chunk: nothing stored or acknowledged.
+                    // (No TooBig here: the session checked the sizes.)
+                    Err(DataError::Read(_) | DataError::TooBig) => return,
                 }
             }
         };
@@ -135,9 +225,10 @@ async fn store(
         None => "local".into(),
     };
     let raw = format!(
-        "Return-Path: <{return_path}>\r\nReceived: from {} ({from})\r\n\tby {} (letterbox) with LMTP;\r\n\t{}\r\n",
+        "Return-Path: <{return_path}>\r\nReceived: from {} ({from})\r\n\tby {} (letterbox) with {};\r\n\t{}\r\n",
         session.client_name(),
         shared.config.hostname,
+        session.protocol_name(),
         crate::clock::rfc5322(now, offset)
     )
     .into_bytes();

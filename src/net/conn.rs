@@ -404,6 +404,44 @@ impl Conn {
         result
     }
 
+    /// Reads one BDAT chunk of exactly `n` bytes into `spool` (RFC 3030:
+    /// the bytes are the message, with no dot-stuffing). If the spool fails
+    /// (a full disk), the rest of the chunk is still read, so the next
+    /// command is found where the client put it. A sender that stalls for
+    /// [`BODY_STALL_TIMEOUT`] is cut off.
+    pub async fn read_chunk(
+        &mut self,
+        n: u64,
+        spool: &mut super::spool::Spool,
+    ) -> Result<(), DataError> {
+        self.consume_last_line();
+        let idle = self.idle_timeout;
+        self.idle_timeout = idle.min(BODY_STALL_TIMEOUT);
+        let mut left = n;
+        let mut spool_error = None;
+        let result = async {
+            while left > 0 {
+                if self.rstart == self.rend {
+                    self.fill(left.min(64 * 1024) as usize).await?;
+                }
+                let take = left.min((self.rend - self.rstart) as u64) as usize;
+                if spool_error.is_none() {
+                    let piece = &self.rbuf[self.rstart..self.rstart + take];
+                    if let Err(e) = spool.write(piece).await {
+                        spool_error = Some(e);
+                    }
+                }
+                self.rstart += take;
+                left -= take as u64;
+            }
+            Ok(())
+        }
+        .await;
+        self.idle_timeout = idle;
+        result.map_err(DataError::Read)?;
+        spool_error.map_or(Ok(()), |e| Err(DataError::Spool(e)))
+    }
+
     /// Reads SMTP-style data up to the lone "." line into `spool`: removes
     /// dot-stuffing and turns bare LF line ends into CRLF, so stored mail
     /// always has CRLF. Lines may be of any length; the whole is limited to

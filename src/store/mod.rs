@@ -8,6 +8,7 @@
 mod backup;
 mod blobs;
 mod events;
+mod expunges;
 mod index;
 mod ops;
 mod quota;
@@ -23,6 +24,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use blobs::BLOB_CHUNK;
 pub use events::{Change, Hub};
+pub use expunges::{ExpungeHold, ExpungePin, KEEP_RECORDS, KEEP_UIDS};
 pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 pub use quota::{NoticeMaker, QuotaCheck, QuotaLimits, Usage, WARN_PERCENT};
@@ -173,6 +175,8 @@ pub struct Store {
     db: Arc<DbSlot>,
     writer: writer::WriterHandle,
     reserve: Arc<space::Reserve>,
+    /// What open views still need of the `expunged` table (expunges.rs).
+    expunge_pins: Arc<expunges::ExpungePins>,
     /// Messages found damaged and logged, so each is logged once.
     damaged: Arc<std::sync::Mutex<std::collections::HashSet<(MailboxId, u32)>>>,
 }
@@ -291,16 +295,25 @@ impl Store {
             _ => PathBuf::from("."),
         };
         let reserve = Arc::new(space::Reserve::new(dir));
-        let (writer, changes) = writer::start(db.clone(), reserve.clone())?;
+        let expunge_pins = Arc::new(expunges::ExpungePins::default());
+        let (writer, changes) = writer::start(db.clone(), reserve.clone(), expunge_pins.clone())?;
         Ok((
             Store {
                 db,
                 writer,
                 reserve,
+                expunge_pins,
                 damaged: Default::default(),
             },
             changes,
         ))
+    }
+
+    /// Stops the pruning of expunge records until dropped; a view opened
+    /// from a snapshot taken meanwhile pins what it needs with
+    /// [`ExpungeHold::pin`] (expunges.rs).
+    pub fn hold_expunges(&self) -> ExpungeHold {
+        ExpungeHold::new(&self.expunge_pins)
     }
 
     /// Sets the free-space reserve (`--min-free-space`); None: the default,
@@ -679,6 +692,17 @@ impl Snapshot {
             }
             out.sort_unstable();
             Ok(out)
+        })
+    }
+
+    /// The highest MODSEQ whose expunge records may have been pruned from
+    /// `mailbox` (0: none ever were): [`Snapshot::expunged_since`] is
+    /// complete only from there on.
+    pub fn expunge_horizon(&self, mailbox: MailboxId) -> Result<u64, StoreError> {
+        guarded(|| {
+            let meta = self.txn.open_table(META)?;
+            let found = meta.get(expunges::horizon_key(mailbox).as_str())?;
+            expunges::decode_horizon(found.as_ref().map(|v| v.value()))
         })
     }
 

@@ -333,7 +333,7 @@ impl WriteCtx<'_> {
     ) -> Result<Delivered, StoreError> {
         let inbox = self.ensure_user(&target.user)?;
         let folder = match &target.folder {
-            Some(name) => self.mailbox_id(&target.user, name)?,
+            Some(name) => self.delivery_folder(&target.user, name)?,
             None => None,
         };
         let mailbox = folder.unwrap_or(inbox);
@@ -351,6 +351,34 @@ impl WriteCtx<'_> {
             mailbox_name,
             uid,
         })
+    }
+
+    /// The folder a `user+folder` address names: the mailbox of exactly
+    /// that name, else the one mailbox whose name matches it ignoring case
+    /// (`alice+archive` finds `Archive`), as people type the detail in
+    /// whatever case. Two mailboxes matching only that way (`Lists` and
+    /// `lists`) make the address ambiguous, and it goes to INBOX rather than
+    /// to a guess.
+    fn delivery_folder(&self, user: &str, name: &str) -> Result<Option<MailboxId>, StoreError> {
+        if let Some(exact) = self.mailbox_id(user, name)? {
+            return Ok(Some(exact));
+        }
+        let wanted = name.to_lowercase();
+        let mut found = None;
+        for entry in self.mailbox_names.range((user, "")..)? {
+            let (key, id) = entry?;
+            let (owner, candidate) = key.value();
+            if owner != user {
+                break;
+            }
+            if candidate.to_lowercase() == wanted {
+                if found.is_some() {
+                    return Ok(None);
+                }
+                found = Some(id.value());
+            }
+        }
+        Ok(found)
     }
 
     /// Stores a new message (IMAP APPEND) in one mailbox; returns its UID.
@@ -453,6 +481,8 @@ impl WriteCtx<'_> {
         for key in stale {
             self.expunged.remove(key)?;
         }
+        self.meta
+            .remove(super::expunges::horizon_key(id).as_str())?;
         self.mailboxes.remove(id)?;
         self.mailbox_names.remove((user, name.as_str()))?;
         self.changes.push(Change::Mailbox(id));
@@ -600,6 +630,10 @@ impl WriteCtx<'_> {
                 encode_uids(&removed).as_slice(),
             )?;
             self.count_usage(&record.owner, freed, removed.len() as u64, false)?;
+            self.first_expunge_of_batch
+                .entry(mailbox)
+                .or_insert(record.highest_modseq);
+            self.prune_expunged(mailbox)?;
             self.save_mailbox(mailbox, &record)?;
             self.changes.push(Change::Mailbox(mailbox));
         }
@@ -755,6 +789,44 @@ mod tests {
         let bob = snap.messages(delivered[1].mailbox).unwrap();
         assert_eq!(alice[0].1.blob, bob[0].1.blob);
         assert_eq!(snap.users().unwrap(), ["alice", "bob"]);
+        store.shutdown();
+    }
+
+    #[test]
+    fn folder_details_match_exactly_then_by_unique_case_insensitive_name() {
+        let (_dir, store) = temp_store();
+        store
+            .write_blocking(|tx| {
+                tx.ensure_user("alice")?;
+                tx.create_mailbox("alice", "Lists", None)?;
+                tx.create_mailbox("alice", "lists", None)?;
+                tx.create_mailbox("alice", "Ünïcode", None)
+            })
+            .unwrap();
+        let into = |folder: &str| {
+            let folder = folder.to_string();
+            store
+                .write_blocking(move |tx| {
+                    tx.deliver(
+                        b"x",
+                        &Analysis::default(),
+                        (0, 0),
+                        &[target("alice", Some(&folder))],
+                    )
+                })
+                .unwrap()
+                .remove(0)
+                .mailbox_name
+        };
+        assert_eq!(into("Archive"), "Archive");
+        assert_eq!(into("archive"), "Archive");
+        assert_eq!(into("ARCHIVE"), "Archive");
+        assert_eq!(into("üNÏCODE"), "Ünïcode");
+        assert_eq!(into("lists"), "lists", "an exact match wins");
+        assert_eq!(into("Lists"), "Lists");
+        assert_eq!(into("LISTS"), "INBOX", "ambiguous: INBOX, not a guess");
+        assert_eq!(into("nosuch"), "INBOX");
+        assert_eq!(into("inbox"), "INBOX");
         store.shutdown();
     }
 

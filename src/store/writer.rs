@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use redb::Table;
 use smol::channel::{Receiver, Sender};
 
+use super::expunges::ExpungePins;
 use super::index::PendingChunk;
 use super::space::Reserve;
 use super::{
@@ -60,6 +61,11 @@ pub struct WriteCtx<'t> {
     /// reserve's estimate of the room inside the file (space.rs).
     pub(super) bytes_added: u64,
     pub(super) bytes_freed: u64,
+    /// What open views still need of the `expunged` table.
+    pub(super) expunge_pins: Arc<ExpungePins>,
+    /// Per mailbox, the first MODSEQ this batch wrote an expunge record
+    /// at: such records are never pruned by the batch that wrote them.
+    pub(super) first_expunge_of_batch: BTreeMap<MailboxId, u64>,
 }
 
 trait Job: Send {
@@ -141,12 +147,13 @@ impl WriterHandle {
 pub(super) fn start(
     db: Arc<DbSlot>,
     reserve: Arc<Reserve>,
+    expunge_pins: Arc<ExpungePins>,
 ) -> Result<(WriterHandle, Receiver<Vec<Change>>), StoreError> {
     let (jobs_tx, jobs_rx) = smol::channel::bounded::<Box<dyn Job>>(QUEUE_DEPTH);
     let (changes_tx, changes_rx) = smol::channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(&db, &reserve, jobs_rx, changes_tx))
+        .spawn(move || run(&db, &reserve, &expunge_pins, jobs_rx, changes_tx))
         .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
     Ok((
         WriterHandle {
@@ -157,7 +164,13 @@ pub(super) fn start(
     ))
 }
 
-fn run(db: &DbSlot, reserve: &Reserve, jobs: Receiver<Box<dyn Job>>, changes: Sender<Vec<Change>>) {
+fn run(
+    db: &DbSlot,
+    reserve: &Reserve,
+    expunge_pins: &Arc<ExpungePins>,
+    jobs: Receiver<Box<dyn Job>>,
+    changes: Sender<Vec<Change>>,
+) {
     // recv_blocking keeps returning queued jobs after the channel is closed,
     // so a shutdown still commits everything that was asked for.
     while let Ok(first) = jobs.recv_blocking() {
@@ -175,7 +188,7 @@ fn run(db: &DbSlot, reserve: &Reserve, jobs: Receiver<Box<dyn Job>>, changes: Se
             // jobs then hear nothing back (their askers see an error, never
             // a success), and the database is reopened.
             Ok(
-                catch_unwind(AssertUnwindSafe(|| commit_batch(db, batch))).unwrap_or_else(|_| {
+                catch_unwind(AssertUnwindSafe(|| commit_batch(db, expunge_pins, batch))).unwrap_or_else(|_| {
                     log::error!("store: the storage library panicked in a commit; nothing in this batch was stored");
                     Outcome::StorageFailed
                 }),
@@ -220,7 +233,11 @@ enum Outcome {
 }
 
 /// Runs one batch and commits it.
-fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Outcome {
+fn commit_batch(
+    db: &redb::Database,
+    expunge_pins: &Arc<ExpungePins>,
+    batch: Vec<Box<dyn Job>>,
+) -> Outcome {
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -242,7 +259,7 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Outcome {
     let mut bytes = (0, 0);
     let mut failure = None;
     let mut panicked = false;
-    match open_tables(&txn) {
+    match open_tables(&txn, expunge_pins) {
         Ok(mut ctx) => {
             let mut jobs = batch.into_iter();
             for job in jobs.by_ref() {
@@ -290,7 +307,10 @@ fn commit_batch(db: &redb::Database, batch: Vec<Box<dyn Job>>) -> Outcome {
     }
 }
 
-fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError> {
+fn open_tables<'t>(
+    txn: &'t redb::WriteTransaction,
+    expunge_pins: &Arc<ExpungePins>,
+) -> Result<WriteCtx<'t>, StoreError> {
     Ok(WriteCtx {
         meta: txn.open_table(META)?,
         mailboxes: txn.open_table(MAILBOXES)?,
@@ -308,5 +328,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError>
         changes: Vec::new(),
         bytes_added: 0,
         bytes_freed: 0,
+        expunge_pins: expunge_pins.clone(),
+        first_expunge_of_batch: BTreeMap::new(),
     })
 }

@@ -74,6 +74,8 @@ pub struct Server {
     pub child: Option<Child>,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// Environment variables for the server, on top of RUST_LOG=info.
+    pub extra_env: Vec<(String, String)>,
     /// Where the POP3 listeners bind; readiness is checked on loopback.
     pub bind_ip: String,
 }
@@ -96,6 +98,7 @@ impl Server {
             },
             child: None,
             extra_args: Vec::new(),
+            extra_env: Vec::new(),
             bind_ip: "127.0.0.1".into(),
         };
         for user in users {
@@ -160,6 +163,7 @@ impl Server {
             .args(&self.extra_args)
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null());

@@ -20,11 +20,15 @@ impl Session {
         let claims = claims_recent(self.rev2, read_only);
         let shared = self.shared.clone();
         let mut claimed_to = None;
+        // Taken before the snapshot: until the view pins the expunge records
+        // it will read at its first load, none may be pruned.
+        let hold = self.shared.store.hold_expunges();
         let opened = self.shared.store.snapshot().and_then(|snapshot| {
             let id = snapshot
                 .mailbox_id(&self.user, &name)?
                 .ok_or(StoreError::NoSuchMailbox)?;
             let (mut view, record) = View::open(&snapshot, id, read_only)?;
+            view.keep_expunges(hold.pin(id, record.highest_modseq));
             let first_unseen = if rev1 && record.unseen > 0 {
                 snapshot.first_unseen(id)?
             } else {
@@ -48,6 +52,7 @@ impl Session {
             }
             Ok((view, record, first_unseen, recent))
         });
+        drop(hold);
         let (view, record, first_unseen, recent) = match opened {
             Ok(opened) => opened,
             Err(e) => return self.store_failed(tag, &e),
