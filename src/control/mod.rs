@@ -11,6 +11,7 @@
 //! serving, and the writer never waits for it.
 
 pub mod backup;
+pub mod import;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -33,9 +34,18 @@ const MAX_REQUEST: usize = 8192;
 /// What a caller asks the running server for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Backup { dest: PathBuf },
+    Backup {
+        dest: PathBuf,
+    },
     Verify,
-    Export { user: String, out: PathBuf },
+    Export {
+        user: String,
+        out: PathBuf,
+    },
+    /// Items to import follow the request line ([`import`]).
+    Import {
+        user: String,
+    },
 }
 
 impl Request {
@@ -44,6 +54,7 @@ impl Request {
             Request::Backup { dest } => format!("backup\t{}\n", dest.display()),
             Request::Verify => "verify\n".into(),
             Request::Export { user, out } => format!("export\t{user}\t{}\n", out.display()),
+            Request::Import { user } => format!("import\t{user}\n"),
         }
     }
 
@@ -65,6 +76,9 @@ impl Request {
             ["export", user, out] => Ok(Request::Export {
                 user: user.to_ascii_lowercase(),
                 out: absolute(out)?,
+            }),
+            ["import", user] => Ok(Request::Import {
+                user: user.to_ascii_lowercase(),
             }),
             _ => Err("unknown request".into()),
         }
@@ -136,6 +150,12 @@ pub async fn serve(shared: Rc<Shared>, stream: UnixStream) {
         }
     };
     log::info!("control socket: {request:?}");
+    if let Request::Import { user } = &request {
+        // The items that follow are read in pieces, each with its own limit.
+        reader.get_mut().set_limit(u64::MAX);
+        import::serve(shared, reader, stream, user.clone()).await;
+        return;
+    }
     let (lines, incoming) = smol::channel::unbounded::<String>();
     let store = shared.store.clone();
     let data_dir = shared.config.data_dir.clone();
@@ -188,6 +208,8 @@ pub fn run(
             let count = crate::cli::export_maildirs(&snapshot, &user, &out)?;
             Ok(format!("exported {count} messages"))
         }
+        // Its messages stream after the request (import.rs), never through here.
+        Request::Import { .. } => Err("an import streams its messages over the socket".into()),
     }
 }
 
@@ -253,6 +275,9 @@ mod tests {
             Request::Export {
                 user: "alice".into(),
                 out: "/tmp/out dir".into(),
+            },
+            Request::Import {
+                user: "alice".into(),
             },
         ] {
             assert_eq!(Request::parse(&request.line()), Ok(request));

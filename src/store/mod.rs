@@ -8,6 +8,7 @@
 mod backup;
 mod blobs;
 mod events;
+mod import;
 mod index;
 mod ops;
 mod records;
@@ -22,6 +23,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use blobs::BLOB_CHUNK;
 pub use events::{Change, Hub};
+pub use import::ImportUid;
 pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 /// For the fuzz targets (fuzz/): the one record decoder with no other public path.

@@ -1,0 +1,367 @@
+//! The store's side of an import: where each message goes and under which
+//! UID, or whether it is already there.
+//!
+//! Per mailbox, one of three ways:
+//! - **Keep**: the source has UIDs, and the target mailbox is empty (it then
+//!   takes the source's UIDVALIDITY) or already has that UIDVALIDITY (an
+//!   import run before). Messages keep their UIDs; a UID below the target's
+//!   UIDNEXT is already there (or was expunged since), and is skipped.
+//! - **Renumber**: the source has UIDs but the target holds other mail. The
+//!   messages get new UIDs, and are counted and reported as renumbered.
+//! - **Fresh**: the source has no UIDs (mbox).
+//!
+//! Whatever is not skipped by UID is looked for by Message-ID and size
+//! ([`super::Identity`]), so a second run adds nothing either way.
+//!
+//! Messages are stored in batches of a few MiB, one writer job and one
+//! commit each, through the store's writer: the change events fire as for
+//! any delivery.
+
+use std::collections::HashSet;
+
+use super::{
+    valid_keyword, valid_mailbox_name, Identity, Item, SourceMessage, SourceUids, Tally,
+    IDENTITY_BYTES,
+};
+use crate::store::{Analysis, Flags, ImportUid, MailboxId, Store, StoreError};
+
+/// A batch is committed when it holds this many bytes or messages.
+const BATCH_BYTES: usize = 4 << 20;
+const BATCH_MESSAGES: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Keep,
+    Renumber,
+    Fresh,
+}
+
+struct Current {
+    id: MailboxId,
+    name: String,
+    mode: Mode,
+    source: Option<SourceUids>,
+    /// The target's UIDNEXT when this import reached the mailbox: UIDs
+    /// below it were there before.
+    uid_next_before: u32,
+    /// The highest UID kept so far in this run, plus one.
+    uid_next_now: u32,
+    /// The identities of the messages already there, read when first
+    /// needed.
+    present: Option<HashSet<Identity>>,
+}
+
+struct Ready {
+    label: String,
+    uid: ImportUid,
+    renumbered: bool,
+    raw: Vec<u8>,
+    analysis: Analysis,
+    flags: Flags,
+    keywords: Vec<String>,
+    date: i64,
+}
+
+pub struct Importer {
+    store: Store,
+    user: String,
+    limit: usize,
+    tally: Tally,
+    current: Option<Current>,
+    batch: Vec<Ready>,
+    batch_bytes: usize,
+}
+
+impl Importer {
+    /// Imports into `user`'s mailboxes (created as delivery would, if the
+    /// user has none yet); messages over `limit` bytes are refused.
+    pub fn new(store: Store, user: &str, limit: usize) -> Importer {
+        Importer {
+            store,
+            user: user.to_string(),
+            limit,
+            tally: Tally::default(),
+            current: None,
+            batch: Vec::new(),
+            batch_bytes: 0,
+        }
+    }
+
+    /// Takes one item; `say` hears of each message that fails, with its
+    /// file. An error means the store itself is failing.
+    pub fn handle(&mut self, item: Item, say: &mut dyn FnMut(String)) -> Result<(), String> {
+        match item {
+            Item::Mailbox { name, uids } => {
+                self.finish_mailbox(say)?;
+                self.begin_mailbox(name, uids, say)
+            }
+            Item::Message(message) => self.message(message, say),
+            Item::Subscribe(name) => {
+                if !valid_mailbox_name(&name) {
+                    say(format!(
+                        "subscription {name:?}: not a valid mailbox name; skipped"
+                    ));
+                    return Ok(());
+                }
+                let user = self.user.clone();
+                self.store
+                    .write_blocking(move |tx| tx.set_subscribed(&user, &name, true))
+                    .map_err(|e| format!("storing a subscription: {e}"))
+            }
+        }
+    }
+
+    /// Stores what is still waiting; returns the counts.
+    pub fn finish(mut self, say: &mut dyn FnMut(String)) -> Result<Tally, String> {
+        self.finish_mailbox(say)?;
+        Ok(self.tally)
+    }
+
+    /// Counts a message the source side could not read (already reported).
+    pub fn count_failed(&mut self, n: u64) {
+        self.tally.failed += n;
+    }
+
+    fn begin_mailbox(
+        &mut self,
+        name: String,
+        source: Option<SourceUids>,
+        say: &mut dyn FnMut(String),
+    ) -> Result<(), String> {
+        if !valid_mailbox_name(&name) {
+            say(format!(
+                "mailbox {name:?}: not a valid mailbox name; its messages are skipped"
+            ));
+            return Ok(());
+        }
+        let user = self.user.clone();
+        let wanted = name.clone();
+        let outcome = self.store.write_blocking(move |tx| {
+            tx.ensure_user(&user)?;
+            let id = match tx.mailbox_id(&user, &wanted)? {
+                Some(id) => id,
+                None => tx.create_mailbox(&user, &wanted, None)?,
+            };
+            Ok(id)
+        });
+        let id = match outcome {
+            Ok(id) => id,
+            Err(e) => {
+                say(format!("mailbox {name}: {e}; its messages are skipped"));
+                return Ok(());
+            }
+        };
+        let record = self
+            .store
+            .snapshot()
+            .and_then(|s| s.mailbox(id))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("mailbox {name} vanished"))?;
+        let mut uid_next = record.uid_next;
+        let mode = match source {
+            None => Mode::Fresh,
+            Some(s) if s.uid_validity == record.uid_validity => Mode::Keep,
+            Some(s) if record.exists == 0 => {
+                self.store
+                    .write_blocking(move |tx| tx.adopt_uid_validity(id, s.uid_validity))
+                    .map_err(|e| format!("mailbox {name}: {e}"))?;
+                uid_next = 1;
+                Mode::Keep
+            }
+            Some(s) => {
+                say(format!(
+                    "mailbox {name} already holds {} other messages (UIDVALIDITY {}, the source's is {}): \
+                     the imported messages get new UIDs, and clients download them again",
+                    record.exists, record.uid_validity, s.uid_validity
+                ));
+                Mode::Renumber
+            }
+        };
+        self.current = Some(Current {
+            id,
+            name,
+            mode,
+            source,
+            uid_next_before: uid_next,
+            uid_next_now: uid_next,
+            present: None,
+        });
+        Ok(())
+    }
+
+    fn finish_mailbox(&mut self, say: &mut dyn FnMut(String)) -> Result<(), String> {
+        self.flush(say)?;
+        if let Some(current) = self.current.take() {
+            if let (Mode::Keep, Some(source)) = (current.mode, current.source) {
+                let id = current.id;
+                self.store
+                    .write_blocking(move |tx| tx.raise_uid_next(id, source.uid_next))
+                    .map_err(|e| format!("mailbox {}: {e}", current.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn message(
+        &mut self,
+        message: SourceMessage,
+        say: &mut dyn FnMut(String),
+    ) -> Result<(), String> {
+        let Some(current) = self.current.as_mut() else {
+            self.tally.failed += 1;
+            say(format!(
+                "{}: its mailbox could not be made; skipped",
+                message.label
+            ));
+            return Ok(());
+        };
+        if message.raw.len() > self.limit {
+            self.tally.failed += 1;
+            say(format!(
+                "{}: {} bytes, more than the largest message accepted ({} bytes); skipped",
+                message.label,
+                message.raw.len(),
+                self.limit
+            ));
+            return Ok(());
+        }
+        let kept_uid = match (current.mode, message.uid) {
+            (Mode::Keep, Some(uid)) if uid < current.uid_next_before => {
+                self.tally.skipped += 1;
+                return Ok(());
+            }
+            (Mode::Keep, Some(uid)) if uid >= current.uid_next_now => Some(uid),
+            _ => None,
+        };
+        let uid = match kept_uid {
+            Some(uid) => {
+                current.uid_next_now = uid + 1;
+                ImportUid::Exact(uid)
+            }
+            None => {
+                if already_there(&self.store, current, &message.raw)? {
+                    self.tally.skipped += 1;
+                    return Ok(());
+                }
+                let floor = match (current.mode, current.source) {
+                    (Mode::Keep, Some(source)) => source.uid_next.max(current.uid_next_now),
+                    _ => 0,
+                };
+                ImportUid::Fresh { floor }
+            }
+        };
+        let renumbered = message.uid.is_some() && kept_uid.is_none();
+        let analysis = Analysis {
+            parsed: crate::mime::MessageInfo::parse(&message.raw).encode(),
+            search_header: crate::imap::matcher::search_header(&message.raw),
+        };
+        let keywords = message
+            .keywords
+            .into_iter()
+            .filter(|k| valid_keyword(k))
+            .collect();
+        // Letterbox's own flags never come from outside.
+        let flags = Flags(message.flags.0 & 0x1f);
+        self.batch_bytes += message.raw.len();
+        self.batch.push(Ready {
+            label: message.label,
+            uid,
+            renumbered,
+            raw: message.raw,
+            analysis,
+            flags,
+            keywords,
+            date: message.date,
+        });
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_MESSAGES {
+            self.flush(say)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the batch in one writer job: one commit, one fsync.
+    fn flush(&mut self, say: &mut dyn FnMut(String)) -> Result<(), String> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let Some(current) = self.current.as_ref() else {
+            return Ok(());
+        };
+        let id = current.id;
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let labels: Vec<(String, bool)> = batch
+            .iter()
+            .map(|r| (r.label.clone(), r.renumbered))
+            .collect();
+        let outcome = self.store.write_blocking(move |tx| {
+            let mut results = Vec::with_capacity(batch.len());
+            for ready in batch {
+                results.push(tx.import_message(
+                    id,
+                    ready.uid,
+                    &ready.raw,
+                    &ready.analysis,
+                    ready.flags,
+                    ready.keywords,
+                    (ready.date, 0),
+                ));
+            }
+            Ok(results)
+        });
+        match outcome {
+            Ok(results) => {
+                for ((label, renumbered), result) in labels.into_iter().zip(results) {
+                    match result {
+                        Ok(_) => {
+                            self.tally.imported += 1;
+                            if renumbered {
+                                self.tally.renumbered += 1;
+                            }
+                        }
+                        Err(e) => {
+                            self.tally.failed += 1;
+                            say(format!("{label}: {e}; skipped"));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Err(e @ (StoreError::LowOnSpace | StoreError::Closed)) => {
+                self.tally.failed += labels.len() as u64;
+                Err(format!("storing messages: {e}"))
+            }
+            Err(e) => {
+                self.tally.failed += labels.len() as u64;
+                say(format!("storing {} messages failed: {e}", labels.len()));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether a message with this identity is in the mailbox already.
+fn already_there(store: &Store, current: &mut Current, raw: &[u8]) -> Result<bool, String> {
+    if current.present.is_none() {
+        current.present = Some(
+            identities(store, current.id).map_err(|e| format!("mailbox {}: {e}", current.name))?,
+        );
+    }
+    let identity = Identity::of(raw, raw.len() as u64);
+    Ok(current
+        .present
+        .as_ref()
+        .is_some_and(|p| p.contains(&identity)))
+}
+
+/// The identities of a mailbox's messages, from the start of each.
+fn identities(store: &Store, mailbox: MailboxId) -> Result<HashSet<Identity>, StoreError> {
+    let snapshot = store.snapshot()?;
+    let content = snapshot.content()?;
+    let mut out = HashSet::new();
+    for (_, message) in snapshot.messages(mailbox)? {
+        let head = content.blob_range(message.blob, 0..IDENTITY_BYTES as u64)?;
+        out.insert(Identity::of(&head, u64::from(message.size)));
+    }
+    Ok(out)
+}
