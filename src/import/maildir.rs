@@ -230,7 +230,9 @@ fn read_folder(dir: &Path, name: &str, limit: usize, sink: &mut dyn Sink) -> Res
                 .map_or(0, |d| d.as_secs() as i64);
             found.push(Found {
                 path,
-                uid: uidlist.as_ref().and_then(|l| l.files.get(&base).copied()),
+                uid: uidlist
+                    .as_ref()
+                    .and_then(|l| l.files.get(unique_part(&base)).copied()),
                 base,
                 info,
                 date,
@@ -392,10 +394,17 @@ pub fn info_flags(info: &str, keywords: &[Option<String>]) -> (Flags, Vec<String
     (flags, names)
 }
 
+/// The part of a Maildir file name that names the message for good: up to
+/// the `,S=<size>,W=<vsize>` fields and the `:2,` info, which a uidlist
+/// may or may not carry and which change when flags do.
+fn unique_part(name: &str) -> &str {
+    name.split([',', ':']).next().unwrap_or(name)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct UidList {
     pub uids: SourceUids,
-    /// File base name → UID.
+    /// File name up to `,` or `:` ([`unique_part`]) → UID.
     pub files: HashMap<String, u32>,
 }
 
@@ -455,7 +464,7 @@ pub fn parse_uidlist(text: &str, bad: &mut dyn FnMut(usize, &str)) -> Option<Uid
             } else {
                 rest
             };
-            let base = file.split(':').next()?;
+            let base = unique_part(file);
             (!base.is_empty() && !base.contains(' ')).then(|| (base.to_string(), uid))
         })();
         match parsed {

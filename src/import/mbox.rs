@@ -275,11 +275,9 @@ pub fn strip_status_headers(raw: &[u8]) -> (Vec<u8>, Flags, Vec<String>) {
             let Some((name, value)) = field else { return };
             let value = String::from_utf8_lossy(&value).into_owned();
             match name.as_slice() {
-                b"status" => {
-                    if value.contains('R') {
-                        *flags = flags.with(Flags::SEEN);
-                    }
-                }
+                // O (old: seen by a program, not by a person) is \Recent's
+                // business, which a new arrival gets anyway.
+                b"status" if value.contains('R') => *flags = flags.with(Flags::SEEN),
                 b"x-status" => {
                     for (letter, flag) in [
                         ('A', Flags::ANSWERED),
