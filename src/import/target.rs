@@ -288,6 +288,13 @@ impl Importer {
             return Ok(());
         };
         let id = current.id;
+        // New mail waits while the disk is down to its reserve; an import
+        // is new mail too, and stops with the reason.
+        if let Err(e) = self.store.room_for_new_mail() {
+            self.tally.failed += self.batch.len() as u64;
+            self.batch.clear();
+            return Err(format!("storing messages: {e}"));
+        }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         let labels: Vec<(String, bool)> = batch
