@@ -206,7 +206,7 @@ fn by_itself(
         ..
     } = sink;
     importer.count_failed(problems);
-    let finished = importer.finish(&mut |text| eprintln!("{text}"));
+    let finished = importer.finish(read.is_ok(), &mut |text| eprintln!("{text}"));
     store.shutdown();
     read?;
     finished

@@ -51,6 +51,9 @@ pub async fn serve<R>(
     let (lines, incoming_lines) = smol::channel::unbounded::<String>();
     let store = shared.store.clone();
     let work_lines = lines.clone();
+    // Set when the command's `end` arrived: the source was read whole.
+    let complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let read_whole = complete.clone();
     let work = smol::unblock(move || {
         let mut say = |text: String| {
             let _ = work_lines.send_blocking(format!(". {}\n", text.replace('\n', " ")));
@@ -60,10 +63,16 @@ pub async fn serve<R>(
             // An error here drops the receiver, which stops the reading.
             importer.handle(item, &mut say)?;
         }
-        importer.finish(&mut say)
+        importer.finish(
+            complete.load(std::sync::atomic::Ordering::Acquire),
+            &mut say,
+        )
     });
     let read = async move {
         let outcome = read_items(&mut reader, &items, limit).await;
+        if outcome.is_ok() {
+            read_whole.store(true, std::sync::atomic::Ordering::Release);
+        }
         drop(items);
         drop(lines);
         outcome

@@ -92,7 +92,7 @@ impl Importer {
     pub fn handle(&mut self, item: Item, say: &mut dyn FnMut(String)) -> Result<(), String> {
         match item {
             Item::Mailbox { name, uids } => {
-                self.finish_mailbox(say)?;
+                self.finish_mailbox(true, say)?;
                 self.begin_mailbox(name, uids, say)
             }
             Item::Message(message) => self.message(message, say),
@@ -111,9 +111,13 @@ impl Importer {
         }
     }
 
-    /// Stores what is still waiting; returns the counts.
-    pub fn finish(mut self, say: &mut dyn FnMut(String)) -> Result<Tally, String> {
-        self.finish_mailbox(say)?;
+    /// Stores what is still waiting; returns the counts. `complete`: the
+    /// source was read to its end. When it was not (the command was
+    /// interrupted), the last mailbox keeps its UIDNEXT where its last
+    /// message left it, so that running the import again brings the rest
+    /// under their own UIDs.
+    pub fn finish(mut self, complete: bool, say: &mut dyn FnMut(String)) -> Result<Tally, String> {
+        self.finish_mailbox(complete, say)?;
         Ok(self.tally)
     }
 
@@ -189,10 +193,14 @@ impl Importer {
         Ok(())
     }
 
-    fn finish_mailbox(&mut self, say: &mut dyn FnMut(String)) -> Result<(), String> {
+    fn finish_mailbox(
+        &mut self,
+        complete: bool,
+        say: &mut dyn FnMut(String),
+    ) -> Result<(), String> {
         self.flush(say)?;
         if let Some(current) = self.current.take() {
-            if let (Mode::Keep, Some(source)) = (current.mode, current.source) {
+            if let (Mode::Keep, Some(source), true) = (current.mode, current.source, complete) {
                 let id = current.id;
                 self.store
                     .write_blocking(move |tx| tx.raise_uid_next(id, source.uid_next))
@@ -371,4 +379,66 @@ fn identities(store: &Store, mailbox: MailboxId) -> Result<HashSet<Identity>, St
         out.insert(Identity::of(&head, u64::from(message.size)));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::temp_store;
+
+    fn numbered(uid: u32) -> Item {
+        Item::Message(SourceMessage {
+            label: format!("file {uid}"),
+            uid: Some(uid),
+            flags: Flags::SEEN,
+            keywords: vec!["work".into()],
+            date: 1_700_000_000,
+            raw: format!("Subject: {uid}\r\nMessage-ID: <{uid}@x>\r\n\r\nbody\r\n").into_bytes(),
+        })
+    }
+
+    fn mailbox() -> Item {
+        Item::Mailbox {
+            name: "INBOX".into(),
+            uids: Some(SourceUids {
+                uid_validity: 777,
+                uid_next: 100,
+            }),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_import_resumes_under_the_same_uids() {
+        let (_dir, store) = temp_store();
+        let mut say = |text: String| panic!("unexpected: {text}");
+        let mut first = Importer::new(store.clone(), "u", 1 << 20);
+        for item in [mailbox(), numbered(3), numbered(8)] {
+            first.handle(item, &mut say).unwrap();
+        }
+        // Cut off before UID 20: UIDNEXT stays behind it.
+        let tally = first.finish(false, &mut say).unwrap();
+        assert_eq!((tally.imported, tally.skipped), (2, 0));
+        let mut second = Importer::new(store.clone(), "u", 1 << 20);
+        for item in [mailbox(), numbered(3), numbered(8), numbered(20)] {
+            second.handle(item, &mut say).unwrap();
+        }
+        let tally = second.finish(true, &mut say).unwrap();
+        assert_eq!((tally.imported, tally.skipped, tally.renumbered), (1, 2, 0));
+        let snapshot = store.snapshot().unwrap();
+        let inbox = snapshot.mailbox_id("u", "INBOX").unwrap().unwrap();
+        let uids: Vec<u32> = snapshot
+            .messages(inbox)
+            .unwrap()
+            .iter()
+            .map(|m| m.0)
+            .collect();
+        assert_eq!(uids, [3, 8, 20]);
+        let record = snapshot.mailbox(inbox).unwrap().unwrap();
+        assert_eq!((record.uid_validity, record.uid_next), (777, 100));
+        let message = snapshot.message(inbox, 8).unwrap().unwrap();
+        assert_eq!(message.keywords, ["work"]);
+        assert!(message.flags.contains(Flags::SEEN));
+        drop(snapshot);
+        store.shutdown();
+    }
 }
