@@ -515,3 +515,61 @@ fn letterbox_export_comes_back_with_its_uids() {
     };
     assert_eq!(strip(&after), strip(&before));
 }
+
+#[test]
+fn layout_fs_trees_and_thunderbird_folders_keep_their_hierarchy() {
+    let mut server = Server::new("import-layouts", &["hana"]);
+    server.start();
+    let source = TempDir::new("import-layouts-src");
+    // Dovecot's LAYOUT=fs: INBOX at the root, folders as directories, names
+    // in modified UTF-7.
+    let fs = source.0.join("fs");
+    maildir(&fs);
+    write_at(
+        &fs.join("cur/1.M1.h:2,S"),
+        message("root", "fs1").as_bytes(),
+        MTIME,
+    );
+    maildir(&fs.join("Work"));
+    maildir(&fs.join("Work/Caf&AOk-"));
+    write_at(
+        &fs.join("Work/Caf&AOk-/cur/2.M2.h:2,"),
+        message("cafe", "fs2").as_bytes(),
+        MTIME,
+    );
+    std::fs::write(fs.join("subscriptions"), "Work/Caf&AOk-\n").unwrap();
+    let out = import(&server, "hana", &fs, &["--folder", "Old"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert_eq!(
+        summary(&out),
+        "imported 2, skipped 0, failed 0, renumbered 0"
+    );
+    // Thunderbird: mbox files, `Name.sbd/` holding the folders below Name,
+    // `.msf` index files beside them.
+    let tb = source.0.join("thunderbird");
+    std::fs::create_dir_all(tb.join("Lists.sbd")).unwrap();
+    let one = |subject: &str| format!("From - Fri Jan  5 13:04:05 2024\nSubject: {subject}\n\nx\n");
+    std::fs::write(tb.join("Inbox"), one("tb inbox")).unwrap();
+    std::fs::write(tb.join("Inbox.msf"), "// mork index, not mail").unwrap();
+    std::fs::write(tb.join("Lists"), one("tb lists")).unwrap();
+    std::fs::write(tb.join("Lists.sbd/rust"), one("tb rust")).unwrap();
+    let out = import(&server, "hana", &tb, &[]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert_eq!(
+        summary(&out),
+        "imported 3, skipped 0, failed 0, renumbered 0"
+    );
+
+    let mut c = Client::login(server.ports.imap, "hana");
+    for (mailbox, count) in [
+        ("Old", 1),
+        ("Old/Work/Caf&AOk-", 1),
+        ("INBOX", 1),
+        ("Lists", 1),
+        ("Lists/rust", 1),
+    ] {
+        assert_eq!(listing(&mut c, mailbox).1.len(), count, "{mailbox}");
+    }
+    let subscribed = c.ok("LSUB \"\" *").join("\n");
+    assert!(subscribed.contains("Old/Work/Caf&AOk-"), "{subscribed}");
+}
