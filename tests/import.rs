@@ -573,3 +573,42 @@ fn layout_fs_trees_and_thunderbird_folders_keep_their_hierarchy() {
     let subscribed = c.ok("LSUB \"\" *").join("\n");
     assert!(subscribed.contains("Old/Work/Caf&AOk-"), "{subscribed}");
 }
+
+#[test]
+fn imports_at_once_take_turns_and_both_finish() {
+    let mut server = Server::new("import-turns", &["ivan", "jill"]);
+    server.start();
+    let source = TempDir::new("import-turns-src");
+    let mut text = String::new();
+    for i in 0..300 {
+        text += &format!(
+            "From x Fri Jan  5 13:04:05 2024\nSubject: {i}\nMessage-ID: <{i}@turns>\n\n{}\n\n",
+            "line of text\n".repeat(200)
+        );
+    }
+    let mbox = source.0.join("big.mbox");
+    std::fs::write(&mbox, text).unwrap();
+    let runs: Vec<_> = ["ivan", "jill"]
+        .into_iter()
+        .map(|user| {
+            let (data, mbox) = (server.data.clone(), mbox.clone());
+            std::thread::spawn(move || {
+                Command::new(BIN)
+                    .args(["import", user])
+                    .arg(&mbox)
+                    .arg("--data")
+                    .arg(&data)
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for run in runs {
+        let out = run.join().unwrap();
+        assert!(out.status.success(), "{}", out.stderr_text());
+        assert_eq!(
+            summary(&out),
+            "imported 300, skipped 0, failed 0, renumbered 0"
+        );
+    }
+}

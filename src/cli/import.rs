@@ -92,7 +92,14 @@ fn through_server(
         .map_err(gone)?;
     let mut answers = BufReader::new(stream);
     let mut first = String::new();
-    answers.read_line(&mut first).map_err(gone)?;
+    loop {
+        first.clear();
+        answers.read_line(&mut first).map_err(gone)?;
+        match first.strip_prefix(". ") {
+            Some(note) => eprint!("{note}"),
+            None => break,
+        }
+    }
     let first = first.trim_end();
     let limit: usize = match first.strip_prefix("limit ") {
         Some(n) => n

@@ -6,7 +6,9 @@
 //!
 //! Memory stays bounded whatever the source's size: the socket is read one
 //! item at a time, the channel to the importer holds one item, and the
-//! importer commits every few MiB.
+//! importer commits every few MiB. One import runs at a time (a second
+//! waits), so what imports hold never multiplies: at most about three
+//! messages and one batch.
 
 use std::rc::Rc;
 
@@ -17,6 +19,9 @@ use crate::import::target::Importer;
 use crate::import::wire::{self, Header};
 use crate::import::Item;
 use crate::server::Shared;
+
+/// Imports take turns.
+static ONE_AT_A_TIME: smol::lock::Semaphore = smol::lock::Semaphore::new(1);
 
 /// Serves one import whose request line (`import<TAB>USER`) has been read.
 pub async fn serve<R>(
@@ -37,6 +42,16 @@ pub async fn serve<R>(
             )
             .await;
         return;
+    };
+    let _turn = match ONE_AT_A_TIME.try_acquire() {
+        Some(turn) => turn,
+        None => {
+            let waiting = ". another import is running; this one starts when it ends\n";
+            if stream.write_all(waiting.as_bytes()).await.is_err() {
+                return;
+            }
+            ONE_AT_A_TIME.acquire().await
+        }
     };
     let limit = shared.config.max_message_size;
     if stream
