@@ -390,6 +390,66 @@ mod tests {
         assert_eq!(keywords, ["$Label1", "work", "later"]);
     }
 
+    #[derive(Default)]
+    struct Collect {
+        items: Vec<Item>,
+        problems: Vec<String>,
+        bytes: u64,
+    }
+
+    impl Sink for Collect {
+        fn item(&mut self, item: Item) -> Result<(), String> {
+            self.items.push(item);
+            Ok(())
+        }
+        fn problem(&mut self, text: String) {
+            self.problems.push(text);
+        }
+        fn progress(&mut self, bytes: u64) {
+            self.bytes += bytes;
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_skipped_and_the_next_one_is_whole() {
+        let dir = crate::store::testing::tempdir::Dir::new();
+        let path = dir.path().join("mbox");
+        // The long message has one line longer than a read piece, and a
+        // "From " inside that line that must not split it.
+        let long_line = format!("{}From inside\n", "x".repeat(200_000));
+        let text = format!(
+            "From a Fri Jan  5 13:04:05 2024\nSubject: small\n\nhi\n\n\
+             From b Fri Jan  5 13:04:06 2024\nSubject: big\n\n{long_line}\n\
+             From c Fri Jan  5 13:04:07 2024\nSubject: after\n\n>From kept\n"
+        );
+        std::fs::write(&path, &text).unwrap();
+        let mut sink = Collect::default();
+        read_file(&path, "INBOX", 100_000, &mut sink).unwrap();
+        assert_eq!(sink.bytes, text.len() as u64);
+        assert_eq!(sink.problems.len(), 1, "{:?}", sink.problems);
+        assert!(sink.problems[0].contains("line 6"), "{:?}", sink.problems);
+        let bodies: Vec<Vec<u8>> = sink
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Message(m) => Some(m.raw.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                b"Subject: small\r\n\r\nhi\r\n".to_vec(),
+                b"Subject: after\r\n\r\nFrom kept\r\n".to_vec()
+            ]
+        );
+        // Not an mbox at all: named, nothing imported.
+        std::fs::write(&path, "Subject: x\n\nbody\n").unwrap();
+        let mut sink = Collect::default();
+        read_file(&path, "INBOX", 100_000, &mut sink).unwrap();
+        assert!(sink.items.is_empty() && sink.problems[0].contains("not an mbox"));
+    }
+
     #[test]
     fn from_line_dates() {
         let expect = crate::clock::days_from_civil(2024, 1, 5) * 86400 + 13 * 3600 + 4 * 60 + 5;
