@@ -70,6 +70,8 @@ pub struct Importer {
     current: Option<Current>,
     batch: Vec<Ready>,
     batch_bytes: usize,
+    /// The batch the writer has and has not yet answered for.
+    in_flight: Option<(Written, Vec<(String, bool)>)>,
 }
 
 impl Importer {
@@ -84,6 +86,7 @@ impl Importer {
             current: None,
             batch: Vec::new(),
             batch_bytes: 0,
+            in_flight: None,
         }
     }
 
@@ -199,6 +202,7 @@ impl Importer {
         say: &mut dyn FnMut(String),
     ) -> Result<(), String> {
         self.flush(say)?;
+        self.settle(say)?;
         if let Some(current) = self.current.take() {
             if let (Mode::Keep, Some(source), true) = (current.mode, current.source, complete) {
                 let id = current.id;
@@ -233,6 +237,16 @@ impl Importer {
             ));
             return Ok(());
         }
+        if current.present.is_none()
+            && !matches!((current.mode, message.uid), (Mode::Keep, Some(_)))
+        {
+            // The identities are read from the store: what this run sent
+            // the writer must be there first.
+            self.settle(say)?;
+        }
+        let Some(current) = self.current.as_mut() else {
+            return Ok(());
+        };
         let kept_uid = match (current.mode, message.uid) {
             (Mode::Keep, Some(uid)) if uid < current.uid_next_before => {
                 self.tally.skipped += 1;
@@ -287,7 +301,9 @@ impl Importer {
         Ok(())
     }
 
-    /// Stores the batch in one writer job: one commit, one fsync.
+    /// Hands the batch to the writer as one job (one commit, one fsync) and
+    /// goes on without waiting for it: the next batch is read and analysed
+    /// while this one is written. At most one is in flight.
     fn flush(&mut self, say: &mut dyn FnMut(String)) -> Result<(), String> {
         if self.batch.is_empty() {
             return Ok(());
@@ -296,6 +312,7 @@ impl Importer {
             return Ok(());
         };
         let id = current.id;
+        self.settle(say)?;
         // New mail waits while the disk is down to its reserve; an import
         // is new mail too, and stops with the reason.
         if let Err(e) = self.store.room_for_new_mail() {
@@ -309,21 +326,53 @@ impl Importer {
             .iter()
             .map(|r| (r.label.clone(), r.renumbered))
             .collect();
-        let outcome = self.store.write_blocking(move |tx| {
-            let mut results = Vec::with_capacity(batch.len());
-            for ready in batch {
-                results.push(tx.import_message(
-                    id,
-                    ready.uid,
-                    &ready.raw,
-                    &ready.analysis,
-                    ready.flags,
-                    ready.keywords,
-                    (ready.date, 0),
-                ));
-            }
-            Ok(results)
+        let store = self.store.clone();
+        let mut written: Written = Box::pin(async move {
+            store
+                .write(move |tx| {
+                    let mut results = Vec::with_capacity(batch.len());
+                    for ready in batch {
+                        results.push(tx.import_message(
+                            id,
+                            ready.uid,
+                            &ready.raw,
+                            &ready.analysis,
+                            ready.flags,
+                            ready.keywords,
+                            (ready.date, 0),
+                        ));
+                    }
+                    Ok(results)
+                })
+                .await
         });
+        // The first poll queues the job with the writer, in order.
+        match smol::block_on(smol::future::poll_once(&mut written)) {
+            Some(outcome) => self.account(outcome, labels, say),
+            None => {
+                self.in_flight = Some((written, labels));
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the batch in flight, if any, and counts its outcome.
+    fn settle(&mut self, say: &mut dyn FnMut(String)) -> Result<(), String> {
+        match self.in_flight.take() {
+            Some((written, labels)) => {
+                let outcome = smol::block_on(written);
+                self.account(outcome, labels, say)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn account(
+        &mut self,
+        outcome: Result<Vec<Result<u32, StoreError>>, StoreError>,
+        labels: Vec<(String, bool)>,
+        say: &mut dyn FnMut(String),
+    ) -> Result<(), String> {
         match outcome {
             Ok(results) => {
                 for ((label, renumbered), result) in labels.into_iter().zip(results) {
@@ -354,6 +403,11 @@ impl Importer {
         }
     }
 }
+
+/// A batch's job with the writer: each message's outcome, once committed.
+type Written = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Result<u32, StoreError>>, StoreError>> + Send>,
+>;
 
 /// Whether a message with this identity is in the mailbox already.
 fn already_there(store: &Store, current: &mut Current, raw: &[u8]) -> Result<bool, String> {
