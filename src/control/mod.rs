@@ -8,7 +8,8 @@
 //! absolute, since the server's working directory is not the caller's);
 //! answers are `. text` lines for a person, then `ok text` or `err text`.
 //! The work runs on a blocking thread, from one snapshot: the server goes on
-//! serving, and the writer never waits for it.
+//! serving, and the writer never waits for it. `import<TAB>USER` is the one
+//! request with more to send: the messages to import follow it ([`import`]).
 
 pub mod backup;
 pub mod import;
@@ -31,21 +32,14 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 /// The longest request line taken.
 const MAX_REQUEST: usize = 8192;
 
-/// What a caller asks the running server for.
+/// What a caller asks the running server for. After `Import`'s request
+/// line, the items to import follow ([`import`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Backup {
-        dest: PathBuf,
-    },
+    Backup { dest: PathBuf },
     Verify,
-    Export {
-        user: String,
-        out: PathBuf,
-    },
-    /// Items to import follow the request line ([`import`]).
-    Import {
-        user: String,
-    },
+    Export { user: String, out: PathBuf },
+    Import { user: String },
 }
 
 impl Request {
