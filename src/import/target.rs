@@ -282,8 +282,19 @@ impl Importer {
             .into_iter()
             .filter(|k| valid_keyword(k))
             .collect();
-        // Letterbox's own flags never come from outside.
-        let flags = Flags(message.flags.0 & 0x1f);
+        // Only the system flags a client sets come in; letterbox's own
+        // (POP3's hidden mark) never come from outside.
+        let client_flags = [
+            Flags::SEEN,
+            Flags::ANSWERED,
+            Flags::FLAGGED,
+            Flags::DELETED,
+            Flags::DRAFT,
+        ];
+        let flags = client_flags
+            .into_iter()
+            .filter(|&f| message.flags.contains(f))
+            .fold(Flags::default(), Flags::with);
         self.batch_bytes += message.raw.len();
         self.batch.push(Ready {
             label: message.label,
