@@ -59,6 +59,9 @@ pub enum Header {
 
 pub fn parse_header(line: &str) -> Result<Header, String> {
     let line = line.strip_suffix('\n').unwrap_or(line);
+    if line.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!("control character in import item {line:?}"));
+    }
     let fields: Vec<&str> = line.split('\t').collect();
     let number = |text: &str| -> Result<u64, String> {
         text.parse::<u64>()
@@ -148,5 +151,6 @@ mod tests {
         assert_eq!(header, Header::Message(bare, expected_size));
         assert!(parse_header("message\tx\n").is_err());
         assert!(parse_header("drop tables\n").is_err());
+        assert!(parse_header("subscribe\ta\rb\n").is_err());
     }
 }
