@@ -612,3 +612,51 @@ fn imports_at_once_take_turns_and_both_finish() {
         );
     }
 }
+
+#[test]
+fn a_dovecot_mbox_keeps_its_uids_from_x_imapbase_and_x_uid() {
+    let mut server = Server::new("import-dovecot-mbox", &["kim"]);
+    server.start();
+    let source = TempDir::new("import-dovecot-mbox-src");
+    let mbox = source.0.join("Archive");
+    std::fs::write(
+        &mbox,
+        "From a Fri Jan  5 13:04:05 2024\n\
+         X-IMAPbase: 1500000000 31 $Label1\n\
+         X-UID: 4\n\
+         Status: RO\n\
+         Subject: four\n\
+         \n\
+         x\n\
+         \n\
+         From a Fri Jan  5 13:04:06 2024\n\
+         X-UID: 30\n\
+         Subject: thirty\n\
+         \n\
+         y\n",
+    )
+    .unwrap();
+    let out = import(&server, "kim", &mbox, &["--folder", "Archive"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert_eq!(
+        summary(&out),
+        "imported 2, skipped 0, failed 0, renumbered 0"
+    );
+    let mut c = Client::login(server.ports.imap, "kim");
+    let (validity, messages) = listing(&mut c, "Archive");
+    assert_eq!(validity, 1_500_000_000);
+    assert_eq!(messages.iter().map(|m| m.0).collect::<Vec<_>>(), [4, 30]);
+    assert!(messages[0].1.contains("\\Seen"));
+    let status = c.ok("STATUS Archive (UIDNEXT)").join(" ");
+    assert!(status.contains("UIDNEXT 31"), "{status}");
+    let header = c.ok("UID FETCH 4 BODY.PEEK[HEADER]").join(" ");
+    assert!(
+        !header.contains("X-UID") && !header.contains("X-IMAPbase"),
+        "{header}"
+    );
+    let again = import(&server, "kim", &mbox, &["--folder", "Archive"]);
+    assert_eq!(
+        summary(&again),
+        "imported 0, skipped 2, failed 0, renumbered 0"
+    );
+}

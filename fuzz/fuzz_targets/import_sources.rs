@@ -26,9 +26,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         2 => {
-            let (out, _, keywords) = mbox::strip_status_headers(rest);
+            let (out, status) = mbox::strip_status_headers(rest);
             assert!(out.len() <= rest.len());
-            assert!(keywords.iter().all(|k| import::valid_keyword(k)));
+            assert!(status.keywords.iter().all(|k| import::valid_keyword(k)));
+            assert!(status.uid.is_none_or(|u| u > 0));
+            assert!(status.base.is_none_or(|b| b.uid_validity > 0));
         }
         3 => {
             let _ = mbox::from_line_date(rest);

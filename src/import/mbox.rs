@@ -6,14 +6,15 @@
 //! lose one `>` (mboxrd's quoting, which also undoes mboxo's). The status
 //! headers mail programs keep in the file (Status, X-Status, X-Keywords,
 //! X-UID, Content-Length, X-IMAP, X-IMAPbase) give the flags and are then
-//! dropped, as Dovecot drops them. The `From ` line's date is the
-//! INTERNALDATE. Memory stays bounded: lines are read in pieces, and a
+//! dropped, as Dovecot drops them; Dovecot's X-IMAPbase (in a file's first
+//! message) and X-UID give the UIDVALIDITY and UIDs. The `From ` line's date
+//! is the INTERNALDATE. Memory stays bounded: lines are read in pieces, and a
 //! message over the size limit is counted, not kept.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::{label, to_crlf, valid_keyword, Item, Sink, SourceMessage};
+use super::{label, to_crlf, valid_keyword, Item, Sink, SourceMessage, SourceUids};
 use crate::store::Flags;
 
 /// The longest piece of a line read at once; longer lines come in pieces.
@@ -112,7 +113,10 @@ pub fn read_file(path: &Path, name: &str, limit: usize, sink: &mut dyn Sink) -> 
     let mut previous_blank = true;
     let mut line_number = 0u64;
     let mut pending: Option<Pending> = None;
-    let mut announced = false;
+    let mut announce = Announce {
+        name: name.to_string(),
+        done: false,
+    };
     loop {
         piece.clear();
         let read = (&mut reader).take(PIECE).read_until(b'\n', &mut piece);
@@ -137,14 +141,7 @@ pub fn read_file(path: &Path, name: &str, limit: usize, sink: &mut dyn Sink) -> 
         }
         if starts_line && previous_blank && piece.starts_with(b"From ") {
             if let Some(done) = pending.take() {
-                finish(path, done, mtime, limit, sink)?;
-            }
-            if !announced {
-                sink.item(Item::Mailbox {
-                    name: name.to_string(),
-                    uids: None,
-                })?;
-                announced = true;
+                finish(path, done, mtime, limit, sink, &mut announce)?;
             }
             pending = Some(Pending {
                 line: line_number,
@@ -191,9 +188,9 @@ pub fn read_file(path: &Path, name: &str, limit: usize, sink: &mut dyn Sink) -> 
         previous_blank = blank;
     }
     if let Some(done) = pending.take() {
-        finish(path, done, mtime, limit, sink)?;
+        finish(path, done, mtime, limit, sink, &mut announce)?;
     }
-    if !announced {
+    if !announce.done {
         // An empty file is an empty folder (Thunderbird makes them).
         sink.item(Item::Mailbox {
             name: name.to_string(),
@@ -203,12 +200,20 @@ pub fn read_file(path: &Path, name: &str, limit: usize, sink: &mut dyn Sink) -> 
     Ok(())
 }
 
+/// The mailbox an mbox file fills, announced with its first message, whose
+/// X-IMAPbase (Dovecot's) gives the UIDVALIDITY and UIDNEXT.
+struct Announce {
+    name: String,
+    done: bool,
+}
+
 fn finish(
     path: &Path,
     mut message: Pending,
     mtime: i64,
     limit: usize,
     sink: &mut dyn Sink,
+    announce: &mut Announce,
 ) -> Result<(), String> {
     let place = format!("{} (message at line {})", path.display(), message.line);
     // The empty line before the next From line is the separator's.
@@ -226,7 +231,14 @@ fn finish(
         ));
         return Ok(());
     }
-    let (raw, flags, keywords) = strip_status_headers(&message.raw);
+    let (raw, status) = strip_status_headers(&message.raw);
+    if !announce.done {
+        sink.item(Item::Mailbox {
+            name: announce.name.clone(),
+            uids: status.base,
+        })?;
+        announce.done = true;
+    }
     let raw = to_crlf(raw);
     if raw.is_empty() {
         sink.problem(format!("{place}: empty message; skipped"));
@@ -241,9 +253,9 @@ fn finish(
     }
     sink.item(Item::Message(SourceMessage {
         label: label(place),
-        uid: None,
-        flags,
-        keywords,
+        uid: status.uid,
+        flags: status.flags,
+        keywords: status.keywords,
         date: message.date.unwrap_or(mtime),
         raw,
     }))
@@ -261,48 +273,73 @@ const STATUS_HEADERS: [&[u8]; 7] = [
     b"x-imapbase",
 ];
 
+/// What an mbox message's status headers said.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+    /// X-UID, which Dovecot writes.
+    pub uid: Option<u32>,
+    /// X-IMAPbase (`UIDVALIDITY UIDNEXT [keywords]`), which Dovecot writes
+    /// in a file's first message.
+    pub base: Option<SourceUids>,
+}
+
 /// Takes the status headers out of a message's header section and reads
-/// its flags from them.
-pub fn strip_status_headers(raw: &[u8]) -> (Vec<u8>, Flags, Vec<String>) {
+/// its flags, and Dovecot's UIDs, from them.
+pub fn strip_status_headers(raw: &[u8]) -> (Vec<u8>, Status) {
     let mut out = Vec::with_capacity(raw.len());
-    let mut flags = Flags::default();
-    let mut keywords: Vec<String> = Vec::new();
+    let mut status = Status::default();
     let mut at = 0;
     let mut dropping = false;
     let mut current: Option<(Vec<u8>, Vec<u8>)> = None;
-    let take =
-        |field: Option<(Vec<u8>, Vec<u8>)>, flags: &mut Flags, keywords: &mut Vec<String>| {
-            let Some((name, value)) = field else { return };
-            let value = String::from_utf8_lossy(&value).into_owned();
-            match name.as_slice() {
-                // O (old: seen by a program, not by a person) is \Recent's
-                // business, which a new arrival gets anyway.
-                b"status" if value.contains('R') => *flags = flags.with(Flags::SEEN),
-                b"x-status" => {
-                    for (letter, flag) in [
-                        ('A', Flags::ANSWERED),
-                        ('F', Flags::FLAGGED),
-                        ('T', Flags::DRAFT),
-                        ('D', Flags::DELETED),
-                    ] {
-                        if value.contains(letter) {
-                            *flags = flags.with(flag);
-                        }
+    let take = |field: Option<(Vec<u8>, Vec<u8>)>, status: &mut Status| {
+        let Some((name, value)) = field else { return };
+        let value = String::from_utf8_lossy(&value).into_owned();
+        let (flags, keywords) = (&mut status.flags, &mut status.keywords);
+        match name.as_slice() {
+            // O (old: seen by a program, not by a person) is \Recent's
+            // business, which a new arrival gets anyway.
+            b"status" if value.contains('R') => *flags = flags.with(Flags::SEEN),
+            b"x-status" => {
+                for (letter, flag) in [
+                    ('A', Flags::ANSWERED),
+                    ('F', Flags::FLAGGED),
+                    ('T', Flags::DRAFT),
+                    ('D', Flags::DELETED),
+                ] {
+                    if value.contains(letter) {
+                        *flags = flags.with(flag);
                     }
                 }
-                b"x-keywords" => {
-                    for keyword in value
-                        .split([' ', ',', '\t', '\r', '\n'])
-                        .filter(|k| valid_keyword(k))
-                    {
-                        if !keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
-                            keywords.push(keyword.to_string());
-                        }
-                    }
-                }
-                _ => {}
             }
-        };
+            b"x-keywords" => {
+                for keyword in value
+                    .split([' ', ',', '\t', '\r', '\n'])
+                    .filter(|k| valid_keyword(k))
+                {
+                    if !keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+                        keywords.push(keyword.to_string());
+                    }
+                }
+            }
+            b"x-uid" => status.uid = value.trim().parse().ok().filter(|&u| u > 0 && u < u32::MAX),
+            b"x-imapbase" => {
+                let mut words = value.split_whitespace().map(|w| w.parse::<u32>().ok());
+                if let (Some(Some(uid_validity)), Some(Some(uid_next))) =
+                    (words.next(), words.next())
+                {
+                    if uid_validity > 0 {
+                        status.base = Some(SourceUids {
+                            uid_validity,
+                            uid_next,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    };
     while at < raw.len() {
         let end = raw[at..]
             .iter()
@@ -324,7 +361,7 @@ pub fn strip_status_headers(raw: &[u8]) -> (Vec<u8>, Flags, Vec<String>) {
                 out.extend_from_slice(line);
             }
         } else {
-            take(current.take(), &mut flags, &mut keywords);
+            take(current.take(), &mut status);
             let name = content
                 .iter()
                 .position(|&b| b == b':')
@@ -339,9 +376,9 @@ pub fn strip_status_headers(raw: &[u8]) -> (Vec<u8>, Flags, Vec<String>) {
         }
         at = end;
     }
-    take(current.take(), &mut flags, &mut keywords);
+    take(current.take(), &mut status);
     out.extend_from_slice(&raw[at..]);
-    (out, flags, keywords)
+    (out, status)
 }
 
 /// The date of a `From sender Www Mmm dd hh:mm:ss yyyy` line (asctime,
@@ -381,13 +418,27 @@ mod tests {
     #[test]
     fn status_headers_give_flags_and_go() {
         let raw = b"From: a@b\nStatus: RO\nX-Status: AF\nX-Keywords: $Label1 work\n  later\nX-UID: 4\nSubject: s\n\nStatus: body\n";
-        let (out, flags, keywords) = strip_status_headers(raw);
+        let (out, status) = strip_status_headers(raw);
         assert_eq!(out, b"From: a@b\nSubject: s\n\nStatus: body\n");
         assert_eq!(
-            flags,
+            status.flags,
             Flags::SEEN.with(Flags::ANSWERED).with(Flags::FLAGGED)
         );
-        assert_eq!(keywords, ["$Label1", "work", "later"]);
+        assert_eq!(status.keywords, ["$Label1", "work", "later"]);
+        assert_eq!(status.uid, Some(4));
+        let dovecot = b"X-IMAPbase: 1700000000 12 $Label1\nX-UID: 11\nSubject: s\n\nb\n";
+        let (out, status) = strip_status_headers(dovecot);
+        assert_eq!(out, b"Subject: s\n\nb\n");
+        assert_eq!(
+            (status.base, status.uid),
+            (
+                Some(SourceUids {
+                    uid_validity: 1_700_000_000,
+                    uid_next: 12
+                }),
+                Some(11)
+            )
+        );
     }
 
     #[derive(Default)]

@@ -247,6 +247,7 @@ impl Importer {
         let Some(current) = self.current.as_mut() else {
             return Ok(());
         };
+        let has_source_uids = current.source.is_some();
         let kept_uid = match (current.mode, message.uid) {
             (Mode::Keep, Some(uid)) if uid < current.uid_next_before => {
                 self.tally.skipped += 1;
@@ -272,7 +273,9 @@ impl Importer {
                 ImportUid::Fresh { floor }
             }
         };
-        let renumbered = message.uid.is_some() && kept_uid.is_none();
+        // A UID counts only with its UIDVALIDITY: an mbox's X-UID without
+        // X-IMAPbase promised a client nothing.
+        let renumbered = message.uid.is_some() && kept_uid.is_none() && has_source_uids;
         let analysis = Analysis {
             parsed: crate::mime::MessageInfo::parse(&message.raw).encode(),
             search_header: crate::imap::matcher::search_header(&message.raw),
