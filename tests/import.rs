@@ -436,6 +436,22 @@ fn bad_sources_are_named_and_the_import_goes_on() {
             if is_root() { 2 } else { 1 }
         )
     );
+    // A user the server does not know, and a source that is not there.
+    let out = import(&server, "nobody-here", &mboxes, &[]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr_text().contains("no user nobody-here"),
+        "{}",
+        out.stderr_text()
+    );
+    let out = import(&server, "dave", &source.0.join("missing"), &[]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr_text().contains("missing"),
+        "{}",
+        out.stderr_text()
+    );
+
     let mut c = Client::login(server.ports.imap, "dave");
     let (_, lists) = listing(&mut c, "lists");
     assert_eq!(lists.len(), 1);
