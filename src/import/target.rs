@@ -253,7 +253,7 @@ impl Importer {
                 self.tally.skipped += 1;
                 return Ok(());
             }
-            (Mode::Keep, Some(uid)) if uid >= current.uid_next_now => Some(uid),
+            (Mode::Keep, Some(uid)) if uid >= current.uid_next_now && uid < u32::MAX => Some(uid),
             _ => None,
         };
         let uid = match kept_uid {
