@@ -250,8 +250,29 @@ impl Importer {
         let has_source_uids = current.source.is_some();
         let kept_uid = match (current.mode, message.uid) {
             (Mode::Keep, Some(uid)) if uid < current.uid_next_before => {
-                self.tally.skipped += 1;
-                return Ok(());
+                // Below the UIDNEXT the mailbox had: imported before (and
+                // perhaps expunged since), unless another message took the
+                // UID meanwhile (an interrupted import, then a delivery).
+                let there = self
+                    .store
+                    .snapshot()
+                    .and_then(|s| s.message(current.id, uid))
+                    .map_err(|e| format!("mailbox {}: {e}", current.name))?;
+                match there {
+                    Some(other) if other.size as usize != message.raw.len() => {
+                        say(format!(
+                            "mailbox {}: UID {uid} is another message's here; {} and the \
+                             messages after it get new UIDs",
+                            current.name, message.label
+                        ));
+                        current.mode = Mode::Renumber;
+                        None
+                    }
+                    _ => {
+                        self.tally.skipped += 1;
+                        return Ok(());
+                    }
+                }
             }
             (Mode::Keep, Some(uid)) if uid >= current.uid_next_now && uid < u32::MAX => Some(uid),
             _ => None,
@@ -506,6 +527,59 @@ mod tests {
         let message = snapshot.message(inbox, 8).unwrap().unwrap();
         assert_eq!(message.keywords, ["work"]);
         assert!(message.flags.contains(Flags::SEEN));
+        drop(snapshot);
+        store.shutdown();
+    }
+
+    #[test]
+    fn a_uid_taken_meanwhile_renumbers_the_rest_and_fails_nothing() {
+        let (_dir, store) = temp_store();
+        let mut said = Vec::new();
+        let mut first = Importer::new(store.clone(), "u", 1 << 20);
+        for item in [mailbox(), numbered(3)] {
+            first.handle(item, &mut |t| said.push(t)).unwrap();
+        }
+        first.finish(false, &mut |t| said.push(t)).unwrap();
+        // A delivery between the two runs takes UID 4.
+        let inbox = store.write_blocking(|tx| tx.ensure_user("u")).unwrap();
+        store
+            .write_blocking(move |tx| {
+                tx.append_message(
+                    inbox,
+                    b"Subject: delivered\r\n\r\n",
+                    &Analysis::default(),
+                    Flags::default(),
+                    vec![],
+                    (0, 0),
+                )
+            })
+            .unwrap();
+        let mut second = Importer::new(store.clone(), "u", 1 << 20);
+        for item in [mailbox(), numbered(3), numbered(4), numbered(5)] {
+            second.handle(item, &mut |t| said.push(t)).unwrap();
+        }
+        let tally = second.finish(true, &mut |t| said.push(t)).unwrap();
+        assert_eq!(
+            (
+                tally.imported,
+                tally.skipped,
+                tally.failed,
+                tally.renumbered
+            ),
+            (2, 1, 0, 2)
+        );
+        assert!(
+            said.iter().any(|t| t.contains("UID 4 is another message")),
+            "{said:?}"
+        );
+        let snapshot = store.snapshot().unwrap();
+        let uids: Vec<u32> = snapshot
+            .messages(inbox)
+            .unwrap()
+            .iter()
+            .map(|m| m.0)
+            .collect();
+        assert_eq!(uids, [3, 4, 5, 6]);
         drop(snapshot);
         store.shutdown();
     }
