@@ -5,10 +5,12 @@
 //! - **Keep**: the source has UIDs, and the target mailbox is empty (it then
 //!   takes the source's UIDVALIDITY) or already has that UIDVALIDITY (an
 //!   import run before). Messages keep their UIDs; a UID below the target's
-//!   UIDNEXT is already there (or was expunged since), and is skipped.
+//!   UIDNEXT is already there (or was expunged since), and is skipped,
+//!   unless a message of another size has it (a delivery between an
+//!   interrupted import and its rerun): from there on, Renumber.
 //! - **Renumber**: the source has UIDs but the target holds other mail. The
 //!   messages get new UIDs, and are counted and reported as renumbered.
-//! - **Fresh**: the source has no UIDs (mbox).
+//! - **Fresh**: the source has no UIDs (most mbox files).
 //!
 //! Whatever is not skipped by UID is looked for by Message-ID and size
 //! ([`super::Identity`]), so a second run adds nothing either way.
