@@ -588,6 +588,8 @@ fn layout_fs_trees_and_thunderbird_folders_keep_their_hierarchy() {
     }
     let subscribed = c.ok("LSUB \"\" *").join("\n");
     assert!(subscribed.contains("Old/Work/Caf&AOk-"), "{subscribed}");
+    // mbox folders are subscribed, as the programs that wrote them show them.
+    assert!(subscribed.contains("\"Lists/rust\""), "{subscribed}");
 }
 
 #[test]

@@ -196,6 +196,7 @@ pub fn read_file(path: &Path, name: &str, limit: usize, sink: &mut dyn Sink) -> 
             name: name.to_string(),
             uids: None,
         })?;
+        sink.item(Item::Subscribe(name.to_string()))?;
     }
     Ok(())
 }
@@ -237,6 +238,10 @@ fn finish(
             name: announce.name.clone(),
             uids: status.base,
         })?;
+        // mbox keeps no subscriptions, and the programs that write it show
+        // every folder: subscribed, it shows in IMAP clients too (as
+        // `doveadm import -s` does).
+        sink.item(Item::Subscribe(announce.name.clone()))?;
         announce.done = true;
     }
     let raw = to_crlf(raw);
