@@ -678,3 +678,29 @@ fn a_dovecot_mbox_keeps_its_uids_from_x_imapbase_and_x_uid() {
         "imported 0, skipped 2, failed 0, renumbered 0"
     );
 }
+
+#[test]
+fn an_import_stops_with_the_reason_when_the_disk_is_down_to_its_reserve() {
+    let mut server = Server::new("import-full", &["lena"]);
+    // A reserve no disk has: new mail is refused, as on a full disk.
+    server.start_with(&["--min-free-space", "1000000000000000000"]);
+    let source = TempDir::new("import-full-src");
+    let mut text = String::new();
+    for i in 0..600 {
+        text += &format!(
+            "From x Fri Jan  5 13:04:05 2024\nSubject: {i}\n\n{}\n",
+            "line of text\n".repeat(200)
+        );
+    }
+    let mbox = source.0.join("big.mbox");
+    std::fs::write(&mbox, text).unwrap();
+    let out = import(&server, "lena", &mbox, &[]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr_text().contains("nearly full"),
+        "{}",
+        out.stderr_text()
+    );
+    let mut c = Client::login(server.ports.imap, "lena");
+    assert!(listing(&mut c, "INBOX").1.is_empty());
+}

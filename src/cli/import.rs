@@ -133,24 +133,31 @@ fn through_server(
         out,
         problems: 0,
         progress,
+        sending: Ok(()),
     };
     let read = import::read_source(source, folder, limit, &mut sink).and_then(|()| {
-        import::wire::write_end(&mut sink.out)
-            .and_then(|()| sink.out.flush())
-            .map_err(gone)
+        let sent = import::wire::write_end(&mut sink.out).and_then(|()| sink.out.flush());
+        if sent.is_err() {
+            sink.sending = Err(());
+        }
+        sent.map_err(gone)
     });
     sink.progress.clear();
-    let problems = sink.problems;
+    let (problems, server_went_away) = (sink.problems, sink.sending.is_err());
     if read.is_err() {
-        // The server's own word on why comes first, if it has one.
+        // Ends the stream early: the server stops, and answers.
         let _ = sink.out.get_ref().shutdown(std::net::Shutdown::Write);
     }
     drop(sink);
     let answer = listener
         .join()
         .map_err(|_| "reading the server's answer failed".to_string())?;
-    read?;
-    let mut tally = answer?;
+    let mut tally = match (read, answer) {
+        (Ok(()), answer) => answer?,
+        // When the server stopped taking items, its answer says why.
+        (Err(_), Err(why)) if server_went_away => return Err(why),
+        (Err(e), _) => return Err(e),
+    };
     tally.failed += problems;
     Ok(tally)
 }
@@ -159,6 +166,9 @@ struct RemoteSink {
     out: BufWriter<UnixStream>,
     problems: u64,
     progress: Progress,
+    /// Err while an item is being sent, and after a send failed: the
+    /// server stopped taking them.
+    sending: Result<(), ()>,
 }
 
 impl Sink for RemoteSink {
@@ -166,8 +176,11 @@ impl Sink for RemoteSink {
         if matches!(item, Item::Message(_)) {
             self.progress.message();
         }
+        self.sending = Err(());
         import::wire::write_item(&mut self.out, &item)
-            .map_err(|e| format!("the server stopped taking the import: {e}"))
+            .map_err(|e| format!("the server stopped taking the import: {e}"))?;
+        self.sending = Ok(());
+        Ok(())
     }
     fn problem(&mut self, text: String) {
         self.problems += 1;
