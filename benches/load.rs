@@ -11,6 +11,7 @@
 //! cargo bench --bench load -- memory imap pop3 --rounds 3   # several parts in one run
 //! cargo bench --bench load -- all --rounds 5 --messages 500
 //! cargo bench --bench load -- lmtp --no-dovecot
+//! cargo bench --bench load -- import --big 2000   # import, backup and verify of a Maildir
 //! ```
 //!
 //! Dovecot comes from Debian's packages and runs on a private config made by
@@ -19,6 +20,8 @@
 //! round so that both see the same machine noise. Figures are printed, never
 //! asserted.
 
+#[path = "load/import.rs"]
+mod import;
 #[path = "../tests/common/source_addr.rs"]
 mod source_addr;
 use source_addr::connect_from;
@@ -668,13 +671,14 @@ fn main() {
     raise_file_limit();
     let o = options();
     type Part = (&'static str, fn(&Options));
-    let parts: [Part; 6] = [
+    let parts: &[Part] = &[
         ("memory", bench_memory),
         ("lmtp", bench_lmtp),
         ("pop3", bench_pop3),
         ("imap", bench_imap),
         ("logins", bench_logins),
         ("quota", quota::bench_quota),
+        ("import", import::bench_import),
     ];
     for unknown in o
         .parts
@@ -682,7 +686,7 @@ fn main() {
         .filter(|p| !parts.iter().any(|(n, _)| n == p))
     {
         eprintln!(
-            "unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, quota, all"
+            "unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, quota, import, all"
         );
     }
     for (name, run) in parts {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod control;
 pub mod imap;
+pub mod import;
 pub mod lmtp;
 pub mod mime;
 pub mod net;

@@ -4,6 +4,7 @@
 mod backup;
 mod deliver;
 mod export;
+mod import;
 mod serve;
 mod user;
 mod verify;
@@ -32,6 +33,7 @@ enum Command {
     User(user::UserArgs),
     Deliver(deliver::DeliverArgs),
     Export(export::ExportArgs),
+    Import(import::ImportArgs),
     Backup(backup::BackupArgs),
     Restore(backup::RestoreArgs),
     Verify(verify::VerifyArgs),
@@ -45,6 +47,7 @@ pub fn main() -> i32 {
         Command::User(args) => user::run(args),
         Command::Deliver(args) => deliver::run(args),
         Command::Export(args) => export::run(args),
+        Command::Import(args) => import::run(args),
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => backup::restore(args),
         Command::Verify(args) => verify::run(args),

@@ -8,9 +8,11 @@
 //! absolute, since the server's working directory is not the caller's);
 //! answers are `. text` lines for a person, then `ok text` or `err text`.
 //! The work runs on a blocking thread, from one snapshot: the server goes on
-//! serving, and the writer never waits for it.
+//! serving, and the writer never waits for it. `import<TAB>USER` is the one
+//! request with more to send: the messages to import follow it ([`import`]).
 
 pub mod backup;
+pub mod import;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -30,7 +32,8 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 /// The longest request line taken.
 const MAX_REQUEST: usize = 8192;
 
-/// What a caller asks the running server for.
+/// What a caller asks the running server for. After `Import`'s request
+/// line, the items to import follow ([`import`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Backup {
@@ -40,6 +43,9 @@ pub enum Request {
     Export {
         user: String,
         out: PathBuf,
+    },
+    Import {
+        user: String,
     },
     /// Every user's quota usage and limits, for `letterbox user list`.
     Usage,
@@ -52,6 +58,7 @@ impl Request {
             Request::Verify => "verify\n".into(),
             Request::Export { user, out } => format!("export\t{user}\t{}\n", out.display()),
             Request::Usage => "usage\n".into(),
+            Request::Import { user } => format!("import\t{user}\n"),
         }
     }
 
@@ -74,6 +81,9 @@ impl Request {
             ["export", user, out] => Ok(Request::Export {
                 user: user.to_ascii_lowercase(),
                 out: absolute(out)?,
+            }),
+            ["import", user] => Ok(Request::Import {
+                user: user.to_ascii_lowercase(),
             }),
             _ => Err("unknown request".into()),
         }
@@ -159,6 +169,12 @@ pub async fn serve(shared: Rc<Shared>, stream: UnixStream) {
         let _ = stream.write_all(last.as_bytes()).await;
         return;
     }
+    if let Request::Import { user } = &request {
+        // The items that follow are read in pieces, each with its own limit.
+        reader.get_mut().set_limit(u64::MAX);
+        import::serve(shared, reader, stream, user.clone()).await;
+        return;
+    }
     let (lines, incoming) = smol::channel::unbounded::<String>();
     let store = shared.store.clone();
     let data_dir = shared.config.data_dir.clone();
@@ -224,6 +240,8 @@ pub fn run(
             Ok(format!("exported {count} messages"))
         }
         Request::Usage => Err("usage is answered by the running server only".into()),
+        // Its messages stream after the request (import.rs), never through here.
+        Request::Import { .. } => Err("an import streams its messages over the socket".into()),
     }
 }
 
@@ -290,6 +308,9 @@ mod tests {
             Request::Export {
                 user: "alice".into(),
                 out: "/tmp/out dir".into(),
+            },
+            Request::Import {
+                user: "alice".into(),
             },
         ] {
             assert_eq!(Request::parse(&request.line()), Ok(request));

@@ -12,7 +12,7 @@ use super::{
 };
 
 /// Checks that the mailbox's keyword list has room for `keywords`.
-fn keyword_room<'k>(
+pub(super) fn keyword_room<'k>(
     record: &MailboxRecord,
     keywords: impl IntoIterator<Item = &'k String>,
 ) -> Result<(), StoreError> {
