@@ -251,6 +251,7 @@ impl Shared {
             let analysis = crate::store::Analysis {
                 parsed: crate::mime::MessageInfo::parse(&raw).encode(),
                 search_header: crate::imap::matcher::search_header(&raw),
+                sort_keys: crate::mime::SortKeys::parse(&raw).encode(),
             };
             (raw, analysis)
         })

@@ -7,3 +7,4 @@ mod mailbox;
 mod messages;
 mod search;
 mod select;
+mod sort;

@@ -48,62 +48,15 @@ impl Session {
                 return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
             }
         }
-        let Some(view) = self.view() else { return };
-        let uids = view.uids.clone();
-        let mailbox = view.mailbox;
-        let recent: Arc<[Range<u32>]> = view.recent().into();
-        let matcher = Matcher::new(
-            &key,
-            self.saved.as_deref(),
-            uids.len() as u32,
-            uids.last().copied().unwrap_or(0),
-        );
-        let store = self.shared.store.clone();
-        let matcher = Arc::new(matcher);
-        let found = if matcher.needs_content() {
-            // Content keys cost microseconds a message: a large mailbox is
-            // split across the blocking threads, each with its own snapshot.
-            let pieces = if uids.len() >= PARALLEL_FROM {
-                self.shared.heavy_threads.max(1)
-            } else {
-                1
-            };
-            let uids = Arc::new(uids);
-            let chunk = uids.len().div_ceil(pieces).max(1);
-            let jobs: Vec<SearchJob> = (0..pieces)
-                .map(|i| {
-                    let (store, matcher, uids) = (store.clone(), matcher.clone(), uids.clone());
-                    let recent = recent.clone();
-                    let range = (i * chunk).min(uids.len())..((i + 1) * chunk).min(uids.len());
-                    Box::new(move || {
-                        let part = &uids[range.clone()];
-                        run(&store, mailbox, part, range.start, &matcher, &recent)
-                    }) as SearchJob
-                })
-                .collect();
-            let mut found = Ok(Searched::default());
-            for piece in self.shared.run_heavy_parallel(jobs).await {
-                found = match (found, piece) {
-                    (Ok(mut all), Ok(part)) => {
-                        all.found.extend(part.found);
-                        all.gone.extend(part.gone);
-                        Ok(all)
-                    }
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                };
-            }
-            found
-        } else {
-            run(&store, mailbox, &uids, 0, &matcher, &recent)
-        };
-        let found = match found {
-            Ok(searched) => self.with_gone_messages(searched, &matcher),
-            Err(e) => {
+        let found = match self.matching_uids(&key).await {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => {
                 if saving {
                     self.saved = None;
                 }
                 return self.store_failed(tag, &e);
             }
+            None => return,
         };
         let State::Selected(view) = &self.state else {
             return;
@@ -176,11 +129,69 @@ impl Session {
         }
         self.ok(tag, "SEARCH completed");
     }
+
+    /// The UIDs of the selected mailbox's messages that match `key`, in
+    /// ascending order; None when no mailbox is selected. Shared by SEARCH,
+    /// SORT and THREAD.
+    pub(super) async fn matching_uids(
+        &self,
+        key: &SearchKey,
+    ) -> Option<Result<Vec<u32>, StoreError>> {
+        let view = self.view()?;
+        let uids = view.uids.clone();
+        let mailbox = view.mailbox;
+        let recent: Arc<[Range<u32>]> = view.recent().into();
+        let matcher = Matcher::new(
+            key,
+            self.saved.as_deref(),
+            uids.len() as u32,
+            uids.last().copied().unwrap_or(0),
+        );
+        let store = self.shared.store.clone();
+        let matcher = Arc::new(matcher);
+        let found = if matcher.needs_content() {
+            // Content keys cost microseconds a message: a large mailbox is
+            // split across the blocking threads, each with its own snapshot.
+            let pieces = if uids.len() >= PARALLEL_FROM {
+                self.shared.heavy_threads.max(1)
+            } else {
+                1
+            };
+            let uids = Arc::new(uids);
+            let chunk = uids.len().div_ceil(pieces).max(1);
+            let jobs: Vec<SearchJob> = (0..pieces)
+                .map(|i| {
+                    let (store, matcher, uids) = (store.clone(), matcher.clone(), uids.clone());
+                    let recent = recent.clone();
+                    let range = (i * chunk).min(uids.len())..((i + 1) * chunk).min(uids.len());
+                    Box::new(move || {
+                        let part = &uids[range.clone()];
+                        run(&store, mailbox, part, range.start, &matcher, &recent)
+                    }) as SearchJob
+                })
+                .collect();
+            let mut found = Ok(Searched::default());
+            for piece in self.shared.run_heavy_parallel(jobs).await {
+                found = match (found, piece) {
+                    (Ok(mut all), Ok(part)) => {
+                        all.found.extend(part.found);
+                        all.gone.extend(part.gone);
+                        Ok(all)
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+            }
+            found
+        } else {
+            run(&store, mailbox, &uids, 0, &matcher, &recent)
+        };
+        Some(found.map(|searched| self.with_gone_messages(searched, &matcher)))
+    }
 }
 
 /// What SAVE keeps (RFC 5182 §2.4): with MIN and/or MAX but neither ALL
 /// nor COUNT, only the messages those name; otherwise the whole result.
-fn saved_result(options: &[SearchReturn], found: Vec<u32>) -> Vec<u32> {
+pub(super) fn saved_result(options: &[SearchReturn], found: Vec<u32>) -> Vec<u32> {
     let has = |o: SearchReturn| options.contains(&o);
     if has(SearchReturn::All) || has(SearchReturn::Count) {
         return found;

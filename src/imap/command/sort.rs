@@ -1,0 +1,248 @@
+//! SORT and UID SORT (RFC 5256, RFC 5957's display keys, RFC 5267's
+//! RETURN options) and THREAD (RFC 5256). The keys compared are those
+//! stored at delivery ([`SortKeys`]); loading them and sorting or threading
+//! run on a blocking thread, so a SORT over a large mailbox never stalls
+//! the other sessions.
+
+use std::cmp::Ordering;
+
+use crate::imap::parser::{SearchKey, SearchReturn, SortField, SortKey, ThreadAlgorithm};
+use crate::imap::session::Session;
+use crate::imap::thread::{self, ThreadMessage};
+use crate::mime::SortKeys;
+use crate::store::{MailboxId, Store, StoreError};
+
+use super::messages::compress_set;
+use super::search::saved_result;
+
+/// What SORT and THREAD know of one message.
+struct Entry {
+    uid: u32,
+    internal_date: i64,
+    size: u32,
+    keys: SortKeys,
+}
+
+impl Entry {
+    /// RFC 5256's sent date: the Date header, or INTERNALDATE when it is
+    /// missing or unreadable.
+    fn sent_date(&self) -> i64 {
+        self.keys.date.unwrap_or(self.internal_date)
+    }
+}
+
+fn charset_ok(charset: &str) -> bool {
+    charset.eq_ignore_ascii_case("UTF-8") || charset.eq_ignore_ascii_case("US-ASCII")
+}
+
+impl Session {
+    pub(in crate::imap) async fn sort(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        return_options: Option<Vec<SearchReturn>>,
+        keys: Vec<SortKey>,
+        charset: String,
+        key: SearchKey,
+    ) {
+        let saving = return_options
+            .as_ref()
+            .is_some_and(|o| o.contains(&SearchReturn::Save));
+        if !charset_ok(&charset) {
+            if saving {
+                self.saved = None;
+            }
+            return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+        }
+        let sorted = match self.sorted_uids(&key, keys).await {
+            Some(Ok(sorted)) => sorted,
+            Some(Err(e)) => {
+                if saving {
+                    self.saved = None;
+                }
+                return self.store_failed(tag, &e);
+            }
+            None => return,
+        };
+        let Some(view) = self.view() else { return };
+        let numbers: Vec<u32> = if uid {
+            sorted.clone()
+        } else {
+            sorted.iter().filter_map(|u| view.seq_of(*u)).collect()
+        };
+        let Some(options) = return_options else {
+            let list: String = numbers.iter().map(|n| format!(" {n}")).collect();
+            self.untagged(&format!("SORT{list}"));
+            return self.ok(tag, "SORT completed");
+        };
+        if saving {
+            let mut saved = saved_result(&options, sorted);
+            saved.sort_unstable();
+            self.saved = Some(saved);
+        }
+        // RFC 5267 §3.1: RETURN () means ALL; MIN and MAX are the first and
+        // last in sort order, ALL keeps that order.
+        let wanted: Vec<SearchReturn> = if options.is_empty() {
+            vec![SearchReturn::All]
+        } else {
+            options
+        };
+        if wanted == [SearchReturn::Save] {
+            return self.ok(tag, "SORT completed");
+        }
+        let mut line = format!("ESEARCH (TAG \"{tag}\")");
+        if uid {
+            line.push_str(" UID");
+        }
+        if let (Some(first), Some(last)) = (numbers.first(), numbers.last()) {
+            for option in &wanted {
+                match option {
+                    SearchReturn::Min => line.push_str(&format!(" MIN {first}")),
+                    SearchReturn::Max => line.push_str(&format!(" MAX {last}")),
+                    SearchReturn::All => line.push_str(&format!(" ALL {}", compress_set(&numbers))),
+                    SearchReturn::Count | SearchReturn::Save => {}
+                }
+            }
+        }
+        if wanted.contains(&SearchReturn::Count) {
+            line.push_str(&format!(" COUNT {}", numbers.len()));
+        }
+        self.untagged(&line);
+        self.ok(tag, "SORT completed");
+    }
+
+    pub(in crate::imap) async fn thread(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
+        key: SearchKey,
+    ) {
+        if !charset_ok(&charset) {
+            return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+        }
+        let found = match self.matching_uids(&key).await {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => return self.store_failed(tag, &e),
+            None => return,
+        };
+        let Some(view) = self.view() else { return };
+        let numbers: Vec<u32> = if uid {
+            found.clone()
+        } else {
+            found.iter().map(|u| view.seq_of(*u).unwrap_or(0)).collect()
+        };
+        let mailbox = view.mailbox;
+        let store = self.shared.store.clone();
+        let threads = self
+            .shared
+            .run_heavy(move || -> Result<String, StoreError> {
+                let entries = load(&store, mailbox, &found)?;
+                let messages: Vec<ThreadMessage<'_>> = entries
+                    .iter()
+                    .zip(numbers)
+                    .map(|(entry, number)| ThreadMessage {
+                        number,
+                        date: entry.sent_date(),
+                        keys: &entry.keys,
+                    })
+                    .collect();
+                Ok(match algorithm {
+                    ThreadAlgorithm::OrderedSubject => thread::ordered_subject(&messages),
+                    ThreadAlgorithm::References => thread::references(&messages),
+                })
+            })
+            .await;
+        match threads {
+            Ok(threads) if threads.is_empty() => self.untagged("THREAD"),
+            Ok(threads) => self.untagged(&format!("THREAD {threads}")),
+            Err(e) => return self.store_failed(tag, &e),
+        }
+        self.ok(tag, "THREAD completed");
+    }
+
+    /// The UIDs matching `key`, in the order `keys` give.
+    async fn sorted_uids(
+        &self,
+        key: &SearchKey,
+        keys: Vec<SortKey>,
+    ) -> Option<Result<Vec<u32>, StoreError>> {
+        let found = match self.matching_uids(key).await? {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
+        let mailbox = self.view()?.mailbox;
+        let store = self.shared.store.clone();
+        let sorted = self
+            .shared
+            .run_heavy(move || {
+                let mut entries = load(&store, mailbox, &found)?;
+                entries.sort_by(|a, b| compare(a, b, &keys));
+                Ok(entries.into_iter().map(|e| e.uid).collect())
+            })
+            .await;
+        Some(sorted)
+    }
+}
+
+/// The stored keys of the messages `uids` (ascending). A message another
+/// session expunged, still in the client's view, sorts as one without
+/// header fields, dated 1970.
+fn load(store: &Store, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<Entry>, StoreError> {
+    let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
+        return Ok(Vec::new());
+    };
+    let snapshot = store.snapshot()?;
+    let content = snapshot.content()?;
+    let records = snapshot.messages_between(mailbox, first, last)?;
+    let mut records = records.into_iter().peekable();
+    let mut entries = Vec::with_capacity(uids.len());
+    for &uid in uids {
+        while records.peek().is_some_and(|(u, _)| *u < uid) {
+            records.next();
+        }
+        let entry = match records.next_if(|(u, _)| *u == uid) {
+            Some((_, record)) => Entry {
+                uid,
+                internal_date: record.internal_date,
+                size: record.size,
+                keys: content
+                    .sort_keys(record.blob)?
+                    .and_then(|bytes| SortKeys::decode(&bytes))
+                    .unwrap_or_default(),
+            },
+            None => Entry {
+                uid,
+                internal_date: 0,
+                size: 0,
+                keys: SortKeys::default(),
+            },
+        };
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// RFC 5256 §3: key by key, REVERSE turning one key around; messages equal
+/// on every key keep mailbox order.
+fn compare(a: &Entry, b: &Entry, keys: &[SortKey]) -> Ordering {
+    for key in keys {
+        let order = match key.field {
+            SortField::Arrival => a.internal_date.cmp(&b.internal_date),
+            SortField::Date => a.sent_date().cmp(&b.sent_date()),
+            SortField::Size => a.size.cmp(&b.size),
+            SortField::Subject => a.keys.subject.cmp(&b.keys.subject),
+            SortField::From => a.keys.from.cmp(&b.keys.from),
+            SortField::To => a.keys.to.cmp(&b.keys.to),
+            SortField::Cc => a.keys.cc.cmp(&b.keys.cc),
+            SortField::DisplayFrom => a.keys.display_from.cmp(&b.keys.display_from),
+            SortField::DisplayTo => a.keys.display_to.cmp(&b.keys.display_to),
+        };
+        let order = if key.reverse { order.reverse() } else { order };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a.uid.cmp(&b.uid)
+}
