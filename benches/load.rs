@@ -6,6 +6,7 @@
 //! cargo bench --bench load -- imap          # 100,000-message INBOX, mixed load, IDLE memory
 //! cargo bench --bench load -- imap --big 20000   # a smaller big mailbox, for a quick look
 //! cargo bench --bench load -- logins        # login fairness under a flood; repeated logins
+//! cargo bench --bench load -- sort          # SORT and THREAD on the big INBOX, warm and after new mail
 //! cargo bench --bench load -- memory        # peak RSS under a hostile mix; big FETCH, POP3 RETR
 //! cargo bench --bench load -- memory imap pop3 --rounds 3   # several parts in one run
 //! cargo bench --bench load -- all --rounds 5 --messages 500
@@ -18,6 +19,8 @@
 //! round so that both see the same machine noise. Figures are printed, never
 //! asserted.
 
+#[path = "load/sort.rs"]
+mod sort;
 #[path = "../tests/common/source_addr.rs"]
 mod source_addr;
 use source_addr::connect_from;
@@ -657,19 +660,22 @@ fn main() {
     raise_file_limit();
     let o = options();
     type Part = (&'static str, fn(&Options));
-    let parts: [Part; 5] = [
+    let parts: [Part; 6] = [
         ("memory", bench_memory),
         ("lmtp", bench_lmtp),
         ("pop3", bench_pop3),
         ("imap", bench_imap),
         ("logins", bench_logins),
+        ("sort", sort::bench_sort),
     ];
     for unknown in o
         .parts
         .iter()
         .filter(|p| !parts.iter().any(|(n, _)| n == p))
     {
-        eprintln!("unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, all");
+        eprintln!(
+            "unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, sort, all"
+        );
     }
     for (name, run) in parts {
         if o.wants(name) {
