@@ -31,7 +31,7 @@ pub(crate) mod imap_syntax;
 pub(crate) mod sort_keys;
 pub mod transfer;
 
-pub use sort_keys::SortKeys;
+pub use sort_keys::{SortKeys, Wanted};
 
 use mail_parser::{DateTime, Message, MessageParser, PartType};
 use std::ops::Range;

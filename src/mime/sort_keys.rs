@@ -170,6 +170,14 @@ impl SortKeys {
 
     /// None if the bytes are not a record this version wrote.
     pub fn decode(bytes: &[u8]) -> Option<SortKeys> {
+        SortKeys::decode_some(bytes, Wanted::ALL)
+    }
+
+    /// Decodes the date, the reply mark and only the `wanted` parts,
+    /// leaving the others empty: a SORT by one key over 100,000 messages
+    /// then copies one string a message, or none. None if the bytes are
+    /// not a record this version wrote, as far as they were read.
+    pub fn decode_some(bytes: &[u8], wanted: Wanted) -> Option<SortKeys> {
         let mut rest = bytes;
         let mut take = |n: usize| -> Option<&[u8]> {
             let (head, tail) = rest.split_at_checked(n)?;
@@ -187,29 +195,66 @@ impl SortKeys {
         if flags & 1 != 0 {
             keys.date = Some(i64::from_le_bytes(take(8)?.try_into().ok()?));
         }
-        fn string(take: &mut impl FnMut(usize) -> Option<Vec<u8>>) -> Option<String> {
+        fn string<'b>(take: &mut impl FnMut(usize) -> Option<&'b [u8]>) -> Option<&'b [u8]> {
             let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-            String::from_utf8(take(len)?).ok()
+            take(len)
         }
-        let mut owned = |n: usize| take(n).map(<[u8]>::to_vec);
-        keys.subject = string(&mut owned)?;
-        keys.from = string(&mut owned)?;
-        keys.to = string(&mut owned)?;
-        keys.cc = string(&mut owned)?;
-        keys.display_from = string(&mut owned)?;
-        keys.display_to = string(&mut owned)?;
+        fn owned(bytes: &[u8]) -> Option<String> {
+            String::from_utf8(bytes.to_vec()).ok()
+        }
+        let texts = [
+            (Wanted::SUBJECT, &mut keys.subject),
+            (Wanted::FROM, &mut keys.from),
+            (Wanted::TO, &mut keys.to),
+            (Wanted::CC, &mut keys.cc),
+            (Wanted::DISPLAY_FROM, &mut keys.display_from),
+            (Wanted::DISPLAY_TO, &mut keys.display_to),
+        ];
+        for (part, slot) in texts {
+            let text = string(&mut take)?;
+            if wanted.0 & part.0 != 0 {
+                *slot = owned(text)?;
+            }
+        }
+        if wanted.0 & Wanted::THREAD.0 == 0 {
+            return Some(keys);
+        }
         if flags & 4 != 0 {
-            keys.message_id = Some(string(&mut owned)?);
+            keys.message_id = Some(owned(string(&mut take)?)?);
         }
-        let count = u32::from_le_bytes(owned(4)?.try_into().ok()?) as usize;
+        let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
         // Each reference costs at least four bytes, so a damaged count
         // cannot make this allocate more than the record's size.
         let mut references = Vec::with_capacity(count.min(bytes.len() / 4));
         for _ in 0..count {
-            references.push(string(&mut owned)?);
+            references.push(owned(string(&mut take)?)?);
         }
         keys.references = references;
         Some(keys)
+    }
+}
+
+/// Which parts of a stored record [`SortKeys::decode_some`] copies out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted(u8);
+
+impl Wanted {
+    pub const NONE: Wanted = Wanted(0);
+    pub const SUBJECT: Wanted = Wanted(1);
+    pub const FROM: Wanted = Wanted(2);
+    pub const TO: Wanted = Wanted(4);
+    pub const CC: Wanted = Wanted(8);
+    pub const DISPLAY_FROM: Wanted = Wanted(16);
+    pub const DISPLAY_TO: Wanted = Wanted(32);
+    /// The Message-ID and references.
+    pub const THREAD: Wanted = Wanted(64);
+    pub const ALL: Wanted = Wanted(127);
+}
+
+impl std::ops::BitOr for Wanted {
+    type Output = Wanted;
+    fn bitor(self, other: Wanted) -> Wanted {
+        Wanted(self.0 | other.0)
     }
 }
 
@@ -238,7 +283,18 @@ mod tests {
         assert_eq!(keys.cc, "DAN");
         assert_eq!(keys.message_id.as_deref(), Some("m1@example.org"));
         assert_eq!(keys.references, ["r1@x", "r2@x"]);
-        assert_eq!(SortKeys::decode(&keys.encode()), Some(keys));
+        assert_eq!(SortKeys::decode(&keys.encode()), Some(keys.clone()));
+        let some = SortKeys::decode_some(&keys.encode(), Wanted::SUBJECT | Wanted::CC).unwrap();
+        assert_eq!(
+            some,
+            SortKeys {
+                date: keys.date,
+                subject: keys.subject.clone(),
+                reply: true,
+                cc: keys.cc.clone(),
+                ..SortKeys::default()
+            }
+        );
     }
 
     #[test]

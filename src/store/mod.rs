@@ -867,9 +867,14 @@ impl Content {
         guarded(|| Ok(self.search_headers.get(blob)?.map(|v| v.value().to_vec())))
     }
 
-    /// What [`crate::mime::SortKeys::encode`] stored for a blob at delivery.
-    pub fn sort_keys(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        guarded(|| Ok(self.sort_keys.get(blob)?.map(|v| v.value().to_vec())))
+    /// Reads what [`crate::mime::SortKeys::encode`] stored for a blob at
+    /// delivery, in place: a SORT reads one for every message.
+    pub fn with_sort_keys<T>(
+        &self,
+        blob: BlobId,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        guarded(|| Ok(self.sort_keys.get(blob)?.map(|v| read(v.value()))))
     }
 }
 

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use crate::imap::parser::{SearchKey, SearchReturn, SortField, SortKey, ThreadAlgorithm};
 use crate::imap::session::Session;
 use crate::imap::thread::{self, ThreadMessage};
-use crate::mime::SortKeys;
+use crate::mime::{SortKeys, Wanted};
 use crate::store::{MailboxId, Store, StoreError};
 
 use super::messages::compress_set;
@@ -138,7 +138,7 @@ impl Session {
         let threads = self
             .shared
             .run_heavy(move || -> Result<String, StoreError> {
-                let entries = load(&store, mailbox, &found)?;
+                let entries = load(&store, mailbox, &found, Wanted::SUBJECT | Wanted::THREAD)?;
                 let messages: Vec<ThreadMessage<'_>> = entries
                     .iter()
                     .zip(numbers)
@@ -177,7 +177,8 @@ impl Session {
         let sorted = self
             .shared
             .run_heavy(move || {
-                let mut entries = load(&store, mailbox, &found)?;
+                let wanted = keys.iter().fold(Wanted::NONE, |w, k| w | wanted(k.field));
+                let mut entries = load(&store, mailbox, &found, wanted)?;
                 entries.sort_by(|a, b| compare(a, b, &keys));
                 Ok(entries.into_iter().map(|e| e.uid).collect())
             })
@@ -189,7 +190,12 @@ impl Session {
 /// The stored keys of the messages `uids` (ascending). A message another
 /// session expunged, still in the client's view, sorts as one without
 /// header fields, dated 1970.
-fn load(store: &Store, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<Entry>, StoreError> {
+fn load(
+    store: &Store,
+    mailbox: MailboxId,
+    uids: &[u32],
+    wanted: Wanted,
+) -> Result<Vec<Entry>, StoreError> {
     let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
         return Ok(Vec::new());
     };
@@ -208,8 +214,8 @@ fn load(store: &Store, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<Entry>, S
                 internal_date: record.internal_date,
                 size: record.size,
                 keys: content
-                    .sort_keys(record.blob)?
-                    .and_then(|bytes| SortKeys::decode(&bytes))
+                    .with_sort_keys(record.blob, |bytes| SortKeys::decode_some(bytes, wanted))?
+                    .flatten()
                     .unwrap_or_default(),
             },
             None => Entry {
@@ -222,6 +228,19 @@ fn load(store: &Store, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<Entry>, S
         entries.push(entry);
     }
     Ok(entries)
+}
+
+/// The parts of the stored keys a sort by `field` reads.
+fn wanted(field: SortField) -> Wanted {
+    match field {
+        SortField::Arrival | SortField::Date | SortField::Size => Wanted::NONE,
+        SortField::Subject => Wanted::SUBJECT,
+        SortField::From => Wanted::FROM,
+        SortField::To => Wanted::TO,
+        SortField::Cc => Wanted::CC,
+        SortField::DisplayFrom => Wanted::DISPLAY_FROM,
+        SortField::DisplayTo => Wanted::DISPLAY_TO,
+    }
 }
 
 /// RFC 5256 §3: key by key, REVERSE turning one key around; messages equal
