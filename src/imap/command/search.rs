@@ -9,7 +9,7 @@ use crate::imap::matcher::{Candidate, Content, Matcher};
 use crate::imap::parser::{SearchKey, SearchReturn};
 use crate::imap::session::{Session, State};
 use crate::mime::MessageInfo;
-use crate::store::{MailboxId, Store, StoreError};
+use crate::store::{BlobId, MailboxId, Store, StoreError};
 
 use super::messages::compress_set;
 
@@ -22,8 +22,18 @@ type SearchJob = Box<dyn FnOnce() -> Result<Searched, StoreError> + Send>;
 /// not look at because another session expunged them.
 #[derive(Default)]
 struct Searched {
-    found: Vec<u32>,
+    found: Vec<Found>,
     gone: Vec<u32>,
+}
+
+/// A matching message, with what SORT needs of its record.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Found {
+    pub uid: u32,
+    /// None for a message another session expunged (still in the view).
+    pub blob: Option<BlobId>,
+    pub internal_date: i64,
+    pub size: u32,
 }
 
 impl Session {
@@ -48,8 +58,8 @@ impl Session {
                 return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
             }
         }
-        let found = match self.matching_uids(&key).await {
-            Some(Ok(found)) => found,
+        let found = match self.matching(&key, false).await {
+            Some(Ok(found)) => found.iter().map(|f| f.uid).collect::<Vec<u32>>(),
             Some(Err(e)) => {
                 if saving {
                     self.saved = None;
@@ -130,13 +140,16 @@ impl Session {
         self.ok(tag, "SEARCH completed");
     }
 
-    /// The UIDs of the selected mailbox's messages that match `key`, in
-    /// ascending order; None when no mailbox is selected. Shared by SEARCH,
-    /// SORT and THREAD.
-    pub(super) async fn matching_uids(
+    /// The selected mailbox's messages that match `key`, in UID order;
+    /// None when no mailbox is selected. Shared by SEARCH, SORT and THREAD.
+    /// `off_loop`: keys answered from the message records alone are
+    /// evaluated on a blocking thread too (SORT and THREAD, whose work
+    /// afterwards is there anyway), instead of on the event loop.
+    pub(super) async fn matching(
         &self,
         key: &SearchKey,
-    ) -> Option<Result<Vec<u32>, StoreError>> {
+        off_loop: bool,
+    ) -> Option<Result<Vec<Found>, StoreError>> {
         let view = self.view()?;
         let uids = view.uids.clone();
         let mailbox = view.mailbox;
@@ -182,6 +195,11 @@ impl Session {
                 };
             }
             found
+        } else if off_loop {
+            let matcher = matcher.clone();
+            self.shared
+                .run_heavy(move || run(&store, mailbox, &uids, 0, &matcher, &recent))
+                .await
         } else {
             run(&store, mailbox, &uids, 0, &matcher, &recent)
         };
@@ -297,7 +315,12 @@ fn run(
             header: None,
         };
         if matcher.matches(&candidate, &mut lazy) {
-            found.push(uid);
+            found.push(Found {
+                uid,
+                blob: Some(record.blob),
+                internal_date: record.internal_date,
+                size: record.size,
+            });
         }
     }
     Ok(Searched { found, gone })
@@ -324,7 +347,7 @@ impl Session {
     /// Adds the matches among messages another session expunged that this
     /// client still sees (RFC 2180 §4.1.2: they keep their numbers until
     /// the EXPUNGE is sent), judged on what the view knows of them.
-    fn with_gone_messages(&self, searched: Searched, matcher: &Matcher) -> Vec<u32> {
+    fn with_gone_messages(&self, searched: Searched, matcher: &Matcher) -> Vec<Found> {
         let Searched { mut found, gone } = searched;
         let Some(view) = self.view() else {
             return found;
@@ -347,10 +370,15 @@ impl Session {
                 recent: view.is_recent(uid),
             };
             if matcher.matches(&candidate, &mut NoContent) {
-                found.push(uid);
+                found.push(Found {
+                    uid,
+                    blob: None,
+                    internal_date: 0,
+                    size: 0,
+                });
             }
         }
-        found.sort_unstable();
+        found.sort_unstable_by_key(|f| f.uid);
         found
     }
 }

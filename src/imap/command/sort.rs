@@ -10,10 +10,10 @@ use crate::imap::parser::{SearchKey, SearchReturn, SortField, SortKey, ThreadAlg
 use crate::imap::session::Session;
 use crate::imap::thread::{self, ThreadMessage};
 use crate::mime::{SortKeys, Wanted};
-use crate::store::{MailboxId, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 use super::messages::compress_set;
-use super::search::saved_result;
+use super::search::{saved_result, Found};
 
 /// What SORT and THREAD know of one message.
 struct Entry {
@@ -122,23 +122,25 @@ impl Session {
         if !charset_ok(&charset) {
             return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
         }
-        let found = match self.matching_uids(&key).await {
+        let found = match self.matching(&key, true).await {
             Some(Ok(found)) => found,
             Some(Err(e)) => return self.store_failed(tag, &e),
             None => return,
         };
         let Some(view) = self.view() else { return };
         let numbers: Vec<u32> = if uid {
-            found.clone()
+            found.iter().map(|f| f.uid).collect()
         } else {
-            found.iter().map(|u| view.seq_of(*u).unwrap_or(0)).collect()
+            found
+                .iter()
+                .map(|f| view.seq_of(f.uid).unwrap_or(0))
+                .collect()
         };
-        let mailbox = view.mailbox;
         let store = self.shared.store.clone();
         let threads = self
             .shared
             .run_heavy(move || -> Result<String, StoreError> {
-                let entries = load(&store, mailbox, &found, Wanted::SUBJECT | Wanted::THREAD)?;
+                let entries = load(&store, &found, Wanted::SUBJECT | Wanted::THREAD)?;
                 let messages: Vec<ThreadMessage<'_>> = entries
                     .iter()
                     .zip(numbers)
@@ -168,17 +170,16 @@ impl Session {
         key: &SearchKey,
         keys: Vec<SortKey>,
     ) -> Option<Result<Vec<u32>, StoreError>> {
-        let found = match self.matching_uids(key).await? {
+        let found = match self.matching(key, true).await? {
             Ok(found) => found,
             Err(e) => return Some(Err(e)),
         };
-        let mailbox = self.view()?.mailbox;
         let store = self.shared.store.clone();
         let sorted = self
             .shared
             .run_heavy(move || {
                 let wanted = keys.iter().fold(Wanted::NONE, |w, k| w | wanted(k.field));
-                let mut entries = load(&store, mailbox, &found, wanted)?;
+                let mut entries = load(&store, &found, wanted)?;
                 entries.sort_by(|a, b| compare(a, b, &keys));
                 Ok(entries.into_iter().map(|e| e.uid).collect())
             })
@@ -187,45 +188,29 @@ impl Session {
     }
 }
 
-/// The stored keys of the messages `uids` (ascending). A message another
-/// session expunged, still in the client's view, sorts as one without
-/// header fields, dated 1970.
-fn load(
-    store: &Store,
-    mailbox: MailboxId,
-    uids: &[u32],
-    wanted: Wanted,
-) -> Result<Vec<Entry>, StoreError> {
-    let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
+/// The stored keys of the messages found (`wanted` parts of them). A
+/// message another session expunged, still in the client's view, sorts as
+/// one without header fields, dated 1970.
+fn load(store: &Store, found: &[Found], wanted: Wanted) -> Result<Vec<Entry>, StoreError> {
+    if found.is_empty() {
         return Ok(Vec::new());
-    };
-    let snapshot = store.snapshot()?;
-    let content = snapshot.content()?;
-    let records = snapshot.messages_between(mailbox, first, last)?;
-    let mut records = records.into_iter().peekable();
-    let mut entries = Vec::with_capacity(uids.len());
-    for &uid in uids {
-        while records.peek().is_some_and(|(u, _)| *u < uid) {
-            records.next();
-        }
-        let entry = match records.next_if(|(u, _)| *u == uid) {
-            Some((_, record)) => Entry {
-                uid,
-                internal_date: record.internal_date,
-                size: record.size,
-                keys: content
-                    .with_sort_keys(record.blob, |bytes| SortKeys::decode_some(bytes, wanted))?
-                    .flatten()
-                    .unwrap_or_default(),
-            },
-            None => Entry {
-                uid,
-                internal_date: 0,
-                size: 0,
-                keys: SortKeys::default(),
-            },
+    }
+    let content = store.snapshot()?.content()?;
+    let mut entries = Vec::with_capacity(found.len());
+    for message in found {
+        let keys = match message.blob {
+            Some(blob) => content
+                .with_sort_keys(blob, |bytes| SortKeys::decode_some(bytes, wanted))?
+                .flatten()
+                .unwrap_or_default(),
+            None => SortKeys::default(),
         };
-        entries.push(entry);
+        entries.push(Entry {
+            uid: message.uid,
+            internal_date: message.internal_date,
+            size: message.size,
+            keys,
+        });
     }
     Ok(entries)
 }
