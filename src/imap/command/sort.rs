@@ -71,8 +71,13 @@ impl Session {
             sorted.iter().filter_map(|u| view.seq_of(*u)).collect()
         };
         let Some(options) = return_options else {
-            let list: String = numbers.iter().map(|n| format!(" {n}")).collect();
-            self.untagged(&format!("SORT{list}"));
+            let mut line = String::with_capacity(5 + numbers.len() * 7);
+            line.push_str("SORT");
+            for n in &numbers {
+                line.push(' ');
+                line.push_str(&n.to_string());
+            }
+            self.untagged(&line);
             return self.ok(tag, "SORT completed");
         };
         if saving {
