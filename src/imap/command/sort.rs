@@ -184,9 +184,11 @@ impl Session {
             .shared
             .run_heavy(move || {
                 let wanted = keys.iter().fold(Wanted::NONE, |w, k| w | wanted(k.field));
-                let mut entries = load(&store, &found, wanted)?;
-                entries.sort_by(|a, b| compare(a, b, &keys));
-                Ok(entries.into_iter().map(|e| e.uid).collect())
+                let entries = load(&store, &found, wanted)?;
+                // Sorting references moves 8 bytes a swap, not a whole entry.
+                let mut order: Vec<&Entry> = entries.iter().collect();
+                order.sort_by(|a, b| compare(a, b, &keys));
+                Ok(order.into_iter().map(|e| e.uid).collect())
             })
             .await;
         Some(sorted)
