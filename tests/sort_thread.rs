@@ -63,6 +63,19 @@ const DOVECOT_ANSWERS: &[(&str, &str)] = &[
         "SORT (REVERSE SIZE) US-ASCII SINCE 5-Feb-2026",
         "* SORT 7 14 11 10 8 9 12 15 5 13",
     ),
+    // REVERSE turns its key around, never the mailbox order of ties.
+    (
+        "SORT (REVERSE SUBJECT) UTF-8 ALL",
+        "* SORT 4 5 10 11 1 2 3 9 6 7 8 14 15 12 13",
+    ),
+    (
+        "SORT (REVERSE CC REVERSE ARRIVAL) UTF-8 ALL",
+        "* SORT 3 6 15 14 13 12 11 10 9 8 7 5 4 2 1",
+    ),
+    (
+        "SORT (REVERSE CC) UTF-8 ALL",
+        "* SORT 3 6 1 2 4 5 7 8 9 10 11 12 13 14 15",
+    ),
     (
         "UID SORT (DATE) UTF-8 ALL",
         "* SORT 6 1 2 3 4 5 8 7 9 10 11 12 13 15 14",
