@@ -185,10 +185,22 @@ impl Session {
             .run_heavy(move || {
                 let wanted = keys.iter().fold(Wanted::NONE, |w, k| w | wanted(k.field));
                 let entries = load(&store, &found, wanted)?;
-                // Sorting references moves 8 bytes a swap, not a whole entry.
-                let mut order: Vec<&Entry> = entries.iter().collect();
-                order.sort_by(|a, b| compare(a, b, &keys));
-                Ok(order.into_iter().map(|e| e.uid).collect())
+                // References, each beside a prefix of its first key: most
+                // comparisons end on the prefixes, without following a
+                // pointer to an entry and its strings.
+                let first = keys.first().copied();
+                let mut order: Vec<(u128, &Entry)> = entries
+                    .iter()
+                    .map(|e| (first.map_or(0, |k| prefix(e, k.field)), e))
+                    .collect();
+                let reverse = first.is_some_and(|k| k.reverse);
+                // Unstable is enough: ties end in UID order, so no two
+                // entries compare equal.
+                order.sort_unstable_by(|(pa, a), (pb, b)| {
+                    let by_prefix = if reverse { pb.cmp(pa) } else { pa.cmp(pb) };
+                    by_prefix.then_with(|| compare(a, b, &keys))
+                });
+                Ok(order.into_iter().map(|(_, e)| e.uid).collect())
             })
             .await;
         Some(sorted)
@@ -235,6 +247,30 @@ fn wanted(field: SortField) -> Wanted {
     }
 }
 
+/// A number that orders as `field` does where two differ (and is equal
+/// where the field's first 16 bytes are): numbers with their sign bit
+/// flipped, text as its first 16 bytes, zero-padded, read big-endian.
+fn prefix(entry: &Entry, field: SortField) -> u128 {
+    let number = |n: i64| u128::from((n as u64) ^ (1 << 63)) << 64;
+    let text = |s: &str| {
+        let mut bytes = [0u8; 16];
+        let n = s.len().min(16);
+        bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        u128::from_be_bytes(bytes)
+    };
+    match field {
+        SortField::Arrival => number(entry.internal_date),
+        SortField::Date => number(entry.sent_date()),
+        SortField::Size => number(i64::from(entry.size)),
+        SortField::Subject => text(&entry.keys.subject),
+        SortField::From => text(&entry.keys.from),
+        SortField::To => text(&entry.keys.to),
+        SortField::Cc => text(&entry.keys.cc),
+        SortField::DisplayFrom => text(&entry.keys.display_from),
+        SortField::DisplayTo => text(&entry.keys.display_to),
+    }
+}
+
 /// RFC 5256 §3: key by key, REVERSE turning one key around; messages equal
 /// on every key keep mailbox order.
 fn compare(a: &Entry, b: &Entry, keys: &[SortKey]) -> Ordering {
@@ -256,4 +292,54 @@ fn compare(a: &Entry, b: &Entry, keys: &[SortKey]) -> Ordering {
         }
     }
     a.uid.cmp(&b.uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(uid: u32, date: i64, subject: &str) -> Entry {
+        Entry {
+            uid,
+            internal_date: date,
+            size: uid,
+            keys: SortKeys {
+                subject: subject.into(),
+                ..SortKeys::default()
+            },
+        }
+    }
+
+    #[test]
+    fn prefixes_never_contradict_the_full_comparison() {
+        let entries = [
+            entry(1, -5, ""),
+            entry(2, 0, "A"),
+            entry(3, i64::MIN, "A\u{0}"),
+            entry(4, i64::MAX, "AB"),
+            entry(5, 7, "SUBJECT-12345 WEEKLY"),
+            entry(6, 7, "SUBJECT-12345 WEEKLZ"),
+            entry(7, -1, "\u{10FFFF}"),
+        ];
+        for field in [SortField::Arrival, SortField::Subject, SortField::Size] {
+            let keys = [SortKey {
+                field,
+                reverse: false,
+            }];
+            for a in &entries {
+                for b in &entries {
+                    let (pa, pb) = (prefix(a, field), prefix(b, field));
+                    if pa != pb {
+                        assert_eq!(
+                            pa.cmp(&pb),
+                            compare(a, b, &keys),
+                            "{field:?} {} {}",
+                            a.uid,
+                            b.uid
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
