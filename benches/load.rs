@@ -6,6 +6,7 @@
 //! cargo bench --bench load -- imap          # 100,000-message INBOX, mixed load, IDLE memory
 //! cargo bench --bench load -- imap --big 20000   # a smaller big mailbox, for a quick look
 //! cargo bench --bench load -- logins        # login fairness under a flood; repeated logins
+//! cargo bench --bench load -- sort          # SORT and THREAD on the big INBOX, warm and after new mail
 //! cargo bench --bench load -- memory        # peak RSS under a hostile mix; big FETCH, POP3 RETR
 //! cargo bench --bench load -- quota         # LMTP delivery with quotas on and off
 //! cargo bench --bench load -- memory imap pop3 --rounds 3   # several parts in one run
@@ -22,6 +23,8 @@
 
 #[path = "load/import.rs"]
 mod import;
+#[path = "load/sort.rs"]
+mod sort;
 #[path = "../tests/common/source_addr.rs"]
 mod source_addr;
 use source_addr::connect_from;
@@ -679,6 +682,7 @@ fn main() {
         ("logins", bench_logins),
         ("quota", quota::bench_quota),
         ("import", import::bench_import),
+        ("sort", sort::bench_sort),
     ];
     for unknown in o
         .parts
@@ -686,7 +690,7 @@ fn main() {
         .filter(|p| !parts.iter().any(|(n, _)| n == p))
     {
         eprintln!(
-            "unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, quota, import, all"
+            "unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, quota, import, sort, all"
         );
     }
     for (name, run) in parts {

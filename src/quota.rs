@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::auth::UserEntry;
-use crate::store::{Analysis, NoticeMaker, QuotaLimits, Usage, WARN_PERCENT};
+use crate::store::{NoticeMaker, QuotaLimits, Usage, WARN_PERCENT};
 
 /// Parses a size: a number with an optional K, M, G or T suffix (powers of
 /// 1024, as Dovecot reads them), or B for bytes; a bare number counts
@@ -207,10 +207,7 @@ pub fn notice_maker(hostname: &str) -> NoticeMaker {
             lines.join("\r\n"),
         )
         .into_bytes();
-        let analysis = Analysis {
-            parsed: crate::mime::MessageInfo::parse(&raw).encode(),
-            search_header: crate::imap::matcher::search_header(&raw),
-        };
+        let analysis = crate::server::analysis_of(&raw);
         (raw, analysis)
     })
 }

@@ -162,6 +162,18 @@ pub enum Login {
     Failed,
 }
 
+/// What is stored beside a new message, however it arrives (LMTP, APPEND,
+/// import, the quota notice): its IMAP structure, the header SEARCH reads,
+/// and the keys SORT and THREAD compare. Slow for a big message: call it
+/// off the event loop.
+pub fn analysis_of(raw: &[u8]) -> crate::store::Analysis {
+    crate::store::Analysis {
+        parsed: crate::mime::MessageInfo::parse(raw).encode(),
+        search_header: crate::imap::matcher::search_header(raw),
+        sort_keys: crate::mime::SortKeys::parse(raw).encode(),
+    }
+}
+
 impl Shared {
     /// Maps a name a client or MTA gave to a known user, re-reading the
     /// users file if it changed (one stat), so `letterbox user add` takes
@@ -283,10 +295,7 @@ impl Shared {
     /// its IMAP structure and the header SEARCH reads.
     pub async fn analyse(&self, raw: Vec<u8>) -> (Vec<u8>, crate::store::Analysis) {
         self.run_heavy(move || {
-            let analysis = crate::store::Analysis {
-                parsed: crate::mime::MessageInfo::parse(&raw).encode(),
-                search_header: crate::imap::matcher::search_header(&raw),
-            };
+            let analysis = analysis_of(&raw);
             (raw, analysis)
         })
         .await

@@ -104,6 +104,7 @@ impl Matcher {
         });
         let root = Scope {
             saved,
+            now: crate::store::now_unix(),
             max_seq,
             max_uid,
         }
@@ -151,6 +152,10 @@ enum Node {
     Uid(Vec<RangeInclusive<u32>>),
     /// A day number (days since 1970-01-01) to compare with.
     Arrived(DateMatch, i64),
+    /// RFC 5032's OLDER and YOUNGER: INTERNALDATE before, or at or after,
+    /// this moment (Unix seconds).
+    ArrivedBefore(i64),
+    ArrivedSince(i64),
     Sent(DateMatch, i64),
     Larger(u64),
     Smaller(u64),
@@ -166,6 +171,8 @@ enum Node {
 
 struct Scope {
     saved: Option<Vec<RangeInclusive<u32>>>,
+    /// Unix seconds when the command began: what OLDER and YOUNGER count from.
+    now: i64,
     max_seq: u32,
     max_uid: u32,
 }
@@ -198,6 +205,12 @@ impl Scope {
             ),
             SearchKey::InternalDate(how, date) => Node::Arrived(*how, date.days_since_epoch()),
             SearchKey::SentDate(how, date) => Node::Sent(*how, date.days_since_epoch()),
+            SearchKey::Older(seconds) => {
+                Node::ArrivedBefore(self.now.saturating_sub(i64::from(*seconds)))
+            }
+            SearchKey::Younger(seconds) => {
+                Node::ArrivedSince(self.now.saturating_sub(i64::from(*seconds)))
+            }
             SearchKey::Larger(size) => Node::Larger(*size),
             SearchKey::Modseq(modseq) => Node::Modseq(*modseq),
             SearchKey::Smaller(size) => Node::Smaller(*size),
@@ -269,6 +282,8 @@ impl Node {
                 let local = message.internal_date.saturating_add(offset);
                 compare_day(*how, local.div_euclid(DAY), *day)
             }
+            Node::ArrivedBefore(moment) => message.internal_date < *moment,
+            Node::ArrivedSince(moment) => message.internal_date >= *moment,
             Node::Sent(how, day) => compare_day(*how, loaded.sent_day(message), *day),
             Node::Larger(size) => u64::from(message.size) > *size,
             Node::Smaller(size) => u64::from(message.size) < *size,

@@ -11,6 +11,7 @@ pub mod mutf7;
 pub mod parser;
 pub mod response;
 pub mod session;
+pub mod thread;
 pub mod view;
 
 use std::rc::Rc;

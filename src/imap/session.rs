@@ -103,8 +103,9 @@ impl Session {
         } else {
             caps.push_str(&format!(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
-                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE \
-                 QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE APPENDLIMIT={}",
+                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE SORT SORT=DISPLAY ESORT \
+                 THREAD=ORDEREDSUBJECT THREAD=REFERENCES WITHIN QUOTA QUOTA=RES-STORAGE \
+                 QUOTA=RES-MESSAGE APPENDLIMIT={}",
                 self.shared.config.max_message_size
             ));
         }
@@ -241,6 +242,8 @@ impl Session {
             | C::Unselect
             | C::Expunge { .. }
             | C::Search { .. }
+            | C::Sort { .. }
+            | C::Thread { .. }
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }
@@ -258,6 +261,8 @@ impl Session {
                 body,
                 C::Expunge { .. }
                     | C::Search { .. }
+                    | C::Sort { .. }
+                    | C::Thread { .. }
                     | C::Fetch { .. }
                     | C::Store { .. }
                     | C::Copy { .. }
@@ -277,6 +282,8 @@ impl Session {
             C::Fetch { uid: false, .. }
                 | C::Store { uid: false, .. }
                 | C::Search { uid: false, .. }
+                | C::Sort { uid: false, .. }
+                | C::Thread { uid: false, .. }
         );
         let flow = match body {
             C::Capability => {
@@ -410,6 +417,28 @@ impl Session {
             } => {
                 self.sync(allow_expunge);
                 self.search(&tag, uid, charset, return_options, key).await;
+                return Flow::Continue;
+            }
+            C::Sort {
+                uid,
+                return_options,
+                keys,
+                charset,
+                key,
+            } => {
+                self.sync(allow_expunge);
+                self.sort(&tag, uid, return_options, keys, charset, key)
+                    .await;
+                return Flow::Continue;
+            }
+            C::Thread {
+                uid,
+                algorithm,
+                charset,
+                key,
+            } => {
+                self.sync(allow_expunge);
+                self.thread(&tag, uid, algorithm, charset, key).await;
                 return Flow::Continue;
             }
             C::Fetch {

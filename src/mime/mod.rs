@@ -25,9 +25,13 @@
 //! whose body is empty or header-only swallows the sibling parts after it.
 //! Offsets stay inside the parent; those siblings are just not listed.
 
+pub mod casemap;
 mod header;
 pub(crate) mod imap_syntax;
+pub(crate) mod sort_keys;
 pub mod transfer;
+
+pub use sort_keys::{SortKeys, Wanted};
 
 use mail_parser::{DateTime, Message, MessageParser, PartType};
 use std::ops::Range;

@@ -14,7 +14,7 @@ use redb::TableDefinition;
 
 use super::{
     Snapshot, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES, MAILBOX_NAMES, MESSAGES,
-    MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SUBSCRIPTIONS,
+    MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SORT_KEYS, SUBSCRIPTIONS,
 };
 
 /// Bytes copied per commit in the new file.
@@ -139,6 +139,7 @@ impl Snapshot {
         copied += copy_table(self, &dest, BLOB_REFS)?;
         copied += copy_table(self, &dest, PARSED)?;
         copied += copy_table(self, &dest, SEARCH_HEADERS)?;
+        copied += copy_table(self, &dest, SORT_KEYS)?;
         copied += copy_table(self, &dest, EXPUNGED)?;
         copied += copy_table(self, &dest, MESSAGE_INDEX)?;
         copied += copy_table(self, &dest, SUBSCRIPTIONS)?;

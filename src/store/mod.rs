@@ -44,7 +44,7 @@ pub type BlobId = u64;
 /// The schema this binary writes. A file with a newer one is refused, since an
 /// older binary cannot know what the newer one's records mean (or, as with
 /// version 2's message index, would not keep them up to date).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The most distinct keywords one mailbox may hold: SELECT lists them all,
 /// and every write to the mailbox carries the list.
@@ -66,6 +66,9 @@ const PARSED: TableDefinition<u64, &[u8]> = TableDefinition::new("parsed");
 /// The decoded, lowercased header SEARCH's header keys read, made at
 /// delivery: a header search reads this small record instead of the message.
 const SEARCH_HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("search_headers");
+/// What SORT and THREAD compare ([`crate::mime::SortKeys`]), made at
+/// delivery: a SORT reads these small records, never the messages.
+const SORT_KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("sort_keys");
 const EXPUNGED: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("expunged");
 /// (mailbox, UID / CHUNK_UIDS) → packed UIDs, MODSEQs and flags (index.rs).
 const MESSAGE_INDEX: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("message_index");
@@ -427,6 +430,11 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 if version < 5 {
                     quota::upgrade_to_v5(&txn)?;
                 }
+                // After every step that rewrites blobs (and after 5's), so
+                // the bytes read here are in their final form.
+                if version < 6 {
+                    upgrade_sort_keys(&txn)?;
+                }
                 if version < SCHEMA_VERSION {
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
                 }
@@ -445,12 +453,37 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(BLOB_REFS)?;
         txn.open_table(PARSED)?;
         txn.open_table(SEARCH_HEADERS)?;
+        txn.open_table(SORT_KEYS)?;
         txn.open_table(EXPUNGED)?;
         txn.open_table(MESSAGE_INDEX)?;
         txn.open_table(SUBSCRIPTIONS)?;
         txn.open_table(quota::QUOTA_USAGE)?;
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// The most of a message's start the upgrade to schema 6 reads to find
+/// its header; a longer header is read up to here.
+const SORT_KEYS_HEADER_READ: u64 = 64 * 1024;
+
+/// Schema 5 → 6: the sort keys of every stored message, read from its
+/// header as delivery now does.
+fn upgrade_sort_keys(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let refs = txn.open_table(BLOB_REFS)?;
+    let chunks = txn.open_table(BLOB_CHUNKS)?;
+    let mut sort_keys = txn.open_table(SORT_KEYS)?;
+    let mut done = 0u64;
+    for entry in refs.iter()? {
+        let (blob, _) = entry?;
+        let blob = blob.value();
+        let total = blobs::len(&chunks, blob)?.unwrap_or(0);
+        let head = blobs::read_range(&chunks, blob, total, 0..SORT_KEYS_HEADER_READ)?;
+        let keys = crate::mime::SortKeys::parse(&head).encode();
+        sort_keys.insert(blob, keys.as_slice())?;
+        done += 1;
+    }
+    log::info!("store: upgraded the database to schema 6 (sort keys of {done} messages)");
     Ok(())
 }
 
@@ -751,6 +784,7 @@ impl Snapshot {
                 chunks: self.txn.open_table(BLOB_CHUNKS)?,
                 parsed: self.txn.open_table(PARSED)?,
                 search_headers: self.txn.open_table(SEARCH_HEADERS)?,
+                sort_keys: self.txn.open_table(SORT_KEYS)?,
             })
         })
     }
@@ -810,6 +844,7 @@ pub struct Content {
     chunks: redb::ReadOnlyTable<(u64, u32), &'static [u8]>,
     parsed: redb::ReadOnlyTable<u64, &'static [u8]>,
     search_headers: redb::ReadOnlyTable<u64, &'static [u8]>,
+    sort_keys: redb::ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl Content {
@@ -867,6 +902,16 @@ impl Content {
 
     pub fn search_header(&self, blob: BlobId) -> Result<Option<Vec<u8>>, StoreError> {
         guarded(|| Ok(self.search_headers.get(blob)?.map(|v| v.value().to_vec())))
+    }
+
+    /// Reads what [`crate::mime::SortKeys::encode`] stored for a blob at
+    /// delivery, in place: a SORT reads one for every message.
+    pub fn with_sort_keys<T>(
+        &self,
+        blob: BlobId,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        guarded(|| Ok(self.sort_keys.get(blob)?.map(|v| read(v.value()))))
     }
 }
 

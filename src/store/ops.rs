@@ -34,11 +34,13 @@ pub(super) fn keyword_room<'k>(
 
 /// What is worked out about a message once, when it arrives, and stored
 /// beside it: the IMAP structure ([`crate::mime::MessageInfo::encode`]) and
-/// the header SEARCH reads ([`crate::imap::matcher::search_header`]).
+/// the header SEARCH reads ([`crate::imap::matcher::search_header`]), and
+/// what SORT and THREAD compare ([`crate::mime::SortKeys::encode`]).
 #[derive(Clone, Debug, Default)]
 pub struct Analysis {
     pub parsed: Vec<u8>,
     pub search_header: Vec<u8>,
+    pub sort_keys: Vec<u8>,
 }
 
 /// One recipient of a delivery: `user`, and the folder named by a
@@ -228,6 +230,9 @@ impl WriteCtx<'_> {
         self.parsed.insert(blob, analysis.parsed.as_slice())?;
         self.search_headers
             .insert(blob, analysis.search_header.as_slice())?;
+        if !analysis.sort_keys.is_empty() {
+            self.sort_keys.insert(blob, analysis.sort_keys.as_slice())?;
+        }
         self.blob_refs.insert(blob, 0)?;
         Ok(blob)
     }
@@ -245,6 +250,7 @@ impl WriteCtx<'_> {
             self.bytes_freed += super::blobs::remove(&mut self.blob_chunks, blob)?;
             self.parsed.remove(blob)?;
             self.search_headers.remove(blob)?;
+            self.sort_keys.remove(blob)?;
         } else {
             self.blob_refs.insert(blob, refs - 1)?;
         }

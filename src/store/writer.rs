@@ -29,7 +29,7 @@ use super::index::PendingChunk;
 use super::space::Reserve;
 use super::{
     Change, DbSlot, MailboxId, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES,
-    MAILBOX_NAMES, MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SUBSCRIPTIONS,
+    MAILBOX_NAMES, MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SORT_KEYS, SUBSCRIPTIONS,
 };
 
 /// The most jobs one transaction takes, so that one commit stays short and a
@@ -49,6 +49,7 @@ pub struct WriteCtx<'t> {
     pub(super) blob_refs: Table<'t, u64, u32>,
     pub(super) parsed: Table<'t, u64, &'static [u8]>,
     pub(super) search_headers: Table<'t, u64, &'static [u8]>,
+    pub(super) sort_keys: Table<'t, u64, &'static [u8]>,
     pub(super) expunged: Table<'t, (u64, u64), &'static [u8]>,
     pub(super) message_index: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) subscriptions: Table<'t, (&'static str, &'static str), ()>,
@@ -320,6 +321,7 @@ fn open_tables<'t>(
         blob_refs: txn.open_table(BLOB_REFS)?,
         parsed: txn.open_table(PARSED)?,
         search_headers: txn.open_table(SEARCH_HEADERS)?,
+        sort_keys: txn.open_table(SORT_KEYS)?,
         expunged: txn.open_table(EXPUNGED)?,
         message_index: txn.open_table(MESSAGE_INDEX)?,
         subscriptions: txn.open_table(SUBSCRIPTIONS)?,

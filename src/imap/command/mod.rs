@@ -8,3 +8,4 @@ mod messages;
 mod quota;
 mod search;
 mod select;
+mod sort;

@@ -9,7 +9,7 @@ use crate::imap::matcher::{Candidate, Content, Matcher};
 use crate::imap::parser::{SearchKey, SearchReturn};
 use crate::imap::session::{Session, State};
 use crate::mime::MessageInfo;
-use crate::store::{MailboxId, Store, StoreError};
+use crate::store::{BlobId, MailboxId, Store, StoreError};
 
 use super::messages::compress_set;
 
@@ -22,8 +22,18 @@ type SearchJob = Box<dyn FnOnce() -> Result<Searched, StoreError> + Send>;
 /// not look at because another session expunged them.
 #[derive(Default)]
 struct Searched {
-    found: Vec<u32>,
+    found: Vec<Found>,
     gone: Vec<u32>,
+}
+
+/// A matching message, with what SORT needs of its record.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Found {
+    pub uid: u32,
+    /// None for a message another session expunged (still in the view).
+    pub blob: Option<BlobId>,
+    pub internal_date: i64,
+    pub size: u32,
 }
 
 impl Session {
@@ -48,62 +58,15 @@ impl Session {
                 return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
             }
         }
-        let Some(view) = self.view() else { return };
-        let uids = view.uids.clone();
-        let mailbox = view.mailbox;
-        let recent: Arc<[Range<u32>]> = view.recent().into();
-        let matcher = Matcher::new(
-            &key,
-            self.saved.as_deref(),
-            uids.len() as u32,
-            uids.last().copied().unwrap_or(0),
-        );
-        let store = self.shared.store.clone();
-        let matcher = Arc::new(matcher);
-        let found = if matcher.needs_content() {
-            // Content keys cost microseconds a message: a large mailbox is
-            // split across the blocking threads, each with its own snapshot.
-            let pieces = if uids.len() >= PARALLEL_FROM {
-                self.shared.heavy_threads.max(1)
-            } else {
-                1
-            };
-            let uids = Arc::new(uids);
-            let chunk = uids.len().div_ceil(pieces).max(1);
-            let jobs: Vec<SearchJob> = (0..pieces)
-                .map(|i| {
-                    let (store, matcher, uids) = (store.clone(), matcher.clone(), uids.clone());
-                    let recent = recent.clone();
-                    let range = (i * chunk).min(uids.len())..((i + 1) * chunk).min(uids.len());
-                    Box::new(move || {
-                        let part = &uids[range.clone()];
-                        run(&store, mailbox, part, range.start, &matcher, &recent)
-                    }) as SearchJob
-                })
-                .collect();
-            let mut found = Ok(Searched::default());
-            for piece in self.shared.run_heavy_parallel(jobs).await {
-                found = match (found, piece) {
-                    (Ok(mut all), Ok(part)) => {
-                        all.found.extend(part.found);
-                        all.gone.extend(part.gone);
-                        Ok(all)
-                    }
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                };
-            }
-            found
-        } else {
-            run(&store, mailbox, &uids, 0, &matcher, &recent)
-        };
-        let found = match found {
-            Ok(searched) => self.with_gone_messages(searched, &matcher),
-            Err(e) => {
+        let found = match self.matching(&key, false).await {
+            Some(Ok(found)) => found.iter().map(|f| f.uid).collect::<Vec<u32>>(),
+            Some(Err(e)) => {
                 if saving {
                     self.saved = None;
                 }
                 return self.store_failed(tag, &e);
             }
+            None => return,
         };
         let State::Selected(view) = &self.state else {
             return;
@@ -176,11 +139,77 @@ impl Session {
         }
         self.ok(tag, "SEARCH completed");
     }
+
+    /// The selected mailbox's messages that match `key`, in UID order;
+    /// None when no mailbox is selected. Shared by SEARCH, SORT and THREAD.
+    /// `off_loop`: keys answered from the message records alone are
+    /// evaluated on a blocking thread too (SORT and THREAD, whose work
+    /// afterwards is there anyway), instead of on the event loop.
+    pub(super) async fn matching(
+        &self,
+        key: &SearchKey,
+        off_loop: bool,
+    ) -> Option<Result<Vec<Found>, StoreError>> {
+        let view = self.view()?;
+        let uids = view.uids.clone();
+        let mailbox = view.mailbox;
+        let recent: Arc<[Range<u32>]> = view.recent().into();
+        let matcher = Matcher::new(
+            key,
+            self.saved.as_deref(),
+            uids.len() as u32,
+            uids.last().copied().unwrap_or(0),
+        );
+        let store = self.shared.store.clone();
+        let matcher = Arc::new(matcher);
+        let found = if matcher.needs_content() {
+            // Content keys cost microseconds a message: a large mailbox is
+            // split across the blocking threads, each with its own snapshot.
+            let pieces = if uids.len() >= PARALLEL_FROM {
+                self.shared.heavy_threads.max(1)
+            } else {
+                1
+            };
+            let uids = Arc::new(uids);
+            let chunk = uids.len().div_ceil(pieces).max(1);
+            let jobs: Vec<SearchJob> = (0..pieces)
+                .map(|i| {
+                    let (store, matcher, uids) = (store.clone(), matcher.clone(), uids.clone());
+                    let recent = recent.clone();
+                    let range = (i * chunk).min(uids.len())..((i + 1) * chunk).min(uids.len());
+                    Box::new(move || {
+                        let part = &uids[range.clone()];
+                        run(&store, mailbox, part, range.start, &matcher, &recent)
+                    }) as SearchJob
+                })
+                .collect();
+            let mut found = Ok(Searched::default());
+            for piece in self.shared.run_heavy_parallel(jobs).await {
+                found = match (found, piece) {
+                    (Ok(mut all), Ok(part)) => {
+                        all.found.extend(part.found);
+                        all.gone.extend(part.gone);
+                        Ok(all)
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+            }
+            found
+        } else if off_loop {
+            let matcher = matcher.clone();
+            self.shared
+                .run_heavy(move || run(&store, mailbox, &uids, 0, &matcher, &recent))
+                .await
+        } else {
+            run(&store, mailbox, &uids, 0, &matcher, &recent)
+        };
+        Some(found.map(|searched| self.with_gone_messages(searched, &matcher)))
+    }
 }
 
 /// What SAVE keeps (RFC 5182 §2.4): with MIN and/or MAX but neither ALL
 /// nor COUNT, only the messages those name; otherwise the whole result.
-fn saved_result(options: &[SearchReturn], found: Vec<u32>) -> Vec<u32> {
+pub(super) fn saved_result(options: &[SearchReturn], found: Vec<u32>) -> Vec<u32> {
     let has = |o: SearchReturn| options.contains(&o);
     if has(SearchReturn::All) || has(SearchReturn::Count) {
         return found;
@@ -286,7 +315,12 @@ fn run(
             header: None,
         };
         if matcher.matches(&candidate, &mut lazy) {
-            found.push(uid);
+            found.push(Found {
+                uid,
+                blob: Some(record.blob),
+                internal_date: record.internal_date,
+                size: record.size,
+            });
         }
     }
     Ok(Searched { found, gone })
@@ -313,7 +347,7 @@ impl Session {
     /// Adds the matches among messages another session expunged that this
     /// client still sees (RFC 2180 §4.1.2: they keep their numbers until
     /// the EXPUNGE is sent), judged on what the view knows of them.
-    fn with_gone_messages(&self, searched: Searched, matcher: &Matcher) -> Vec<u32> {
+    fn with_gone_messages(&self, searched: Searched, matcher: &Matcher) -> Vec<Found> {
         let Searched { mut found, gone } = searched;
         let Some(view) = self.view() else {
             return found;
@@ -336,10 +370,15 @@ impl Session {
                 recent: view.is_recent(uid),
             };
             if matcher.matches(&candidate, &mut NoContent) {
-                found.push(uid);
+                found.push(Found {
+                    uid,
+                    blob: None,
+                    internal_date: 0,
+                    size: 0,
+                });
             }
         }
-        found.sort_unstable();
+        found.sort_unstable_by_key(|f| f.uid);
         found
     }
 }

@@ -26,6 +26,7 @@ mod list;
 mod quota;
 mod search;
 mod sequence;
+mod sort;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ pub use fetch::*;
 pub use list::*;
 pub use search::*;
 pub use sequence::*;
+pub use sort::*;
 pub use store::*;
 
 use std::fmt;
@@ -153,6 +155,20 @@ pub enum CommandBody {
         uid: bool,
         charset: Option<String>,
         return_options: Option<Vec<SearchReturn>>,
+        key: SearchKey,
+    },
+    /// SORT (RFC 5256); `return_options` as for SEARCH (ESORT, RFC 5267).
+    Sort {
+        uid: bool,
+        return_options: Option<Vec<SearchReturn>>,
+        keys: Vec<SortKey>,
+        charset: String,
+        key: SearchKey,
+    },
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
         key: SearchKey,
     },
     /// The macros ALL, FAST and FULL arrive expanded.
@@ -346,6 +362,8 @@ impl Parser {
             "APPEND" => self.append()?,
             "UID" => self.uid()?,
             "SEARCH" => self.search(false)?,
+            "SORT" => self.sort(false)?,
+            "THREAD" => self.thread(false)?,
             "FETCH" => self.fetch(false)?,
             "STORE" => self.store(false)?,
             "COPY" => self.copy_or_move(false, false)?,
@@ -378,6 +396,8 @@ impl Parser {
         match name.to_ascii_uppercase().as_str() {
             "FETCH" => self.fetch(true),
             "SEARCH" => self.search(true),
+            "SORT" => self.sort(true),
+            "THREAD" => self.thread(true),
             "STORE" => self.store(true),
             "COPY" => self.copy_or_move(true, false),
             "MOVE" => self.copy_or_move(true, true),
@@ -388,7 +408,7 @@ impl Parser {
                 })
             }
             _ => Err(format!(
-                "unknown UID command {name}: expected FETCH, SEARCH, STORE, COPY, MOVE or EXPUNGE"
+                "unknown UID command {name}: expected FETCH, SEARCH, SORT, THREAD, STORE, COPY, MOVE or EXPUNGE"
             )),
         }
     }

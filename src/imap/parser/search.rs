@@ -30,6 +30,10 @@ pub enum SearchKey {
     Sequence(MessageSet),
     /// RFC 7162: messages whose MODSEQ is at least this.
     Modseq(u64),
+    /// RFC 5032: INTERNALDATE more than this many seconds ago.
+    Older(u32),
+    /// RFC 5032: INTERNALDATE at most this many seconds ago.
+    Younger(u32),
     Not(Box<SearchKey>),
     Or(Box<SearchKey>, Box<SearchKey>),
     And(Vec<SearchKey>),
@@ -72,36 +76,16 @@ impl Parser {
         let mut return_options = None;
         if self.eat_word("RETURN") {
             self.sp("search return options")?;
-            return_options = Some(self.paren_list("search return options", true, |p| {
-                Ok(match p.upper_atom("search return option")?.as_str() {
-                    "MIN" => SearchReturn::Min,
-                    "MAX" => SearchReturn::Max,
-                    "COUNT" => SearchReturn::Count,
-                    "ALL" => SearchReturn::All,
-                    "SAVE" => SearchReturn::Save,
-                    other => return Err(format!("unknown search return option {other}")),
-                })
-            })?);
+            return_options = Some(self.search_return_options()?);
             self.sp("search criteria")?;
         }
         let mut charset = None;
         if self.eat_word("CHARSET") {
             self.sp("charset")?;
-            charset = Some(match self.quoted()? {
-                Some(name) => String::from_utf8_lossy(&name).into_owned(),
-                None => self.atom("charset")?,
-            });
+            charset = Some(self.charset()?);
             self.sp("search criteria")?;
         }
-        let mut keys = vec![self.search_key(0)?];
-        while self.eat(b' ') {
-            keys.push(self.search_key(0)?);
-        }
-        let key = if keys.len() == 1 {
-            keys.remove(0)
-        } else {
-            SearchKey::And(keys)
-        };
+        let key = self.search_criteria()?;
         Ok(CommandBody::Search {
             uid,
             charset,
@@ -198,6 +182,18 @@ impl Parser {
                     SearchKey::Larger(size)
                 } else {
                     SearchKey::Smaller(size)
+                }
+            }
+            "OLDER" | "YOUNGER" => {
+                self.sp("interval")?;
+                let seconds = self.number("interval in seconds")?;
+                if seconds == 0 {
+                    return Err(format!("{name} needs an interval of at least 1 second"));
+                }
+                if name == "OLDER" {
+                    SearchKey::Older(seconds)
+                } else {
+                    SearchKey::Younger(seconds)
                 }
             }
             "UID" => {

@@ -900,7 +900,7 @@ fn error_messages_name_the_problem() {
         ("A1 COPY 1", "missing mailbox name"),
         (
             "A1 UID FROB 1",
-            "unknown UID command FROB: expected FETCH, SEARCH, STORE, COPY, MOVE or EXPUNGE",
+            "unknown UID command FROB: expected FETCH, SEARCH, SORT, THREAD, STORE, COPY, MOVE or EXPUNGE",
         ),
         ("A1 UID EXPUNGE", "missing UID set"),
         // SEARCH
@@ -1043,4 +1043,69 @@ fn mangled_commands_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn sort_thread_and_within() {
+    let key = |field, reverse| SortKey { field, reverse };
+    assert_eq!(
+        ok("t SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n"),
+        C::Sort {
+            uid: false,
+            return_options: None,
+            keys: vec![key(SortField::Subject, false), key(SortField::Date, true)],
+            charset: "UTF-8".into(),
+            key: SearchKey::All,
+        }
+    );
+    assert_eq!(
+        ok("t UID SORT RETURN (MIN COUNT) (displayfrom) \"us-ascii\" UNSEEN SINCE 1-Feb-1994\r\n"),
+        C::Sort {
+            uid: true,
+            return_options: Some(vec![SearchReturn::Min, SearchReturn::Count]),
+            keys: vec![key(SortField::DisplayFrom, false)],
+            charset: "us-ascii".into(),
+            key: SearchKey::And(vec![
+                not(SearchKey::Flag(Flag::Seen)),
+                search_key("SINCE 1-Feb-1994"),
+            ]),
+        }
+    );
+    assert_eq!(
+        ok("t UID THREAD REFERENCES UTF-8 YOUNGER 3600\r\n"),
+        C::Thread {
+            uid: true,
+            algorithm: ThreadAlgorithm::References,
+            charset: "UTF-8".into(),
+            key: SearchKey::Younger(3600),
+        }
+    );
+    assert_eq!(search_key("OLDER 1"), SearchKey::Older(1));
+    assert_eq!(
+        err("t SORT (SENDER) UTF-8 ALL\r\n"),
+        "unknown sort key SENDER"
+    );
+    assert_eq!(err("t SORT () UTF-8 ALL\r\n"), "empty sort criteria");
+    assert_eq!(
+        err("t SORT (DATE REVERSE) UTF-8 ALL\r\n"),
+        "REVERSE must be followed by a sort key"
+    );
+    assert_eq!(
+        err("t SORT (REVERSE REVERSE DATE) UTF-8 ALL\r\n"),
+        "REVERSE twice in a row"
+    );
+    assert!(err("t SORT (DATE) ALL\r\n").contains("search"));
+    assert_eq!(
+        err("t THREAD JWZ UTF-8 ALL\r\n"),
+        "unknown thread algorithm JWZ: expected ORDEREDSUBJECT or REFERENCES"
+    );
+    assert_eq!(
+        err("t SEARCH OLDER 0\r\n"),
+        "OLDER needs an interval of at least 1 second"
+    );
+    let many = vec!["DATE"; MAX_SORT_KEYS + 1].join(" ");
+    assert_eq!(
+        err(&format!("t SORT ({many}) UTF-8 ALL\r\n")),
+        format!("more than {MAX_SORT_KEYS} sort criteria")
+    );
 }

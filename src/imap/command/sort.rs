@@ -1,0 +1,345 @@
+//! SORT and UID SORT (RFC 5256, RFC 5957's display keys, RFC 5267's
+//! RETURN options) and THREAD (RFC 5256). The keys compared are those
+//! stored at delivery ([`SortKeys`]); loading them and sorting or threading
+//! run on a blocking thread, so a SORT over a large mailbox never stalls
+//! the other sessions.
+
+use std::cmp::Ordering;
+
+use crate::imap::parser::{SearchKey, SearchReturn, SortField, SortKey, ThreadAlgorithm};
+use crate::imap::session::Session;
+use crate::imap::thread::{self, ThreadMessage};
+use crate::mime::{SortKeys, Wanted};
+use crate::store::{Store, StoreError};
+
+use super::messages::compress_set;
+use super::search::{saved_result, Found};
+
+/// What SORT and THREAD know of one message.
+struct Entry {
+    uid: u32,
+    internal_date: i64,
+    size: u32,
+    keys: SortKeys,
+}
+
+impl Entry {
+    /// RFC 5256's sent date: the Date header, or INTERNALDATE when it is
+    /// missing or unreadable.
+    fn sent_date(&self) -> i64 {
+        self.keys.date.unwrap_or(self.internal_date)
+    }
+}
+
+fn charset_ok(charset: &str) -> bool {
+    charset.eq_ignore_ascii_case("UTF-8") || charset.eq_ignore_ascii_case("US-ASCII")
+}
+
+impl Session {
+    pub(in crate::imap) async fn sort(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        return_options: Option<Vec<SearchReturn>>,
+        keys: Vec<SortKey>,
+        charset: String,
+        key: SearchKey,
+    ) {
+        let saving = return_options
+            .as_ref()
+            .is_some_and(|o| o.contains(&SearchReturn::Save));
+        if !charset_ok(&charset) {
+            if saving {
+                self.saved = None;
+            }
+            return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+        }
+        let sorted = match self.sorted_uids(&key, keys).await {
+            Some(Ok(sorted)) => sorted,
+            Some(Err(e)) => {
+                if saving {
+                    self.saved = None;
+                }
+                return self.store_failed(tag, &e);
+            }
+            None => return,
+        };
+        let Some(view) = self.view() else { return };
+        let numbers: Vec<u32> = if uid {
+            sorted.clone()
+        } else {
+            sorted.iter().filter_map(|u| view.seq_of(*u)).collect()
+        };
+        let Some(options) = return_options else {
+            let mut line = String::with_capacity(5 + numbers.len() * 7);
+            line.push_str("SORT");
+            for n in &numbers {
+                line.push(' ');
+                line.push_str(&n.to_string());
+            }
+            self.untagged(&line);
+            return self.ok(tag, "SORT completed");
+        };
+        if saving {
+            let mut saved = saved_result(&options, sorted);
+            saved.sort_unstable();
+            self.saved = Some(saved);
+        }
+        // RFC 5267 §3.1: RETURN () means ALL; MIN and MAX are the first and
+        // last in sort order, ALL keeps that order.
+        let wanted: Vec<SearchReturn> = if options.is_empty() {
+            vec![SearchReturn::All]
+        } else {
+            options
+        };
+        if wanted == [SearchReturn::Save] {
+            return self.ok(tag, "SORT completed");
+        }
+        let mut line = format!("ESEARCH (TAG \"{tag}\")");
+        if uid {
+            line.push_str(" UID");
+        }
+        if let (Some(first), Some(last)) = (numbers.first(), numbers.last()) {
+            for option in &wanted {
+                match option {
+                    SearchReturn::Min => line.push_str(&format!(" MIN {first}")),
+                    SearchReturn::Max => line.push_str(&format!(" MAX {last}")),
+                    SearchReturn::All => line.push_str(&format!(" ALL {}", compress_set(&numbers))),
+                    SearchReturn::Count | SearchReturn::Save => {}
+                }
+            }
+        }
+        if wanted.contains(&SearchReturn::Count) {
+            line.push_str(&format!(" COUNT {}", numbers.len()));
+        }
+        self.untagged(&line);
+        self.ok(tag, "SORT completed");
+    }
+
+    pub(in crate::imap) async fn thread(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
+        key: SearchKey,
+    ) {
+        if !charset_ok(&charset) {
+            return self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+        }
+        let found = match self.matching(&key, true).await {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => return self.store_failed(tag, &e),
+            None => return,
+        };
+        let Some(view) = self.view() else { return };
+        let numbers: Vec<u32> = if uid {
+            found.iter().map(|f| f.uid).collect()
+        } else {
+            found
+                .iter()
+                .map(|f| view.seq_of(f.uid).unwrap_or(0))
+                .collect()
+        };
+        let store = self.shared.store.clone();
+        let threads = self
+            .shared
+            .run_heavy(move || -> Result<String, StoreError> {
+                let entries = load(&store, &found, Wanted::SUBJECT | Wanted::THREAD)?;
+                let messages: Vec<ThreadMessage<'_>> = entries
+                    .iter()
+                    .zip(numbers)
+                    .map(|(entry, number)| ThreadMessage {
+                        number,
+                        date: entry.sent_date(),
+                        keys: &entry.keys,
+                    })
+                    .collect();
+                Ok(match algorithm {
+                    ThreadAlgorithm::OrderedSubject => thread::ordered_subject(&messages),
+                    ThreadAlgorithm::References => thread::references(&messages),
+                })
+            })
+            .await;
+        match threads {
+            Ok(threads) if threads.is_empty() => self.untagged("THREAD"),
+            Ok(threads) => self.untagged(&format!("THREAD {threads}")),
+            Err(e) => return self.store_failed(tag, &e),
+        }
+        self.ok(tag, "THREAD completed");
+    }
+
+    /// The UIDs matching `key`, in the order `keys` give.
+    async fn sorted_uids(
+        &self,
+        key: &SearchKey,
+        keys: Vec<SortKey>,
+    ) -> Option<Result<Vec<u32>, StoreError>> {
+        let found = match self.matching(key, true).await? {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
+        let store = self.shared.store.clone();
+        let sorted = self
+            .shared
+            .run_heavy(move || {
+                let wanted = keys.iter().fold(Wanted::NONE, |w, k| w | wanted(k.field));
+                let entries = load(&store, &found, wanted)?;
+                // References, each beside a prefix of its first key: most
+                // comparisons end on the prefixes, without following a
+                // pointer to an entry and its strings.
+                let first = keys.first().copied();
+                let mut order: Vec<(u128, &Entry)> = entries
+                    .iter()
+                    .map(|e| (first.map_or(0, |k| prefix(e, k.field)), e))
+                    .collect();
+                let reverse = first.is_some_and(|k| k.reverse);
+                // Unstable is enough: ties end in UID order, so no two
+                // entries compare equal.
+                order.sort_unstable_by(|(pa, a), (pb, b)| {
+                    let by_prefix = if reverse { pb.cmp(pa) } else { pa.cmp(pb) };
+                    by_prefix.then_with(|| compare(a, b, &keys))
+                });
+                Ok(order.into_iter().map(|(_, e)| e.uid).collect())
+            })
+            .await;
+        Some(sorted)
+    }
+}
+
+/// The stored keys of the messages found (`wanted` parts of them). A
+/// message another session expunged, still in the client's view, sorts as
+/// one without header fields, dated 1970.
+fn load(store: &Store, found: &[Found], wanted: Wanted) -> Result<Vec<Entry>, StoreError> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let content = store.snapshot()?.content()?;
+    let mut entries = Vec::with_capacity(found.len());
+    for message in found {
+        let keys = match message.blob {
+            Some(blob) => content
+                .with_sort_keys(blob, |bytes| SortKeys::decode_some(bytes, wanted))?
+                .flatten()
+                .unwrap_or_default(),
+            None => SortKeys::default(),
+        };
+        entries.push(Entry {
+            uid: message.uid,
+            internal_date: message.internal_date,
+            size: message.size,
+            keys,
+        });
+    }
+    Ok(entries)
+}
+
+/// The parts of the stored keys a sort by `field` reads.
+fn wanted(field: SortField) -> Wanted {
+    match field {
+        SortField::Arrival | SortField::Date | SortField::Size => Wanted::NONE,
+        SortField::Subject => Wanted::SUBJECT,
+        SortField::From => Wanted::FROM,
+        SortField::To => Wanted::TO,
+        SortField::Cc => Wanted::CC,
+        SortField::DisplayFrom => Wanted::DISPLAY_FROM,
+        SortField::DisplayTo => Wanted::DISPLAY_TO,
+    }
+}
+
+/// A number that orders as `field` does where two differ (and is equal
+/// where the field's first 16 bytes are): numbers with their sign bit
+/// flipped, text as its first 16 bytes, zero-padded, read big-endian.
+fn prefix(entry: &Entry, field: SortField) -> u128 {
+    let number = |n: i64| u128::from((n as u64) ^ (1 << 63)) << 64;
+    let text = |s: &str| {
+        let mut bytes = [0u8; 16];
+        let n = s.len().min(16);
+        bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        u128::from_be_bytes(bytes)
+    };
+    match field {
+        SortField::Arrival => number(entry.internal_date),
+        SortField::Date => number(entry.sent_date()),
+        SortField::Size => number(i64::from(entry.size)),
+        SortField::Subject => text(&entry.keys.subject),
+        SortField::From => text(&entry.keys.from),
+        SortField::To => text(&entry.keys.to),
+        SortField::Cc => text(&entry.keys.cc),
+        SortField::DisplayFrom => text(&entry.keys.display_from),
+        SortField::DisplayTo => text(&entry.keys.display_to),
+    }
+}
+
+/// RFC 5256 §3: key by key, REVERSE turning one key around; messages equal
+/// on every key keep mailbox order.
+fn compare(a: &Entry, b: &Entry, keys: &[SortKey]) -> Ordering {
+    for key in keys {
+        let order = match key.field {
+            SortField::Arrival => a.internal_date.cmp(&b.internal_date),
+            SortField::Date => a.sent_date().cmp(&b.sent_date()),
+            SortField::Size => a.size.cmp(&b.size),
+            SortField::Subject => a.keys.subject.cmp(&b.keys.subject),
+            SortField::From => a.keys.from.cmp(&b.keys.from),
+            SortField::To => a.keys.to.cmp(&b.keys.to),
+            SortField::Cc => a.keys.cc.cmp(&b.keys.cc),
+            SortField::DisplayFrom => a.keys.display_from.cmp(&b.keys.display_from),
+            SortField::DisplayTo => a.keys.display_to.cmp(&b.keys.display_to),
+        };
+        let order = if key.reverse { order.reverse() } else { order };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a.uid.cmp(&b.uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(uid: u32, date: i64, subject: &str) -> Entry {
+        Entry {
+            uid,
+            internal_date: date,
+            size: uid,
+            keys: SortKeys {
+                subject: subject.into(),
+                ..SortKeys::default()
+            },
+        }
+    }
+
+    #[test]
+    fn prefixes_never_contradict_the_full_comparison() {
+        let entries = [
+            entry(1, -5, ""),
+            entry(2, 0, "A"),
+            entry(3, i64::MIN, "A\u{0}"),
+            entry(4, i64::MAX, "AB"),
+            entry(5, 7, "SUBJECT-12345 WEEKLY"),
+            entry(6, 7, "SUBJECT-12345 WEEKLZ"),
+            entry(7, -1, "\u{10FFFF}"),
+        ];
+        for field in [SortField::Arrival, SortField::Subject, SortField::Size] {
+            let keys = [SortKey {
+                field,
+                reverse: false,
+            }];
+            for a in &entries {
+                for b in &entries {
+                    let (pa, pb) = (prefix(a, field), prefix(b, field));
+                    if pa != pb {
+                        assert_eq!(
+                            pa.cmp(&pb),
+                            compare(a, b, &keys),
+                            "{field:?} {} {}",
+                            a.uid,
+                            b.uid
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
