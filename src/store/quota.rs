@@ -595,7 +595,7 @@ mod tests {
         }
         let (store, _changes) = crate::store::Store::open(&path, 1 << 20).unwrap();
         let snap = store.snapshot().unwrap();
-        assert_eq!(snap.schema_version().unwrap(), 5);
+        assert_eq!(snap.schema_version().unwrap(), crate::store::SCHEMA_VERSION);
         let a = snap.usage("a").unwrap();
         assert_eq!((a.storage, a.messages), (6, 2));
         assert_eq!(snap.usage("b").unwrap().storage, 5);
