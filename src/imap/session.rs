@@ -29,6 +29,8 @@ pub enum Flow {
         initial_response: Option<Vec<u8>>,
     },
     Idle(String),
+    /// COMPRESS was accepted: the shell starts deflate after the OK.
+    Compress,
 }
 
 pub struct Session {
@@ -103,7 +105,8 @@ impl Session {
         } else {
             caps.push_str(&format!(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
-                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE APPENDLIMIT={}",
+                 ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE COMPRESS=DEFLATE \
+                 APPENDLIMIT={}",
                 self.shared.config.max_message_size
             ));
         }
@@ -435,6 +438,7 @@ impl Session {
                 Flow::Continue
             }
             C::Idle => return Flow::Idle(tag),
+            C::Compress { mechanism } => return self.compress(&tag, &mechanism, conn.compressed()),
         };
         // The tagged reply is already in `out`; untagged updates go before it.
         self.sync_before_tagged(allow_expunge);

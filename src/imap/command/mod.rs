@@ -1,5 +1,6 @@
 //! One file per IMAP command or close family, as more `impl Session` blocks.
 
+mod compress;
 mod fetch;
 mod list;
 mod login;

@@ -178,6 +178,10 @@ pub enum CommandBody {
         mailbox: Vec<u8>,
     },
     Idle,
+    /// COMPRESS (RFC 4978); the mechanism upper-cased.
+    Compress {
+        mechanism: String,
+    },
     /// None for `ID NIL`. Values that are not UTF-8 are decoded lossily.
     Id(Option<Vec<(String, Option<String>)>>),
 }
@@ -338,6 +342,12 @@ impl Parser {
             "COPY" => self.copy_or_move(false, false)?,
             "MOVE" => self.copy_or_move(false, true)?,
             "ID" => self.id()?,
+            "COMPRESS" => {
+                self.sp("compression mechanism")?;
+                CommandBody::Compress {
+                    mechanism: self.upper_atom("compression mechanism")?,
+                }
+            }
             _ => {
                 return Err(format!(
                     "unknown command {}",

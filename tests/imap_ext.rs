@@ -1,0 +1,221 @@
+//! IMAP extensions against the real binary: COMPRESS=DEFLATE (RFC 4978),
+//! METADATA (RFC 5464) and CREATE-SPECIAL-USE (RFC 6154 §3). The COMPRESS
+//! client is Python's zlib with raw deflate (wbits -15) both ways.
+
+mod common;
+
+use common::imap_client::*;
+use common::*;
+
+/// Runs a Python script and checks that it ends by printing "ok".
+fn python_ok(server: &Server, script: &str) -> String {
+    let out = python(server, script);
+    let stdout = out.stdout_text();
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "python failed ({}):\n{stdout}\n{}",
+        out.status,
+        out.stderr_text()
+    );
+    stdout
+}
+
+/// A small IMAP client in Python that turns on COMPRESS=DEFLATE; the tests
+/// append their steps to it.
+const PY_DEFLATE_CLIENT: &str = r#"
+import os, socket, zlib, smtplib, time
+
+class Z:
+    def __init__(self, port, tls=False):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        if tls:
+            import ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.s = ctx.wrap_socket(self.s)
+        self.buf = b""
+        self.z = None
+        self.raw_total = 0
+        self.plain_total = 0
+    def recv(self):
+        data = self.s.recv(65536)
+        if not data:
+            raise EOFError("server closed the connection")
+        self.raw_total += len(data)
+        if self.z:
+            data = self.inflater.decompress(data)
+        self.plain_total += len(data)
+        self.buf += data
+    def line(self):
+        while b"\r\n" not in self.buf:
+            self.recv()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self.recv()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+    def send(self, data):
+        if self.z:
+            data = self.deflater.compress(data) + self.deflater.flush(zlib.Z_SYNC_FLUSH)
+        self.s.sendall(data)
+    def reply(self, tag):
+        lines = []
+        while True:
+            line = self.line()
+            # A literal: read it whole, then the rest of its line.
+            while line.endswith(b"}") and b"{" in line:
+                n = int(line[line.rindex(b"{") + 1:-1])
+                lit = self.read_exact(n)
+                lines.append((line, lit))
+                line = self.line()
+            if line.startswith(tag + b" "):
+                return lines, line
+            lines.append(line)
+    def cmd(self, tag, text):
+        self.send(tag + b" " + text + b"\r\n")
+        return self.reply(tag)
+    def start(self):
+        self.z = True
+        self.deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.inflater = zlib.decompressobj(-15)
+
+TLS = globals().get("TLS", False)
+c = Z(int(os.environ["IMAPS_PORT" if TLS else "IMAP_PORT"]), TLS)
+assert c.line().startswith(b"* OK")
+_, t = c.cmd(b"a1", b"LOGIN alice pw-alice")
+assert t.startswith(b"a1 OK"), t
+_, t = c.cmd(b"a2", b"COMPRESS DEFLATE")
+assert t == b"a2 OK DEFLATE active", t
+c.start()
+"#;
+
+#[test]
+fn compress_deflate_select_fetch_idle_and_logout() {
+    let server = started("compress-flow", &["alice"]);
+    let body = "compressible line of text\r\n".repeat(20_000);
+    deliver(&server, "alice", "big one", &body);
+    let script = format!(
+        r#"{PY_DEFLATE_CLIENT}
+lines, t = c.cmd(b"b1", b"SELECT INBOX")
+assert t.startswith(b"b1 OK [READ-WRITE]"), t
+assert b"* 1 EXISTS" in lines, lines
+lines, t = c.cmd(b"b2", b"FETCH 1 (BODY[TEXT])")
+assert t == b"b2 OK FETCH completed", t
+head, text = lines[0]
+assert head.startswith(b"* 1 FETCH (BODY[TEXT] {{"), head
+assert text == b"compressible line of text\r\n" * 20000 + b"\r\n", len(text)
+# The server really compressed: what came over the wire is far smaller.
+assert c.raw_total * 5 < c.plain_total, (c.raw_total, c.plain_total)
+# Pipelined commands in one compressed burst get both replies at once.
+c.send(b"p1 NOOP\r\np2 NOOP\r\n")
+assert c.reply(b"p1")[1] == b"p1 OK NOOP completed"
+assert c.reply(b"p2")[1] == b"p2 OK NOOP completed"
+# IDLE: a delivery is pushed through the compressed stream at once (the
+# server sync-flushes each burst), not held in the deflater.
+c.send(b"b3 IDLE\r\n")
+assert c.line().startswith(b"+ "), "no continuation"
+# Longer than the server's 2 s before it gives back its deflater: the push
+# then comes from a fresh one, in the same stream.
+time.sleep(3)
+lmtp = smtplib.LMTP("127.0.0.1", int(os.environ["LMTP_PORT"]))
+lmtp.sendmail("bob@example.org", ["alice"], b"Subject: pushed\r\n\r\nhello\r\n")
+lmtp.quit()
+pushed = c.line()
+assert pushed == b"* 2 EXISTS", pushed
+c.send(b"DONE\r\n")
+lines, t = c.reply(b"b3")
+assert t == b"b3 OK IDLE terminated", t
+lines, t = c.cmd(b"b4", b"FETCH 2 (BODY[HEADER.FIELDS (SUBJECT)])")
+assert lines[0][1] == b"Subject: pushed\r\n\r\n", lines
+lines, t = c.cmd(b"b5", b"LOGOUT")
+assert lines == [b"* BYE Logging out"], lines
+assert t == b"b5 OK LOGOUT completed", t
+print("ok")
+"#
+    );
+    python_ok(&server, &script);
+}
+
+#[test]
+fn compress_over_implicit_tls() {
+    let server = started("compress-tls", &["alice"]);
+    deliver(
+        &server,
+        "alice",
+        "over tls",
+        &"text over TLS\r\n".repeat(5000),
+    );
+    let script = format!(
+        r#"TLS = True
+{PY_DEFLATE_CLIENT}
+lines, t = c.cmd(b"b1", b"SELECT INBOX")
+assert t.startswith(b"b1 OK"), t
+lines, t = c.cmd(b"b2", b"FETCH 1 (BODY[TEXT])")
+assert lines[0][1] == b"text over TLS\r\n" * 5000 + b"\r\n", lines[0][0]
+lines, t = c.cmd(b"b3", b"LOGOUT")
+assert t == b"b3 OK LOGOUT completed", t
+print("ok")
+"#
+    );
+    python_ok(&server, &script);
+}
+
+#[test]
+fn second_compress_is_refused_and_the_session_goes_on() {
+    let server = started("compress-twice", &["alice"]);
+    let script = format!(
+        r#"{PY_DEFLATE_CLIENT}
+lines, t = c.cmd(b"b1", b"COMPRESS DEFLATE")
+assert t.startswith(b"b1 NO [COMPRESSIONACTIVE]"), t
+lines, t = c.cmd(b"b2", b"CAPABILITY")
+assert b"COMPRESS=DEFLATE" in lines[0], lines
+assert t == b"b2 OK CAPABILITY completed", t
+print("ok")
+"#
+    );
+    python_ok(&server, &script);
+}
+
+#[test]
+fn garbage_in_the_deflate_stream_closes_cleanly_with_bye() {
+    let server = started("compress-garbage", &["alice"]);
+    let script = format!(
+        r#"{PY_DEFLATE_CLIENT}
+lines, t = c.cmd(b"b1", b"NOOP")
+assert t == b"b1 OK NOOP completed", t
+# Block type 3 is reserved in deflate: no inflater can take this.
+c.s.sendall(b"\xff" * 64)
+assert c.line() == b"* BYE Invalid compressed data; closing the connection"
+try:
+    c.line()
+    raise SystemExit("the connection stayed open")
+except EOFError:
+    pass
+print("ok")
+"#
+    );
+    python_ok(&server, &script);
+    // The server is still there for everyone else.
+    let mut other = Client::login(server.ports.imap, "alice");
+    assert!(other.call("NOOP").is_ok());
+}
+
+#[test]
+fn compress_before_login_and_unknown_mechanisms() {
+    let server = started("compress-refused", &["alice"]);
+    let mut c = Client::connect(server.ports.imap);
+    let reply = c.call("COMPRESS DEFLATE");
+    assert!(reply.tagged.starts_with("BAD "), "{reply:?}");
+    let caps = c.call("CAPABILITY");
+    assert!(!caps.lines[0].contains("COMPRESS"), "{caps:?}");
+    assert!(c.call("LOGIN alice pw-alice").is_ok());
+    let reply = c.call("COMPRESS GZIP");
+    assert!(reply.tagged.starts_with("NO "), "{reply:?}");
+    let reply = c.call("COMPRESS");
+    assert!(reply.tagged.starts_with("BAD "), "{reply:?}");
+    // Still uncompressed and working.
+    assert!(c.call("NOOP").is_ok());
+}
