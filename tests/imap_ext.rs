@@ -219,3 +219,276 @@ fn compress_before_login_and_unknown_mechanisms() {
     // Still uncompressed and working.
     assert!(c.call("NOOP").is_ok());
 }
+
+/// The tagged reply's text, checking there were no untagged lines.
+fn tagged(c: &mut Client, command: &str) -> String {
+    c.only_tagged(command)
+}
+
+#[test]
+fn metadata_set_get_depth_and_maxsize() {
+    let server = started("metadata", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    assert_eq!(
+        tagged(
+            &mut c,
+            "SETMETADATA \"\" (/private/comment \"hello\" /shared/vendor/x/a \"1\" /shared/vendor/x/a/b \"2\")"
+        ),
+        "OK SETMETADATA completed"
+    );
+    assert_eq!(
+        c.ok("GETMETADATA \"\" /private/comment"),
+        ["* METADATA \"\" (/private/comment \"hello\")"]
+    );
+    // Names are case-insensitive; an entry without a value is NIL.
+    assert_eq!(
+        c.ok("GETMETADATA \"\" (/PRIVATE/Comment /private/missing)"),
+        ["* METADATA \"\" (/private/comment \"hello\" /private/missing NIL)"]
+    );
+    assert_eq!(
+        c.ok("GETMETADATA (DEPTH 1) \"\" /shared/vendor/x"),
+        ["* METADATA \"\" (/shared/vendor/x NIL /shared/vendor/x/a \"1\")"]
+    );
+    assert_eq!(
+        c.ok("GETMETADATA (DEPTH infinity) \"\" /shared"),
+        ["* METADATA \"\" (/shared/vendor/x/a \"1\" /shared/vendor/x/a/b \"2\")"]
+    );
+    // MAXSIZE leaves out longer values and says how long the longest was.
+    let long = "v".repeat(100);
+    c.ok(&format!("SETMETADATA \"\" (/private/long \"{long}\")"));
+    let reply = c.call("GETMETADATA (MAXSIZE 10 DEPTH infinity) \"\" /private");
+    assert_eq!(
+        reply.lines,
+        ["* METADATA \"\" (/private/comment \"hello\")"]
+    );
+    assert_eq!(
+        reply.tagged,
+        "OK [METADATA LONGENTRIES 100] GETMETADATA completed"
+    );
+    // Mailbox entries, a literal value with a line break, and removal.
+    c.ok("SETMETADATA INBOX (/private/comment {9+}\r\nline\r\nend)");
+    assert_eq!(
+        c.ok("GETMETADATA INBOX /private/comment"),
+        ["* METADATA \"INBOX\" (/private/comment {9}\r\nline\r\nend)"]
+    );
+    c.ok("SETMETADATA \"\" (/private/comment NIL)");
+    assert_eq!(
+        c.ok("GETMETADATA \"\" /private/comment"),
+        ["* METADATA \"\" (/private/comment NIL)"]
+    );
+    // The server's entries and INBOX's are apart.
+    assert_eq!(
+        c.ok("GETMETADATA (DEPTH infinity) INBOX /shared"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn metadata_follows_rename_goes_with_delete_and_survives_a_restart() {
+    let mut server = started("metadata-rename", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.ok("CREATE Projects/Old");
+    c.ok("SETMETADATA Projects/Old (/private/color \"red\" /shared/note \"n\")");
+    c.ok("SETMETADATA Projects (/private/color \"blue\")");
+    c.ok("RENAME Projects Work");
+    // The children moved with their parent, and their entries with them.
+    assert_eq!(
+        c.ok("GETMETADATA Work/Old (/private/color /shared/note)"),
+        ["* METADATA \"Work/Old\" (/private/color \"red\" /shared/note \"n\")"]
+    );
+    assert_eq!(
+        c.ok("GETMETADATA Work /private/color"),
+        ["* METADATA \"Work\" (/private/color \"blue\")"]
+    );
+    assert_eq!(
+        c.only_tagged("GETMETADATA Projects/Old /private/color"),
+        "NO [NONEXISTENT] No such mailbox"
+    );
+    c.ok("DELETE Work/Old");
+    c.ok("CREATE Work/Old");
+    assert_eq!(
+        c.ok("GETMETADATA (DEPTH infinity) Work/Old (/private /shared)"),
+        Vec::<String>::new()
+    );
+    drop(c);
+    server.stop();
+    start(&mut server);
+    let mut c = Client::login(server.ports.imap, "alice");
+    assert_eq!(
+        c.ok("GETMETADATA Work /private/color"),
+        ["* METADATA \"Work\" (/private/color \"blue\")"]
+    );
+}
+
+#[test]
+fn metadata_is_each_users_own_even_shared() {
+    let server = started("metadata-users", &["alice", "bob"]);
+    let mut alice = Client::login(server.ports.imap, "alice");
+    alice.ok("SETMETADATA \"\" (/shared/admin \"alice's\" /private/x \"1\")");
+    alice.ok("SETMETADATA INBOX (/shared/comment \"alice inbox\")");
+    let mut bob = Client::login(server.ports.imap, "bob");
+    assert_eq!(
+        bob.ok("GETMETADATA (DEPTH infinity) \"\" (/shared /private)"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        bob.ok("GETMETADATA INBOX /shared/comment"),
+        ["* METADATA \"INBOX\" (/shared/comment NIL)"]
+    );
+    bob.ok("SETMETADATA \"\" (/shared/admin \"bob's\")");
+    assert_eq!(
+        alice.ok("GETMETADATA \"\" /shared/admin"),
+        ["* METADATA \"\" (/shared/admin \"alice's\")"]
+    );
+}
+
+#[test]
+fn metadata_bad_input_gets_clear_errors_and_the_session_goes_on() {
+    let server = started("metadata-bad", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    for (command, expected) in [
+        (
+            "GETMETADATA (DEPTH 99999999999999999999) \"\" /private",
+            "BAD DEPTH must be 0, 1 or infinity",
+        ),
+        (
+            "GETMETADATA (DEPTH 2) \"\" /private",
+            "BAD DEPTH must be 0, 1 or infinity",
+        ),
+        (
+            "GETMETADATA (DEPTH 1 DEPTH 1) \"\" /private",
+            "BAD DEPTH given twice",
+        ),
+        ("GETMETADATA (MAXSIZE 99999999999) \"\" /private", "BAD "),
+        (
+            "GETMETADATA (COLOR 1) \"\" /private",
+            "BAD unknown GETMETADATA option",
+        ),
+        ("GETMETADATA \"\" /private/*", "BAD entry name"),
+        ("GETMETADATA \"\" \"/private/%\"", "BAD entry name"),
+        (
+            "GETMETADATA \"\" /private/../../etc",
+            "BAD entry name /private/../../etc has",
+        ),
+        ("GETMETADATA \"\" /private//x", "BAD entry name"),
+        (
+            "GETMETADATA \"\" /other/x",
+            "BAD entry name /other/x must start with",
+        ),
+        ("GETMETADATA \"\" ()", "BAD empty entry names"),
+        (
+            "SETMETADATA \"\" (/private \"x\")",
+            "BAD entry name /private names a whole namespace",
+        ),
+        ("SETMETADATA \"\" (/private/x)", "BAD "),
+        ("SETMETADATA \"\" (/private/x \"1\"", "BAD "),
+        ("GETMETADATA Nowhere /private/x", "NO [NONEXISTENT]"),
+        ("SETMETADATA Nowhere (/private/x \"1\")", "NO [NONEXISTENT]"),
+    ] {
+        let reply = c.only_tagged(command);
+        assert!(reply.starts_with(expected), "{command}: {reply}");
+    }
+    // A value over the limit, in a literal the command limit still takes.
+    let tag = c.tag();
+    c.send(format!("{tag} SETMETADATA \"\" (/private/big {{40000}}\r\n").as_bytes());
+    assert!(c.line().starts_with("+ "));
+    c.send(&vec![b'x'; 40000]);
+    c.send(b")\r\n");
+    let reply = c.reply(&tag);
+    assert!(
+        reply.tagged.starts_with("NO [METADATA MAXSIZE 32768]"),
+        "{reply:?}"
+    );
+    // A literal over the command limit is declined before it is sent.
+    let tag = c.tag();
+    c.send(format!("{tag} SETMETADATA \"\" (/private/big {{200000}}\r\n").as_bytes());
+    let reply = c.reply(&tag);
+    assert!(reply.tagged.starts_with("NO [TOOBIG]"), "{reply:?}");
+    // A huge non-synchronizing one is read past and refused.
+    let tag = c.tag();
+    c.send(format!("{tag} SETMETADATA \"\" (/private/big {{100000+}}\r\n").as_bytes());
+    c.send(&vec![b'x'; 100000]);
+    c.send(b")\r\n");
+    let reply = c.reply(&tag);
+    assert!(reply.tagged.starts_with("BAD [TOOBIG]"), "{reply:?}");
+    assert_eq!(
+        c.ok("GETMETADATA \"\" /private/big"),
+        ["* METADATA \"\" (/private/big NIL)"]
+    );
+    assert!(c.call("NOOP").is_ok());
+}
+
+#[test]
+fn metadata_too_many_entries_per_user() {
+    let server = started("metadata-toomany", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    for batch in 0..3 {
+        let count = if batch < 2 { 100 } else { 56 };
+        let entries: Vec<String> = (0..count)
+            .map(|i| format!("/private/e{batch}-{i} \"v\""))
+            .collect();
+        c.ok(&format!("SETMETADATA \"\" ({})", entries.join(" ")));
+    }
+    assert!(c
+        .only_tagged("SETMETADATA INBOX (/private/one-more \"v\")")
+        .starts_with("NO [METADATA TOOMANY]"));
+    // Changing an entry or removing one is always possible.
+    c.ok("SETMETADATA \"\" (/private/e0-0 \"changed\")");
+    c.ok("SETMETADATA \"\" (/private/e0-1 NIL)");
+    c.ok("SETMETADATA INBOX (/private/one-more \"v\")");
+    let entries: Vec<String> = (0..101).map(|i| format!("/private/x{i} NIL")).collect();
+    assert!(c
+        .only_tagged(&format!("SETMETADATA \"\" ({})", entries.join(" ")))
+        .starts_with("BAD more than 100 entries"));
+}
+
+#[test]
+fn getmetadata_from_python_imaplib() {
+    let server = started("metadata-imaplib", &["alice"]);
+    python_ok(
+        &server,
+        r#"
+import imaplib, os
+# imaplib sends only the commands it knows; these are RFC 5464's.
+imaplib.Commands["GETMETADATA"] = ("AUTH", "SELECTED")
+imaplib.Commands["SETMETADATA"] = ("AUTH", "SELECTED")
+M = imaplib.IMAP4("127.0.0.1", int(os.environ["IMAP_PORT"]))
+M.login("alice", "pw-alice")
+typ, data = M._simple_command("SETMETADATA", "INBOX", '(/private/vendor/deltachat/token "abc123")')
+assert typ == "OK", (typ, data)
+typ, data = M._simple_command("GETMETADATA", "INBOX", "/private/vendor/deltachat/token")
+assert typ == "OK", (typ, data)
+typ, data = M._untagged_response(typ, data, "METADATA")
+assert data == [b'"INBOX" (/private/vendor/deltachat/token "abc123")'], data
+M.logout()
+print("ok")
+"#,
+    );
+}
+
+#[test]
+fn create_special_use_makes_the_folder_and_refuses_a_taken_or_unknown_use() {
+    let server = started("create-special-use", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    // Every use is taken by the default folders; free \Archive first.
+    c.ok("DELETE Archive");
+    assert_eq!(
+        c.only_tagged("CREATE \"Old mail\" (USE (\\Archive))"),
+        "OK CREATE completed"
+    );
+    assert_eq!(
+        c.ok("LIST \"\" \"Old mail\""),
+        ["* LIST (\\HasNoChildren \\Archive) \"/\" \"Old mail\""]
+    );
+    assert_eq!(
+        c.only_tagged("CREATE Attic (USE (\\Archive))"),
+        "NO [USEATTR] Another mailbox already has that special use"
+    );
+    assert!(c
+        .only_tagged("CREATE Attic (USE (\\Important))")
+        .starts_with("NO [USEATTR]"));
+    assert!(c
+        .only_tagged("CREATE Attic (USE (\\Trash \\Junk))")
+        .starts_with("NO [USEATTR]"));
+    assert!(c.ok("LIST \"\" Attic").is_empty());
+}

@@ -106,7 +106,7 @@ impl Session {
             caps.push_str(&format!(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
                  ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE COMPRESS=DEFLATE \
-                 APPENDLIMIT={}",
+                 METADATA METADATA-SERVER CREATE-SPECIAL-USE APPENDLIMIT={}",
                 self.shared.config.max_message_size
             ));
         }
@@ -439,6 +439,19 @@ impl Session {
             }
             C::Idle => return Flow::Idle(tag),
             C::Compress { mechanism } => return self.compress(&tag, &mechanism, conn.compressed()),
+            C::GetMetadata {
+                mailbox,
+                entries,
+                depth,
+                max_size,
+            } => {
+                self.getmetadata(&tag, &mailbox, &entries, depth, max_size);
+                Flow::Continue
+            }
+            C::SetMetadata { mailbox, entries } => {
+                self.setmetadata(&tag, &mailbox, entries).await;
+                Flow::Continue
+            }
         };
         // The tagged reply is already in `out`; untagged updates go before it.
         self.sync_before_tagged(allow_expunge);

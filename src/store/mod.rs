@@ -9,6 +9,7 @@ mod backup;
 mod blobs;
 mod events;
 mod index;
+mod metadata;
 mod ops;
 mod records;
 mod space;
@@ -23,6 +24,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 pub use blobs::BLOB_CHUNK;
 pub use events::{Change, Hub};
 pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
+pub use metadata::{MetadataSet, SERVER_ENTRIES};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 /// For the fuzz targets (fuzz/): the one record decoder with no other public path.
 #[doc(hidden)]
@@ -423,6 +425,7 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(EXPUNGED)?;
         txn.open_table(MESSAGE_INDEX)?;
         txn.open_table(SUBSCRIPTIONS)?;
+        txn.open_table(metadata::METADATA)?;
     }
     txn.commit()?;
     Ok(())

@@ -51,6 +51,7 @@ pub struct WriteCtx<'t> {
     pub(super) expunged: Table<'t, (u64, u64), &'static [u8]>,
     pub(super) message_index: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) subscriptions: Table<'t, (&'static str, &'static str), ()>,
+    pub(super) metadata: Table<'t, (&'static str, u64, &'static str), &'static [u8]>,
     /// Index chunks this batch is editing, written back before the commit.
     pub(super) pending_chunks: BTreeMap<(MailboxId, u32), PendingChunk>,
     /// What this batch changed, published to the event loop after the commit.
@@ -302,6 +303,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<WriteCtx<'_>, StoreError>
         expunged: txn.open_table(EXPUNGED)?,
         message_index: txn.open_table(MESSAGE_INDEX)?,
         subscriptions: txn.open_table(SUBSCRIPTIONS)?,
+        metadata: txn.open_table(super::metadata::METADATA)?,
         pending_chunks: BTreeMap::new(),
         changes: Vec::new(),
         bytes_added: 0,

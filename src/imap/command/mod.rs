@@ -6,5 +6,6 @@ mod list;
 mod login;
 mod mailbox;
 mod messages;
+mod metadata;
 mod search;
 mod select;

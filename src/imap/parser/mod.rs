@@ -23,6 +23,7 @@ mod date;
 mod fetch;
 mod lexer;
 mod list;
+mod metadata;
 mod search;
 mod sequence;
 mod store;
@@ -32,6 +33,7 @@ mod tests;
 pub use date::*;
 pub use fetch::*;
 pub use list::*;
+pub use metadata::*;
 pub use search::*;
 pub use sequence::*;
 pub use store::*;
@@ -181,6 +183,18 @@ pub enum CommandBody {
     /// COMPRESS (RFC 4978); the mechanism upper-cased.
     Compress {
         mechanism: String,
+    },
+    /// GETMETADATA (RFC 5464); entry names checked and lowercased.
+    GetMetadata {
+        mailbox: Vec<u8>,
+        entries: Vec<String>,
+        depth: MetadataDepth,
+        max_size: Option<u32>,
+    },
+    /// SETMETADATA (RFC 5464); a None value removes the entry.
+    SetMetadata {
+        mailbox: Vec<u8>,
+        entries: Vec<(String, Option<Vec<u8>>)>,
     },
     /// None for `ID NIL`. Values that are not UTF-8 are decoded lossily.
     Id(Option<Vec<(String, Option<String>)>>),
@@ -342,6 +356,8 @@ impl Parser {
             "COPY" => self.copy_or_move(false, false)?,
             "MOVE" => self.copy_or_move(false, true)?,
             "ID" => self.id()?,
+            "GETMETADATA" => self.getmetadata()?,
+            "SETMETADATA" => self.setmetadata()?,
             "COMPRESS" => {
                 self.sp("compression mechanism")?;
                 CommandBody::Compress {
