@@ -492,3 +492,58 @@ fn create_special_use_makes_the_folder_and_refuses_a_taken_or_unknown_use() {
         .starts_with("NO [USEATTR]"));
     assert!(c.ok("LIST \"\" Attic").is_empty());
 }
+
+/// The issue's budget: an idle compressed connection costs at most 96 KiB.
+/// 400 of them, in IDLE after a SELECT (so each had a deflater once), are
+/// measured once the server has given their deflaters back.
+#[test]
+fn idle_compressed_connections_stay_under_96_kib_each() {
+    let mut server = Server::new("compress-memory", &["alice"]);
+    server.extra_args = vec!["--max-connections-per-ip".into(), "1000".into()];
+    start(&mut server);
+    let pid = server.pid();
+    let script = format!(
+        r#"
+import os, socket, time, zlib
+N = 400
+def rss():
+    for line in open("/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+def session():
+    s = socket.create_connection(("127.0.0.1", int(os.environ["IMAP_PORT"])), timeout=30)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"a LOGIN alice pw-alice\r\n")
+    assert f.readline().startswith(b"a OK")
+    s.sendall(b"b COMPRESS DEFLATE\r\n")
+    assert f.readline() == b"b OK DEFLATE active\r\n"
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    d = zlib.decompressobj(-15)
+    got = b""
+    s.sendall(c.compress(b"c SELECT INBOX\r\ni IDLE\r\n") + c.flush(zlib.Z_SYNC_FLUSH))
+    while b"+ idling\r\n" not in got:
+        got += d.decompress(s.recv(65536))
+    return s, c, d
+time.sleep(0.5)
+before = rss()
+sessions = [session() for _ in range(N)]
+# The server gives a deflater back after 2 s without input.
+time.sleep(4)
+after = rss()
+print("per connection KiB", (after - before) / N)
+print("ok")
+"#
+    );
+    let out = python_ok(&server, &script);
+    let per_connection: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("per connection KiB "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {out}"));
+    eprintln!("{per_connection:.1} KiB per idle compressed connection");
+    assert!(
+        per_connection <= 96.0,
+        "{per_connection:.1} KiB per idle compressed connection"
+    );
+}
