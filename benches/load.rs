@@ -7,6 +7,7 @@
 //! cargo bench --bench load -- imap --big 20000   # a smaller big mailbox, for a quick look
 //! cargo bench --bench load -- logins        # login fairness under a flood; repeated logins
 //! cargo bench --bench load -- memory        # peak RSS under a hostile mix; big FETCH, POP3 RETR
+//! cargo bench --bench load -- compress      # 10 MB FETCH and idle memory with and without COMPRESS
 //! cargo bench --bench load -- memory imap pop3 --rounds 3   # several parts in one run
 //! cargo bench --bench load -- all --rounds 5 --messages 500
 //! cargo bench --bench load -- lmtp --no-dovecot
@@ -18,6 +19,8 @@
 //! round so that both see the same machine noise. Figures are printed, never
 //! asserted.
 
+#[path = "load/compress.rs"]
+mod compress;
 #[path = "../tests/common/source_addr.rs"]
 mod source_addr;
 use source_addr::connect_from;
@@ -657,8 +660,9 @@ fn main() {
     raise_file_limit();
     let o = options();
     type Part = (&'static str, fn(&Options));
-    let parts: [Part; 5] = [
+    let parts: [Part; 6] = [
         ("memory", bench_memory),
+        ("compress", compress::bench_compress),
         ("lmtp", bench_lmtp),
         ("pop3", bench_pop3),
         ("imap", bench_imap),
@@ -669,7 +673,7 @@ fn main() {
         .iter()
         .filter(|p| !parts.iter().any(|(n, _)| n == p))
     {
-        eprintln!("unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, all");
+        eprintln!("unknown part {unknown:?}; the parts are memory, compress, lmtp, pop3, imap, logins, all");
     }
     for (name, run) in parts {
         if o.wants(name) {
