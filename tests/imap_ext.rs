@@ -140,6 +140,34 @@ print("ok")
 }
 
 #[test]
+fn append_through_compress_small_and_spooled_literals() {
+    let server = started("compress-append", &["alice"]);
+    let script = format!(
+        r#"{PY_DEFLATE_CLIENT}
+small = b"Subject: small\r\n\r\nhello\r\n"
+c.send(b"b1 APPEND INBOX {{%d}}\r\n" % len(small))
+assert c.line().startswith(b"+ "), "no continuation"
+c.send(small + b"\r\n")
+lines, t = c.reply(b"b1")
+assert t.startswith(b"b1 OK [APPENDUID"), t
+# Large enough to go to the spool, sent as LITERAL+ in one burst with the
+# command after it.
+big = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * 200000 + b"\r\n"
+c.send(b"b2 APPEND INBOX {{%d+}}\r\n" % len(big) + big + b"\r\nb3 NOOP\r\n")
+lines, t = c.reply(b"b2")
+assert t.startswith(b"b2 OK [APPENDUID"), t
+lines, t = c.reply(b"b3")
+assert t == b"b3 OK NOOP completed", t
+c.cmd(b"b4", b"SELECT INBOX")
+lines, t = c.cmd(b"b5", b"FETCH 2 (RFC822.SIZE BODY[])")
+assert lines[0][1] == big, len(lines[0][1])
+print("ok")
+"#
+    );
+    python_ok(&server, &script);
+}
+
+#[test]
 fn compress_over_implicit_tls() {
     let server = started("compress-tls", &["alice"]);
     deliver(
