@@ -9,6 +9,7 @@
 //! cargo bench --bench load -- sort          # SORT and THREAD on the big INBOX, warm and after new mail
 //! cargo bench --bench load -- memory        # peak RSS under a hostile mix; big FETCH, POP3 RETR
 //! cargo bench --bench load -- quota         # LMTP delivery with quotas on and off
+//! cargo bench --bench load -- compress      # 10 MB FETCH and idle memory with and without COMPRESS
 //! cargo bench --bench load -- memory imap pop3 --rounds 3   # several parts in one run
 //! cargo bench --bench load -- all --rounds 5 --messages 500
 //! cargo bench --bench load -- lmtp --no-dovecot
@@ -21,6 +22,8 @@
 //! round so that both see the same machine noise. Figures are printed, never
 //! asserted.
 
+#[path = "load/compress.rs"]
+mod compress;
 #[path = "load/import.rs"]
 mod import;
 #[path = "load/sort.rs"]
@@ -676,6 +679,7 @@ fn main() {
     type Part = (&'static str, fn(&Options));
     let parts: &[Part] = &[
         ("memory", bench_memory),
+        ("compress", compress::bench_compress),
         ("lmtp", bench_lmtp),
         ("pop3", bench_pop3),
         ("imap", bench_imap),
@@ -690,7 +694,7 @@ fn main() {
         .filter(|p| !parts.iter().any(|(n, _)| n == p))
     {
         eprintln!(
-            "unknown part {unknown:?}; the parts are memory, lmtp, pop3, imap, logins, quota, import, sort, all"
+            "unknown part {unknown:?}; the parts are memory, compress, lmtp, pop3, imap, logins, quota, import, sort, all"
         );
     }
     for (name, run) in parts {

@@ -83,6 +83,8 @@ fn a_live_backup_during_a_delivery_storm_verifies_and_restores_the_same_uids() {
         c.ok("STORE 3 +FLAGS (\\Deleted \\Seen)");
         c.ok("EXPUNGE");
         c.ok("CREATE Archive/2026");
+        // Per-user settings (METADATA) are part of what a backup keeps.
+        c.ok("SETMETADATA Archive/2026 (/private/comment \"kept\")");
     }
     let (validity, before) = uids_and_subjects(server.ports.imap, "INBOX");
     assert_eq!(before.len(), 29);
@@ -159,6 +161,10 @@ fn a_live_backup_during_a_delivery_storm_verifies_and_restores_the_same_uids() {
     assert_eq!(
         c.ok("LIST \"\" Archive/*"),
         ["* LIST (\\HasNoChildren) \"/\" \"Archive/2026\""]
+    );
+    assert_eq!(
+        c.ok("GETMETADATA Archive/2026 /private/comment"),
+        ["* METADATA \"Archive/2026\" (/private/comment \"kept\")"]
     );
 
     // A restore over a directory in use is refused; one over a stopped

@@ -36,7 +36,8 @@ const CAPS_BEFORE_LOGIN: &str =
 const CAPS_AFTER_LOGIN: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE \
      UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH SEARCHRES \
      BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT \
-     THREAD=REFERENCES WITHIN QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE APPENDLIMIT=52428800";
+     THREAD=REFERENCES WITHIN QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE COMPRESS=DEFLATE \
+     METADATA METADATA-SERVER CREATE-SPECIAL-USE APPENDLIMIT=52428800";
 
 /// Commands that need a login, and a form of each that parses.
 const AUTHENTICATED_COMMANDS: &[&str] = &[
@@ -54,6 +55,8 @@ const AUTHENTICATED_COMMANDS: &[&str] = &[
     "ENABLE IMAP4rev2",
     "IDLE",
     "APPEND INBOX {1+}\r\nx",
+    "GETMETADATA \"\" /private/comment",
+    "SETMETADATA INBOX (/private/comment NIL)",
 ];
 
 /// Commands that need a selected mailbox.
@@ -497,12 +500,12 @@ fn create_delete_and_rename_with_children_and_inbox() {
     }
     assert!(c.only_tagged("CREATE \"\"").starts_with("NO [CANNOT]"));
     assert!(c.only_tagged("CREATE").starts_with("BAD "));
-    // CREATE with a special use (RFC 6154).
-    c.ok("CREATE Outbox (USE (\\Sent))");
-    assert_eq!(
-        c.ok("LIST \"\" Outbox"),
-        ["* LIST (\\HasNoChildren \\Sent) \"/\" \"Outbox\""]
-    );
+    // CREATE with a special use (RFC 6154): one mailbox per use, and Sent
+    // has \Sent (tests/imap_ext.rs has the rest).
+    assert!(c
+        .only_tagged("CREATE Outbox (USE (\\Sent))")
+        .starts_with("NO [USEATTR]"));
+    assert!(c.ok("LIST \"\" Outbox").is_empty());
     assert!(c
         .only_tagged("CREATE Odd (USE (\\Flagged))")
         .starts_with("NO [USEATTR]"));

@@ -108,6 +108,10 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 conn.close().await;
                 return;
             }
+            Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                bad_stream_goodbye(&mut conn, &e).await;
+                return;
+            }
             Err(ReadError::Closed | ReadError::Io(_)) => return,
         };
         // A large literal waits for its share of the memory budget before
@@ -261,6 +265,13 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 initial_response,
             } => authenticate(&mut session, &mut conn, &tag, &mechanism, initial_response).await,
             Flow::Idle(tag) => idle(&shared, &mut session, &mut conn, &tag).await,
+            Flow::Compress => match conn.start_compression().await {
+                Ok(()) => Flow::Continue,
+                Err(e) => {
+                    log::info!("{}: cannot start COMPRESS: {e}", conn.peer);
+                    return;
+                }
+            },
         };
         if !matches!(session.state, State::NotAuthenticated) {
             conn.set_deadline(None);
@@ -388,6 +399,16 @@ async fn authenticate(
     }
 }
 
+/// The client's compressed stream broke (COMPRESS=DEFLATE): nothing more
+/// it sends can be read, but our direction still works, so say why.
+async fn bad_stream_goodbye(conn: &mut Conn, e: &std::io::Error) {
+    log::info!("{}: closing: {e}", conn.peer);
+    let _ = conn
+        .write(b"* BYE Invalid compressed data; closing the connection\r\n")
+        .await;
+    conn.close().await;
+}
+
 /// Sends a SASL challenge and reads the client's answer.
 async fn challenge(conn: &mut Conn, text: &str) -> Result<Vec<u8>, sasl::SaslError> {
     let sent = conn.write(format!("+ {text}\r\n").as_bytes()).await;
@@ -459,6 +480,11 @@ async fn idle(shared: &Rc<Shared>, session: &mut Session, conn: &mut Conn, tag: 
             }
             Wake::Line(Err(ReadError::Timeout)) => {
                 session.untagged("BYE Autologout: idle for too long");
+                return Flow::Close;
+            }
+            Wake::Line(Err(ReadError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                log::info!("{}: closing: {e}", conn.peer);
+                session.untagged("BYE Invalid compressed data; closing the connection");
                 return Flow::Close;
             }
             Wake::Line(Err(ReadError::Closed | ReadError::Io(_))) => return Flow::Close,

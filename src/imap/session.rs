@@ -29,6 +29,8 @@ pub enum Flow {
         initial_response: Option<Vec<u8>>,
     },
     Idle(String),
+    /// COMPRESS was accepted: the shell starts deflate after the OK.
+    Compress,
 }
 
 pub struct Session {
@@ -105,7 +107,8 @@ impl Session {
                 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
                  ESEARCH SEARCHRES BINARY UTF8=ACCEPT STATUS=SIZE CONDSTORE SORT SORT=DISPLAY ESORT \
                  THREAD=ORDEREDSUBJECT THREAD=REFERENCES WITHIN QUOTA QUOTA=RES-STORAGE \
-                 QUOTA=RES-MESSAGE APPENDLIMIT={}",
+                 QUOTA=RES-MESSAGE COMPRESS=DEFLATE METADATA METADATA-SERVER CREATE-SPECIAL-USE \
+                 APPENDLIMIT={}",
                 self.shared.config.max_message_size
             ));
         }
@@ -479,6 +482,20 @@ impl Session {
                     &tag,
                     "[NOPERM] Quota limits are set by the server's administrator",
                 );
+                Flow::Continue
+            }
+            C::Compress { mechanism } => return self.compress(&tag, &mechanism, conn.compressed()),
+            C::GetMetadata {
+                mailbox,
+                entries,
+                depth,
+                max_size,
+            } => {
+                self.getmetadata(&tag, &mailbox, &entries, depth, max_size);
+                Flow::Continue
+            }
+            C::SetMetadata { mailbox, entries } => {
+                self.setmetadata(&tag, &mailbox, entries).await;
                 Flow::Continue
             }
         };

@@ -15,6 +15,8 @@ use smol::net::unix::UnixStream;
 use smol::net::TcpStream;
 use smol::Timer;
 
+use super::compress::{self, Deflate};
+
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client that stops reading our replies for this long is dropped, so it
@@ -152,6 +154,9 @@ pub struct Conn {
     /// When set, reading and writing fail with a timeout from then on,
     /// whatever the client does (the time allowed to log in).
     deadline: Option<Instant>,
+    /// COMPRESS=DEFLATE, once started: every byte both ways goes through it.
+    /// Boxed, so a connection without it costs one pointer more.
+    deflate: Option<Box<Deflate>>,
 }
 
 impl Conn {
@@ -168,6 +173,7 @@ impl Conn {
             peer,
             idle_timeout,
             deadline: None,
+            deflate: None,
         }
     }
 
@@ -226,7 +232,7 @@ impl Conn {
         if self.time_left(self.idle_timeout).is_none() {
             return Err(ReadError::Timeout);
         }
-        if !self.wbuf.is_empty() {
+        if self.has_output() {
             self.flush().await?;
         }
         if self.rstart > 0 {
@@ -241,6 +247,9 @@ impl Conn {
         let timeout = self
             .time_left(self.idle_timeout)
             .ok_or(ReadError::Timeout)?;
+        if self.deflate.is_some() {
+            return self.fill_inflated(room, timeout).await;
+        }
         let end = self.rend;
         let stream = self
             .stream
@@ -257,6 +266,72 @@ impl Conn {
         }
         self.rend += n;
         Ok(())
+    }
+
+    /// [`Conn::fill`] under COMPRESS: inflates what has arrived, reading
+    /// more compressed bytes as needed. The deflater is given back once the
+    /// client has been quiet for [`compress::RELEASE_AFTER`].
+    async fn fill_inflated(&mut self, room: usize, timeout: Duration) -> Result<(), ReadError> {
+        let started = Instant::now();
+        loop {
+            let Some(deflate) = self.deflate.as_mut() else {
+                return Err(ReadError::Closed);
+            };
+            let end = self.rend;
+            let produced = deflate.inflate(&mut self.rbuf[end..])?;
+            if produced > 0 {
+                self.rend += produced;
+                return Ok(());
+            }
+            if deflate.input_ended() {
+                return Err(ReadError::Closed);
+            }
+            let holding = deflate.holds_compressor() && !deflate.has_unflushed();
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(ReadError::Timeout);
+            }
+            let wait = if holding {
+                left.min(compress::RELEASE_AFTER)
+            } else {
+                left
+            };
+            let chunk = room.min(16 * 1024);
+            let (stream, deflate) = match (self.stream.as_mut(), self.deflate.as_mut()) {
+                (Some(stream), Some(deflate)) => (stream, deflate),
+                _ => {
+                    return Err(ReadError::Io(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "connection lost",
+                    )))
+                }
+            };
+            let buf = deflate.read_buffer(chunk);
+            let read = stream.read(buf);
+            let got = smol::future::or(async { Some(read.await) }, async {
+                Timer::after(wait).await;
+                None
+            })
+            .await;
+            match got {
+                Some(Ok(0)) => {
+                    deflate.filled(0);
+                    return Err(ReadError::Closed);
+                }
+                Some(Ok(n)) => deflate.filled(n),
+                Some(Err(e)) => {
+                    deflate.filled(0);
+                    return Err(ReadError::Io(e));
+                }
+                None => {
+                    deflate.filled(0);
+                    if !holding {
+                        return Err(ReadError::Timeout);
+                    }
+                    deflate.release();
+                }
+            }
+        }
     }
 
     /// Reads one line of at most `max` bytes, without its line end (CRLF or a
@@ -476,19 +551,55 @@ impl Conn {
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.wbuf.extend_from_slice(bytes);
         if self.wbuf.len() >= WRITE_CHUNK {
-            self.flush().await?;
+            self.send(false).await?;
         }
         Ok(())
     }
 
+    /// Whether anything queued waits to be sent (or, under COMPRESS, to be
+    /// flushed out of the deflater).
+    fn has_output(&self) -> bool {
+        !self.wbuf.is_empty()
+            || self
+                .deflate
+                .as_ref()
+                .is_some_and(|d| d.has_unflushed() || !d.output.is_empty())
+    }
+
+    /// Sends what is queued: the end of a burst of replies, so under
+    /// COMPRESS the deflater is sync-flushed and the client can decode all
+    /// of it at once.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if self.wbuf.is_empty() {
+        self.send(true).await
+    }
+
+    /// Sends what is queued. `end_of_burst` matters only under COMPRESS:
+    /// mid-reply, the deflater keeps what it is working on.
+    async fn send(&mut self, end_of_burst: bool) -> io::Result<()> {
+        if !self.has_output() {
             return Ok(());
         }
         let timeout = self
             .time_left(WRITE_TIMEOUT)
             .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "time to log in is over"))?;
-        let buf = std::mem::take(&mut self.wbuf);
+        let compressed = self.deflate.is_some();
+        let buf = match self.deflate.as_mut() {
+            Some(deflate) => {
+                deflate.compress(&self.wbuf, end_of_burst)?;
+                self.wbuf.clear();
+                if self.wbuf.capacity() > BUFFER_KEEP * 4 {
+                    self.wbuf = Vec::new();
+                }
+                std::mem::take(&mut deflate.output)
+            }
+            None => std::mem::take(&mut self.wbuf),
+        };
+        if buf.is_empty() {
+            if let Some(deflate) = self.deflate.as_mut() {
+                deflate.output = buf;
+            }
+            return Ok(());
+        }
         let stream = self.stream()?;
         let send = async {
             stream.write_all(&buf).await?;
@@ -505,9 +616,34 @@ impl Conn {
         let mut buf = buf;
         buf.clear();
         if buf.capacity() <= BUFFER_KEEP * 4 {
-            self.wbuf = buf;
+            match self.deflate.as_mut() {
+                Some(deflate) if compressed => deflate.output = buf,
+                _ => self.wbuf = buf,
+            }
         }
         Ok(())
+    }
+
+    /// Starts COMPRESS=DEFLATE (RFC 4978) after its tagged OK, which goes
+    /// out uncompressed first. Whatever the client sent after the command
+    /// is already compressed and is kept for the inflater.
+    pub async fn start_compression(&mut self) -> io::Result<()> {
+        if self.deflate.is_some() {
+            return Err(io::Error::other("compression is already active"));
+        }
+        self.flush().await?;
+        self.consume_last_line();
+        let mut deflate = Box::new(Deflate::new());
+        deflate.feed(&self.rbuf[self.rstart..self.rend]);
+        self.rstart = 0;
+        self.rend = 0;
+        self.deflate = Some(deflate);
+        Ok(())
+    }
+
+    /// Whether COMPRESS is active.
+    pub fn compressed(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Upgrades a plain TCP connection to TLS (STARTTLS, STLS). Anything the

@@ -2,6 +2,7 @@
 //! session. Protocol code sees a [`Conn`] and never a socket.
 
 pub mod budget;
+pub mod compress;
 mod conn;
 mod limits;
 pub mod spool;

@@ -78,6 +78,16 @@ impl ResumableKey for (&'static str, &'static str) {
     }
 }
 
+impl ResumableKey for (&'static str, u64, &'static str) {
+    type Owned = (String, u64, String);
+    fn own(key: (&str, u64, &str)) -> (String, u64, String) {
+        (key.0.to_string(), key.1, key.2.to_string())
+    }
+    fn view(owned: &(String, u64, String)) -> (&str, u64, &str) {
+        (&owned.0, owned.1, &owned.2)
+    }
+}
+
 /// Copies one table from the snapshot into `dest`, a few MiB per commit.
 fn copy_table<K: ResumableKey, V: redb::Value + 'static>(
     snapshot: &Snapshot,
@@ -144,6 +154,7 @@ impl Snapshot {
         copied += copy_table(self, &dest, MESSAGE_INDEX)?;
         copied += copy_table(self, &dest, SUBSCRIPTIONS)?;
         copied += copy_table(self, &dest, super::quota::QUOTA_USAGE)?;
+        copied += copy_table(self, &dest, super::metadata::METADATA)?;
         Ok(copied)
     }
 

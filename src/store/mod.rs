@@ -11,6 +11,7 @@ mod events;
 mod expunges;
 mod import;
 mod index;
+mod metadata;
 mod ops;
 mod quota;
 mod records;
@@ -28,6 +29,7 @@ pub use events::{Change, Hub};
 pub use expunges::{ExpungeHold, ExpungePin, KEEP_RECORDS, KEEP_UIDS};
 pub use import::ImportUid;
 pub use index::{chunk_of, ChunkRef, CHUNK_UIDS};
+pub use metadata::{MetadataSet, SERVER_ENTRIES};
 pub use ops::{Analysis, Changed, Delivered, DeliveryTarget, FlagChange};
 pub use quota::{NoticeMaker, QuotaCheck, QuotaLimits, Usage, WARN_PERCENT};
 /// For the fuzz targets (fuzz/): the one record decoder with no other public path.
@@ -458,6 +460,7 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(MESSAGE_INDEX)?;
         txn.open_table(SUBSCRIPTIONS)?;
         txn.open_table(quota::QUOTA_USAGE)?;
+        txn.open_table(metadata::METADATA)?;
     }
     txn.commit()?;
     Ok(())

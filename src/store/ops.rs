@@ -122,7 +122,7 @@ impl WriteCtx<'_> {
         Ok(value)
     }
 
-    fn load_mailbox(&self, id: MailboxId) -> Result<MailboxRecord, StoreError> {
+    pub(super) fn load_mailbox(&self, id: MailboxId) -> Result<MailboxRecord, StoreError> {
         let found = self.mailboxes.get(id)?;
         match found {
             Some(v) => MailboxRecord::decode(v.value()),

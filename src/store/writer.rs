@@ -54,6 +54,7 @@ pub struct WriteCtx<'t> {
     pub(super) message_index: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) subscriptions: Table<'t, (&'static str, &'static str), ()>,
     pub(super) quota_usage: Table<'t, &'static str, &'static [u8]>,
+    pub(super) metadata: Table<'t, (&'static str, u64, &'static str), &'static [u8]>,
     /// Index chunks this batch is editing, written back before the commit.
     pub(super) pending_chunks: BTreeMap<(MailboxId, u32), PendingChunk>,
     /// What this batch changed, published to the event loop after the commit.
@@ -326,6 +327,7 @@ fn open_tables<'t>(
         message_index: txn.open_table(MESSAGE_INDEX)?,
         subscriptions: txn.open_table(SUBSCRIPTIONS)?,
         quota_usage: txn.open_table(super::quota::QUOTA_USAGE)?,
+        metadata: txn.open_table(super::metadata::METADATA)?,
         pending_chunks: BTreeMap::new(),
         changes: Vec::new(),
         bytes_added: 0,

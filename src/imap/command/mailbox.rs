@@ -47,6 +47,13 @@ impl Session {
                 if tx.mailbox_id(&user, &name)?.is_some() {
                     return Err(crate::store::StoreError::MailboxExists);
                 }
+                // One mailbox per use, so a client that looks for \Sent
+                // finds one answer (RFC 6154 §3 lets the server refuse).
+                if let Some(use_attr) = use_attr {
+                    if tx.special_use_taken(&user, use_attr)? {
+                        return Ok(None);
+                    }
+                }
                 // Missing parents are made too, so the hierarchy has no holes.
                 let mut parent = String::new();
                 for level in name.split('/') {
@@ -58,11 +65,15 @@ impl Session {
                         tx.create_mailbox(&user, &parent, None)?;
                     }
                 }
-                tx.create_mailbox(&user, &name, use_attr)
+                tx.create_mailbox(&user, &name, use_attr).map(Some)
             })
             .await;
         match result {
-            Ok(_) => self.ok(tag, "CREATE completed"),
+            Ok(Some(_)) => self.ok(tag, "CREATE completed"),
+            Ok(None) => self.no(
+                tag,
+                "[USEATTR] Another mailbox already has that special use",
+            ),
             Err(e) => self.store_failed(tag, &e),
         }
     }
@@ -98,7 +109,15 @@ impl Session {
         match self
             .shared
             .store
-            .write(move |tx| tx.delete_mailbox(&user, &name))
+            .write(move |tx| {
+                let id = tx.mailbox_id(&user, &name)?;
+                tx.delete_mailbox(&user, &name)?;
+                // Its annotations go with it, in the same transaction.
+                match id {
+                    Some(id) => tx.delete_metadata(&user, id),
+                    None => Ok(()),
+                }
+            })
             .await
         {
             Ok(()) => {

@@ -23,6 +23,7 @@ mod date;
 mod fetch;
 mod lexer;
 mod list;
+mod metadata;
 mod quota;
 mod search;
 mod sequence;
@@ -34,6 +35,7 @@ mod tests;
 pub use date::*;
 pub use fetch::*;
 pub use list::*;
+pub use metadata::*;
 pub use search::*;
 pub use sequence::*;
 pub use sort::*;
@@ -195,6 +197,22 @@ pub enum CommandBody {
         mailbox: Vec<u8>,
     },
     Idle,
+    /// COMPRESS (RFC 4978); the mechanism upper-cased.
+    Compress {
+        mechanism: String,
+    },
+    /// GETMETADATA (RFC 5464); entry names checked and lowercased.
+    GetMetadata {
+        mailbox: Vec<u8>,
+        entries: Vec<String>,
+        depth: MetadataDepth,
+        max_size: Option<u32>,
+    },
+    /// SETMETADATA (RFC 5464); a None value removes the entry.
+    SetMetadata {
+        mailbox: Vec<u8>,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    },
     /// None for `ID NIL`. Values that are not UTF-8 are decoded lossily.
     Id(Option<Vec<(String, Option<String>)>>),
     /// RFC 9208.
@@ -374,6 +392,14 @@ impl Parser {
             },
             "GETQUOTA" => self.getquota()?,
             "SETQUOTA" => self.setquota()?,
+            "GETMETADATA" => self.getmetadata()?,
+            "SETMETADATA" => self.setmetadata()?,
+            "COMPRESS" => {
+                self.sp("compression mechanism")?;
+                CommandBody::Compress {
+                    mechanism: self.upper_atom("compression mechanism")?,
+                }
+            }
             _ => {
                 return Err(format!(
                     "unknown command {}",
