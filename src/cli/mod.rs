@@ -65,11 +65,29 @@ fn data_dir(flag: Option<PathBuf>) -> PathBuf {
 fn init_logging() {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    builder.format_target(false);
     if stderr_is_journal() {
         builder.format(|out, record| {
             use std::io::Write;
             writeln!(out, "{}{}", syslog_priority(record.level()), record.args())
+        });
+    } else {
+        // Our own UTC timestamp rather than env_logger's, whose date
+        // formatting brings a whole time-zone library into the binary.
+        builder.format(|out, record| {
+            use std::io::Write;
+            let t = crate::clock::civil(crate::store::now_unix(), 0);
+            writeln!(
+                out,
+                "[{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z {:<5}] {}",
+                t.year,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second,
+                record.level(),
+                record.args()
+            )
         });
     }
     builder.init();
