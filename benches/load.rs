@@ -722,6 +722,19 @@ fn raise_file_limit() {
     }
 }
 
+/// Fills `user`'s INBOX with `n` messages on each server (name, IMAP port,
+/// LMTP port), saying how long each took.
+fn fill_each(servers: &[(&str, u16, u16)], user: &str, n: usize) {
+    for (name, _, lmtp) in servers {
+        let start = Instant::now();
+        fill_big(*lmtp, user, n);
+        eprintln!(
+            "filled {name}'s {user} with {n} messages in {:.0} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
+
 /// A blocking IMAP client that counts what it reads.
 struct Imap {
     r: BufReader<TcpStream>,
@@ -765,31 +778,34 @@ impl Imap {
             }
             None => w.write_all(format!("{tag} {text}\r\n").as_bytes()).unwrap(),
         }
-        let mut total = 0;
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = self.r.read_until(b'\n', &mut line).unwrap();
-            assert!(n > 0, "server closed during {text}");
-            total += n;
-            // A line ending in {n} is followed by n bytes of literal.
-            if let Some(size) = literal_size(&line) {
-                // Counted, not kept: a literal may be 50 MiB.
-                let read =
-                    std::io::copy(&mut (&mut self.r).take(size as u64), &mut std::io::sink())
-                        .unwrap();
-                assert_eq!(read, size as u64, "server closed inside a literal");
-                total += size;
-                continue;
-            }
-            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
-                return (total, String::from_utf8_lossy(&line).trim_end().to_string());
-            }
-        }
+        read_to_tagged(&mut self.r, &tag, text)
     }
 
     fn cmd(&mut self, text: &str) -> (usize, String) {
         self.send(text, None)
+    }
+}
+
+/// Reads replies up to the one tagged `tag`; returns the bytes read and the
+/// tagged line. Literals are counted, not kept: one may be 50 MiB.
+fn read_to_tagged(r: &mut impl BufRead, tag: &str, text: &str) -> (usize, String) {
+    let mut total = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line).unwrap();
+        assert!(n > 0, "server closed during {text}");
+        total += n;
+        // A line ending in {n} is followed by n bytes of literal.
+        if let Some(size) = literal_size(&line) {
+            let read = std::io::copy(&mut r.take(size as u64), &mut std::io::sink()).unwrap();
+            assert_eq!(read, size as u64, "server closed inside a literal");
+            total += size;
+            continue;
+        }
+        if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+            return (total, String::from_utf8_lossy(&line).trim_end().to_string());
+        }
     }
 }
 
@@ -912,15 +928,7 @@ fn bench_imap(o: &Options) {
         std::iter::once(("letterbox", lb.ports.imap, lb.ports.lmtp))
             .chain(dc.as_ref().map(|d| ("dovecot", d.ports.imap, d.ports.lmtp)))
             .collect();
-    for (name, _, lmtp) in &servers {
-        let start = Instant::now();
-        fill_big(*lmtp, BIG_USER, o.big);
-        eprintln!(
-            "filled {name}'s {BIG_USER} with {} messages in {:.0} s",
-            o.big,
-            start.elapsed().as_secs_f64()
-        );
-    }
+    fill_each(&servers, BIG_USER, o.big);
     for (_, imap, _) in &servers {
         // Dovecot builds its index on first open; time the steady state.
         time_command(*imap, BIG_USER, false, "SELECT INBOX");

@@ -22,7 +22,7 @@ use flate2::write::DeflateEncoder;
 use flate2::Compression;
 
 use super::{
-    literal_size, median, message_of, stuffed, Letterbox, Lmtp, Options, BENCH_USERS,
+    median, message_of, read_to_tagged, stuffed, Letterbox, Lmtp, Options, BENCH_USERS,
     CLIENT_TIMEOUT, PASSWORD,
 };
 
@@ -106,25 +106,7 @@ impl Client {
         let tag = format!("a{}", self.next_tag);
         self.next_tag += 1;
         self.send_line(&format!("{tag} {text}\r\n"));
-        let mut total = 0;
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = self.r.read_until(b'\n', &mut line).unwrap();
-            assert!(n > 0, "server closed during {text}");
-            total += n;
-            if let Some(size) = literal_size(&line) {
-                let read =
-                    std::io::copy(&mut (&mut self.r).take(size as u64), &mut std::io::sink())
-                        .unwrap();
-                assert_eq!(read, size as u64, "server closed inside a literal");
-                total += size;
-                continue;
-            }
-            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
-                return (total, String::from_utf8_lossy(&line).trim_end().to_string());
-            }
-        }
+        read_to_tagged(&mut self.r, &tag, text)
     }
 }
 

@@ -2,10 +2,10 @@
 //! (the same 4 KB messages, the same fill), warm, and again right after
 //! 1,000 new deliveries, letterbox and Dovecot taking turns.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{
-    fill_big, median, small_message, stuffed, time_command, Dovecot, Letterbox, Lmtp, Options,
+    fill_each, median, small_message, stuffed, time_command, Dovecot, Letterbox, Lmtp, Options,
     BENCH_USERS,
 };
 
@@ -61,15 +61,7 @@ pub fn bench_sort(o: &Options) {
             .chain(dc.as_ref().map(|d| ("dovecot", d.ports.imap, d.ports.lmtp)))
             .collect();
     let names: Vec<&str> = servers.iter().map(|s| s.0).collect();
-    for (name, _, lmtp) in &servers {
-        let start = Instant::now();
-        fill_big(*lmtp, BIG_USER, o.big);
-        eprintln!(
-            "filled {name}'s {BIG_USER} with {} messages in {:.0} s",
-            o.big,
-            start.elapsed().as_secs_f64()
-        );
-    }
+    fill_each(&servers, BIG_USER, o.big);
     // Warm: each server has answered every command once before the clock
     // runs (Dovecot builds its index and caches the sort fields then).
     for (_, imap, _) in &servers {
