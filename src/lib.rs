@@ -2,7 +2,8 @@
 //!
 //! Mail arrives over LMTP ([`lmtp`]), lives in one redb file ([`store`]), and
 //! is read over IMAP ([`imap`]) and POP3 ([`pop3`]). Everything runs on one
-//! event-loop thread ([`server`]); see DESIGN.md for the whole picture.
+//! event-loop thread ([`server`]), sharing the services in [`services`]; see
+//! DESIGN.md for the whole picture.
 
 pub mod auth;
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod net;
 pub mod pop3;
 pub mod quota;
 pub mod server;
+pub mod services;
 pub mod store;
 pub mod unix_accounts;

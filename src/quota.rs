@@ -207,7 +207,7 @@ pub fn notice_maker(hostname: &str) -> NoticeMaker {
             lines.join("\r\n"),
         )
         .into_bytes();
-        let analysis = crate::server::analysis_of(&raw);
+        let analysis = crate::services::analysis_of(&raw);
         (raw, analysis)
     })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::server::{Config, Pop3Mode};
+use crate::services::{Config, Pop3Mode};
 
 /// run the mail server: LMTP in, IMAP and POP3 out
 #[derive(FromArgs)]

@@ -18,7 +18,7 @@ use smol::net::unix::UnixStream;
 use crate::import::target::Importer;
 use crate::import::wire::{self, Header};
 use crate::import::Item;
-use crate::server::Shared;
+use crate::services::Shared;
 
 /// Imports take turns.
 static ONE_AT_A_TIME: smol::lock::Semaphore = smol::lock::Semaphore::new(1);

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use smol::net::unix::UnixStream;
 
-use crate::server::Shared;
+use crate::services::Shared;
 use crate::store::Store;
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {

@@ -23,7 +23,7 @@ use crate::auth::sasl;
 use crate::net::budget::{in_memory_cost, Reservation};
 use crate::net::spool::{Spool, SPOOL_THRESHOLD};
 use crate::net::{Conn, ReadError};
-use crate::server::Shared;
+use crate::services::Shared;
 use assembler::{is_idle_done, Assembler, Feed, Limits};
 use session::{Flow, Session, State};
 

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::parser::{Command, CommandBody, FetchItem, MessageSet, StatusItem};
 use super::view::View;
 use crate::net::{Conn, Peer};
-use crate::server::Shared;
+use crate::services::Shared;
 use crate::store::{canonical_mailbox_name, StoreError};
 
 pub enum State {

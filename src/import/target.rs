@@ -299,7 +299,7 @@ impl Importer {
         // A UID counts only with its UIDVALIDITY: an mbox's X-UID without
         // X-IMAPbase promised a client nothing.
         let renumbered = message.uid.is_some() && kept_uid.is_none() && has_source_uids;
-        let analysis = crate::server::analysis_of(&message.raw);
+        let analysis = crate::services::analysis_of(&message.raw);
         let keywords = message
             .keywords
             .into_iter()

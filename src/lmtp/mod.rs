@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::net::budget::Reservation;
 use crate::net::spool::{Spool, SPOOL_THRESHOLD};
 use crate::net::{Conn, DataError, ReadError};
-use crate::server::Shared;
+use crate::services::Shared;
 use crate::store::{Delivered, StoreError};
 use session::{Delivery, Next, Session, MAX_COMMAND_LINE};
 

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::net::{Conn, ReadError};
-use crate::server::{Login, Pop3Mode, Shared};
+use crate::services::{Login, Pop3Mode, Shared};
 use crate::store::{FlagChange, Flags, MailboxId, StoreError};
 use session::{Action, Entry, Session, MAX_LINE};
 

@@ -1,7 +1,7 @@
 //! STARTTLS, LOGIN, the end of AUTHENTICATE, and ENABLE.
 
 use crate::imap::session::{Flow, Session, State, MAX_LOGIN_FAILURES};
-use crate::server::Login;
+use crate::services::Login;
 
 impl Session {
     pub(in crate::imap) fn starttls(&mut self, tag: &str) -> Flow {

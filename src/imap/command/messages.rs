@@ -4,7 +4,7 @@
 use crate::imap::parser::{DateTime, Flag, MessageSet, StoreMode, StoreRequest};
 use crate::imap::response::flag_list_recent;
 use crate::imap::session::{Session, State};
-use crate::server::Shared;
+use crate::services::Shared;
 use crate::store::{FlagChange, Flags};
 
 /// Splits client flags into system flag bits and keywords.
