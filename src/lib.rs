@@ -12,6 +12,7 @@ pub mod control;
 pub mod imap;
 pub mod import;
 pub mod lmtp;
+pub mod metrics;
 pub mod mime;
 pub mod net;
 pub mod pop3;

@@ -107,6 +107,8 @@ pub struct Shared {
     pub budget: crate::net::budget::Budget,
     /// Where incoming bodies wait while they arrive (DATA/tmp).
     pub spool_dir: PathBuf,
+    /// What `--metrics` reports.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The outcome of a password check.

@@ -1,0 +1,2 @@
+// letterbox webmail
+"use strict";
