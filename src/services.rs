@@ -190,9 +190,11 @@ impl Shared {
             recent_horizons: RefCell::default(),
             budget: crate::net::budget::Budget::new(memory_budget),
             spool_dir: crate::net::spool::spool_dir(&data_dir),
+            metrics: Default::default(),
         };
         Ok((shared, changes))
     }
+
     /// Maps a name a client or MTA gave to a known user, re-reading the
     /// users file if it changed (one stat), so `letterbox user add` takes
     /// effect at once.
