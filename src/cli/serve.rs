@@ -102,6 +102,12 @@ pub struct ServeArgs {
     /// what LMTP answers for a full mailbox: defer (452 4.2.2, the MTA keeps the message and retries) or bounce (552 5.2.2, returned to the sender) (default defer)
     #[argh(option, default = "String::from(\"defer\")")]
     quota_full: String,
+    /// the command the webmail sends mail through, with the message on its standard input and the recipients in it, e.g. "/usr/sbin/sendmail -i -t"; split into words as a shell would, but run without one (default off: the webmail only saves drafts)
+    #[argh(option)]
+    sendmail: Option<String>,
+    /// the domain of a user's From address in the webmail, USER@DOMAIN, unless the users file gives the user an address= field (default: --hostname)
+    #[argh(option)]
+    mail_domain: Option<String>,
     /// the user to switch to after binding ports, when started as root (default letterbox)
     #[argh(option)]
     run_as: Option<String>,
@@ -199,7 +205,21 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         "bounce" => true,
         other => return Err(format!("--quota-full takes defer or bounce, not {other:?}")),
     };
+    let sendmail = match args.sendmail.as_deref() {
+        None | Some("off") => None,
+        Some(command) => Some(
+            crate::web::api::split_command(command).map_err(|e| format!("--sendmail: {e}"))?,
+        ),
+    };
+    let mail_domain = match args.mail_domain {
+        Some(domain) if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c.is_control() || "@<>,;\"\\".contains(c)) => {
+            return Err(format!("--mail-domain {domain:?} is not a domain name"))
+        }
+        other => other,
+    };
     Ok(Config {
+        sendmail,
+        mail_domain,
         quota,
         quota_bounce,
         imap: address("--imap", args.imap, default(143))?,
