@@ -753,7 +753,7 @@ mod tests {
 
     #[test]
     fn quoted_printable_lines() {
-        assert_eq!(quoted_printable("a=b \nc\t"), "a=3Db \r\nc=09");
+        assert_eq!(quoted_printable("a=b \nc\t"), "a=3Db=20\r\nc=09");
         assert_eq!(quoted_printable("né"), "n=C3=A9");
         let long = quoted_printable(&"x".repeat(200));
         assert!(long.split("\r\n").all(|l| l.len() <= 76));

@@ -434,8 +434,8 @@ mod tests {
     #[test]
     fn nothing_breaks_out_of_style_or_attributes() {
         assert_eq!(
-            clean("<style><a title=\"</style><img src=x onerror=alert(1)>\"></style>"),
-            "<style><a title=\"&lt;/style&gt;&lt;img src=x onerror=alert(1)&gt;\"></style>"
+            clean("<style><b title=\"</style><img src=x onerror=alert(1)>\"></style>"),
+            "<style><b title=\"&lt;/style&gt;&lt;img src=x onerror=alert(1)&gt;\"></style>"
         );
         assert_eq!(clean("a < b <3 <"), "a &lt; b &lt;3 &lt;");
         assert_eq!(clean("<p title=\"unclosed>t"), "");
