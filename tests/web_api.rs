@@ -868,7 +868,7 @@ fn another_users_ids_are_unknown_ids() {
         format!("/api/folders/{bob_inbox}/messages/{bob_uid}/part/1"),
         format!("/api/folders/{bob_inbox}/messages/{bob_uid}/source"),
         format!("/api/folders/{alice_inbox}/messages/{bob_uid}9"),
-        format!("/api/folders/999999/messages"),
+        "/api/folders/999999/messages".to_string(),
         format!("/api/folders/..%2F{bob_inbox}/messages"),
         format!("/api/folders/+{bob_inbox}/messages"),
         "/api/folders/x/messages".to_string(),

@@ -98,9 +98,9 @@ pub fn sanitize(html: &str, cid_base: &str) -> String {
             continue;
         }
         let rest = &html[i..];
-        if rest.starts_with("<!--") {
+        if let Some(comment) = rest.strip_prefix("<!--") {
             // A comment: gone, up to its end (or the end of the input).
-            i = rest[4..].find("-->").map_or(bytes.len(), |n| i + 4 + n + 3);
+            i = comment.find("-->").map_or(bytes.len(), |n| i + 4 + n + 3);
             continue;
         }
         let next = bytes.get(i + 1).copied();

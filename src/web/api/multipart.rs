@@ -54,11 +54,19 @@ pub fn boundary(content_type: &str) -> Result<String, Malformed> {
     Err(Malformed("the multipart body has no boundary"))
 }
 
+/// Where `needle` first occurs: a scan for its first byte, then a compare.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
+    let (&first, _) = needle.split_first()?;
+    let last_start = haystack.len().checked_sub(needle.len())?;
+    let mut at = 0;
+    while at <= last_start {
+        let i = at + haystack[at..=last_start].iter().position(|&b| b == first)?;
+        if haystack[i..].starts_with(needle) {
+            return Some(i);
+        }
+        at = i + 1;
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
+    None
 }
 
 /// Splits a form body into its fields.
