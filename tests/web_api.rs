@@ -1164,3 +1164,63 @@ fn events_follow_the_hub() {
     });
     assert_eq!(got, format!("event: folder\ndata: {{\"id\":{inbox}}}\n\n"));
 }
+
+/// The list page of a 100,000-message INBOX, timed in process (server
+/// time: the handler alone, no HTTP). Run in release:
+/// `cargo test --release --test web_api -- --ignored list_page_timing --nocapture`.
+#[test]
+#[ignore]
+fn list_page_timing() {
+    const COUNT: usize = 100_000;
+    let web = open("timing");
+    let started = std::time::Instant::now();
+    for batch in 0..COUNT / 1000 {
+        let messages: Vec<(Vec<u8>, letterbox::store::Analysis)> = (0..1000)
+            .map(|n| {
+                let n = batch * 1000 + n;
+                let raw = format!(
+                    "From: \"Sender {n}\" <s{n}@example.org>\r\nTo: alice@example.org\r\n\
+                     Subject: message number {n}\r\nDate: Thu, 26 Nov 2026 11:26:36 +0000\r\n\
+                     Message-ID: <{n}@example.org>\r\n\r\n{}\r\n",
+                    "body text ".repeat(20)
+                )
+                .into_bytes();
+                let analysis = analysis_of(&raw);
+                (raw, analysis)
+            })
+            .collect();
+        smol::block_on(web.shared.store.write(move |tx| {
+            for (raw, analysis) in &messages {
+                let target = DeliveryTarget {
+                    user: "alice".into(),
+                    folder: None,
+                };
+                tx.deliver(raw, analysis, letterbox::clock::now(), &[target])?;
+            }
+            Ok(())
+        }))
+        .unwrap();
+    }
+    web.pump();
+    eprintln!("filled {COUNT} messages in {:?}", started.elapsed());
+    let inbox = web.folder("alice", "INBOX");
+    for (what, query) in [
+        ("first page", String::new()),
+        ("page at offset 50000", "?offset=50000".to_string()),
+        ("unread filter", "?filter=unread".to_string()),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..101 {
+            let start = std::time::Instant::now();
+            let answer = web.get("alice", &format!("/api/folders/{inbox}/messages{query}"));
+            times.push(start.elapsed());
+            assert_eq!(answer.status, 200);
+            assert!(answer.text().starts_with(&format!("{{\"total\":{COUNT},")));
+        }
+        times.sort();
+        eprintln!(
+            "{what}: p50 {:?}, p99 {:?} (101 requests of 50 messages)",
+            times[50], times[99]
+        );
+    }
+}
