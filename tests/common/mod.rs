@@ -159,8 +159,19 @@ impl Server {
             .args(["--pop3", &format!("{}:{}", self.bind_ip, self.ports.pop3)])
             .args(["--pop3s", &format!("{}:{}", self.bind_ip, self.ports.pop3s)])
             .args(["--lmtp", &format!("127.0.0.1:{}", self.ports.lmtp)])
-            .args(["--hostname", "mail.test"])
-            .args(&self.extra_args)
+            .args(["--hostname", "mail.test"]);
+        // The web interface's default port (443) is not for tests to
+        // fight over: only a test that asks for the web gets it.
+        if !self
+            .extra_args
+            .iter()
+            .map(String::as_str)
+            .chain(args.iter().copied())
+            .any(|a| a == "--https")
+        {
+            cmd.args(["--https", "off"]);
+        }
+        cmd.args(&self.extra_args)
             .args(args)
             .env("RUST_LOG", "info")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
