@@ -639,3 +639,94 @@ fn a_taken_explicit_https_address_stops_startup() {
     );
     drop(taken);
 }
+
+/// Holds web pages open from Python: logs in on each connection (a session
+/// each), then either leaves it idle or opens `path` on it (the page's
+/// event stream). Prints `warm` after `warm` pages and `ready` after
+/// `pages` more, reading a line from stdin between the two.
+const HOLD_PAGES: &str = r#"
+import socket, ssl, sys
+port, tls, warm, pages, path = int(sys.argv[1]), sys.argv[2] == '1', int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def head(s):
+    buf = b''
+    while b'\r\n\r\n' not in buf:
+        chunk = s.recv(65536)
+        if not chunk: raise SystemExit('closed: %r' % buf)
+        buf += chunk
+    h, rest = buf.split(b'\r\n\r\n', 1)
+    return h.decode(), rest
+def page():
+    s = socket.create_connection(('127.0.0.1', port))
+    if tls: s = ctx.wrap_socket(s)
+    body = b'user=alice&password=pw-alice'
+    s.sendall(b'POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
+    h, rest = head(s)
+    assert ' 200 ' in h.split('\r\n')[0], h
+    length = int([l.split(':')[1] for l in h.split('\r\n') if l.lower().startswith('content-length')][0])
+    while len(rest) < length: rest += s.recv(65536)
+    cookie = [l.split(':', 1)[1].split(';')[0].strip() for l in h.split('\r\n') if l.lower().startswith('set-cookie')][0]
+    if path != '-':
+        s.sendall(('GET %s HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n\r\n' % (path, cookie)).encode())
+        h, _ = head(s)
+        assert ' 200 ' in h.split('\r\n')[0], h
+    return s
+held = [page() for _ in range(warm)]
+print('warm', flush=True)
+sys.stdin.readline()
+held += [page() for _ in range(pages)]
+print('ready', flush=True)
+sys.stdin.read()
+"#;
+
+/// Memory per open web page (a connection and its session, idle or
+/// holding `path` open), as the server's RSS delta over `pages` pages.
+fn kib_per_page(tls: bool, path: &str, pages: usize) -> f64 {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let web = web(
+        "web-memory",
+        &[
+            "--web-header-timeout",
+            "600",
+            "--max-connections-per-ip",
+            "1000",
+        ],
+    );
+    let port = if tls { web.https } else { web.http };
+    let mut child = Command::new("python3")
+        .args(["-c", HOLD_PAGES, &port.to_string()])
+        .arg(if tls { "1" } else { "0" })
+        .args(["20", &pages.to_string(), path])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "warm");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = web.server.rss_kib();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = web.server.rss_kib();
+    drop(stdin);
+    let _ = child.wait();
+    (after as f64 - before as f64) / pages as f64
+}
+
+/// `cargo test --test web_http memory -- --ignored --nocapture`: the
+/// figures for the README (RSS depends on the allocator and the machine,
+/// so they are printed, and bounded only loosely here).
+#[test]
+#[ignore]
+fn memory_per_open_page() {
+    for (tls, name) in [(false, "http"), (true, "https")] {
+        for path in ["-", "/api/events"] {
+            let kib = kib_per_page(tls, path, 200);
+            println!("{name} {path}: {kib:.1} KiB per page (200 pages)");
+            assert!(kib < 128.0, "{name} {path}: {kib} KiB per page");
+        }
+    }
+}
