@@ -22,6 +22,10 @@ struct Web {
 
 /// A started server with plain HTTP on loopback, and alice logged in.
 fn web(name: &str) -> Web {
+    web_with(name, &[])
+}
+
+fn web_with(name: &str, extra: &[String]) -> Web {
     let mut server = Server::new(name, &["alice"]);
     let http = free_port();
     server.extra_args = vec![
@@ -30,6 +34,7 @@ fn web(name: &str) -> Web {
         "--https".into(),
         "off".into(),
     ];
+    server.extra_args.extend_from_slice(extra);
     start(&mut server);
     let login = curl(
         http,
@@ -237,4 +242,94 @@ fn lmtp_and_imap_changes_reach_the_event_stream() {
     stream_until(&mut stream, "event: folders");
     imap.ok("RENAME Projects Work");
     stream_until(&mut stream, "event: folders");
+}
+
+/// The header lines of a curl -i reply, lowercased names.
+fn header<'a>(reply: &'a str, name: &str) -> Option<&'a str> {
+    let head = reply.split("\r\n\r\n").next()?;
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+#[test]
+fn hostile_html_and_names_keep_their_headers_through_http() {
+    let web = web("web-sync-html");
+    let message = "From: x@example.org\r\nSubject: <script>alert(1)</script>\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n\
+        <p>hi</p><script>alert(1)</script><img src=x onerror=alert(2)>\r\n--b\r\n\
+        Content-Type: application/x-msdownload\r\n\
+        Content-Disposition: attachment; filename*=UTF-8''%22%0D%0AX-Evil%3A%201%22%E2%82%AC.exe\r\n\r\nMZ\r\n--b--\r\n";
+    let replies = lmtp_deliver(&web.server, "s@example.org", &["alice"], message.as_bytes());
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    let inbox = web.folder("INBOX");
+    let html = web.get(&format!("/api/folders/{inbox}/messages/1/html"));
+    assert!(html.starts_with("HTTP/1.1 200"), "{html}");
+    let csp = header(&html, "content-security-policy").unwrap();
+    assert!(
+        csp.starts_with("default-src 'none';") && csp.contains("frame-ancestors 'self'"),
+        "{csp}"
+    );
+    assert_eq!(header(&html, "x-frame-options"), Some("SAMEORIGIN"));
+    assert!(
+        !html.contains("<script") && !html.contains("onerror"),
+        "{html}"
+    );
+    let part = web.get(&format!("/api/folders/{inbox}/messages/1/part/2"));
+    assert!(part.starts_with("HTTP/1.1 200"), "{part}");
+    assert!(header(&part, "x-evil").is_none(), "{part}");
+    assert_eq!(
+        header(&part, "content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        header(&part, "content-disposition"),
+        Some("attachment; filename=\"___X-Evil: 1__.exe\"; filename*=UTF-8''%22__X-Evil%3A%201%22%E2%82%AC.exe")
+    );
+    assert!(part.ends_with("\r\n\r\nMZ"), "{part}");
+}
+
+#[test]
+fn send_through_the_sendmail_flag() {
+    let dir = common::TempDir::new("web-sync-sendmail");
+    let out = dir.0.join("out.eml");
+    let script = dir.0.join("fake sendmail");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1 $2\" = \"-i -t\" ] || exit 64\ncat > '{}'\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Started as root, the server runs the command as the user it drops to.
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let command = format!("'{}' -i -t", script.display());
+    let web = web_with(
+        "web-sync-send",
+        &[
+            "--sendmail".into(),
+            command,
+            "--mail-domain".into(),
+            "example.net".into(),
+        ],
+    );
+    let config = web.get("/api/config");
+    assert!(
+        config.contains(r#""from":"alice@example.net","can_send":true"#),
+        "{config}"
+    );
+    let sent = web.post("/api/send", "to=bob%40example.org&subject=Hi&body=hello");
+    assert!(sent.ends_with("{\"ok\":true}"), "{sent}");
+    let piped = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        piped.contains("From: alice@example.net\r\nTo: bob@example.org\r\nSubject: Hi\r\n"),
+        "{piped}"
+    );
+    let mut imap = Client::login(web.server.ports.imap, "alice");
+    let status = imap.ok("STATUS Sent (MESSAGES)");
+    assert!(status[0].contains("MESSAGES 1"), "{status:?}");
 }
