@@ -50,6 +50,20 @@ impl Protocol {
             Protocol::Lmtp => "--lmtp",
         }
     }
+    fn metrics_kind(self) -> crate::metrics::ConnectionKind {
+        use crate::metrics::ConnectionKind;
+        match self {
+            Protocol::Imap {
+                implicit_tls: false,
+            } => ConnectionKind::Imap,
+            Protocol::Imap { implicit_tls: true } => ConnectionKind::Imaps,
+            Protocol::Pop3 {
+                implicit_tls: false,
+            } => ConnectionKind::Pop3,
+            Protocol::Pop3 { implicit_tls: true } => ConnectionKind::Pop3s,
+            Protocol::Lmtp => ConnectionKind::Lmtp,
+        }
+    }
     /// What a connection turned away at the door is told, in its protocol.
     fn refusal(self, why: &str) -> String {
         match self {
@@ -499,6 +513,7 @@ async fn serve_connection(
     mut peer: Peer,
     _slot: Slot,
 ) {
+    let _open = shared.metrics.connection_opened(protocol.metrics_kind());
     log::info!("{peer}: {} connection", protocol.name());
     let Some(stream) = implicit_tls(&shared, protocol, stream, &mut peer).await else {
         return;

@@ -186,6 +186,8 @@ pub struct Store {
     expunge_pins: Arc<expunges::ExpungePins>,
     /// Messages found damaged and logged, so each is logged once.
     damaged: Arc<std::sync::Mutex<std::collections::HashSet<(MailboxId, u32)>>>,
+    /// How long the writer's commits take, for `--metrics`.
+    commit_latency: Arc<crate::metrics::Histogram>,
 }
 
 /// The open database, which the writer replaces after a failed commit.
@@ -303,7 +305,13 @@ impl Store {
         };
         let reserve = Arc::new(space::Reserve::new(dir));
         let expunge_pins = Arc::new(expunges::ExpungePins::default());
-        let (writer, changes) = writer::start(db.clone(), reserve.clone(), expunge_pins.clone())?;
+        let commit_latency = Arc::new(crate::metrics::Histogram::default());
+        let (writer, changes) = writer::start(
+            db.clone(),
+            reserve.clone(),
+            expunge_pins.clone(),
+            commit_latency.clone(),
+        )?;
         Ok((
             Store {
                 db,
@@ -311,6 +319,7 @@ impl Store {
                 reserve,
                 expunge_pins,
                 damaged: Default::default(),
+                commit_latency,
             },
             changes,
         ))
@@ -321,6 +330,11 @@ impl Store {
     /// [`ExpungeHold::pin`] (expunges.rs).
     pub fn hold_expunges(&self) -> ExpungeHold {
         ExpungeHold::new(&self.expunge_pins)
+    }
+
+    /// The durations of the writer's commits so far.
+    pub fn commit_latency(&self) -> Arc<crate::metrics::Histogram> {
+        self.commit_latency.clone()
     }
 
     /// Sets the free-space reserve (`--min-free-space`); None: the default,

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use redb::Table;
 use smol::channel::{Receiver, Sender};
@@ -31,6 +32,7 @@ use super::{
     Change, DbSlot, MailboxId, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES,
     MAILBOX_NAMES, MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SORT_KEYS, SUBSCRIPTIONS,
 };
+use crate::metrics::Histogram;
 
 /// The most jobs one transaction takes, so that one commit stays short and a
 /// burst cannot grow a transaction without bound.
@@ -150,12 +152,22 @@ pub(super) fn start(
     db: Arc<DbSlot>,
     reserve: Arc<Reserve>,
     expunge_pins: Arc<ExpungePins>,
+    commit_latency: Arc<Histogram>,
 ) -> Result<(WriterHandle, Receiver<Vec<Change>>), StoreError> {
     let (jobs_tx, jobs_rx) = smol::channel::bounded::<Box<dyn Job>>(QUEUE_DEPTH);
     let (changes_tx, changes_rx) = smol::channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(&db, &reserve, &expunge_pins, jobs_rx, changes_tx))
+        .spawn(move || {
+            run(
+                &db,
+                &reserve,
+                &expunge_pins,
+                &commit_latency,
+                jobs_rx,
+                changes_tx,
+            )
+        })
         .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
     Ok((
         WriterHandle {
@@ -170,6 +182,7 @@ fn run(
     db: &DbSlot,
     reserve: &Reserve,
     expunge_pins: &Arc<ExpungePins>,
+    commit_latency: &Histogram,
     jobs: Receiver<Box<dyn Job>>,
     changes: Sender<Vec<Change>>,
 ) {
@@ -184,6 +197,7 @@ fn run(
             }
         }
         let mut batch = Some(batch);
+        let started = Instant::now();
         let outcome = db.with(|db| {
             let batch = batch.take().unwrap_or_default();
             // A damaged page can make redb panic in the commit itself; the
@@ -209,6 +223,7 @@ fn run(
         };
         match outcome {
             Outcome::Committed(committed, added, freed) => {
+                commit_latency.observe(started.elapsed());
                 reserve.note_commit(added, freed);
                 if !committed.is_empty() {
                     let _ = changes.try_send(committed);
