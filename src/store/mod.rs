@@ -1143,4 +1143,18 @@ mod tests {
         assert_eq!(canonical_mailbox_name("Inboxes"), "Inboxes");
         assert_eq!(canonical_mailbox_name("Sent"), "Sent");
     }
+
+    #[test]
+    fn each_committed_batch_is_timed_and_a_failed_one_is_not() {
+        let (_dir, store) = testing::temp_store();
+        let latency = store.commit_latency();
+        let before = latency.count();
+        store.write_blocking(|tx| tx.ensure_user("alice")).unwrap();
+        assert_eq!(latency.count(), before + 1);
+        // A job that panics rolls its batch back: nothing was committed.
+        let failed =
+            store.write_blocking(|_| -> Result<(), StoreError> { panic!("a bug in a write job") });
+        assert!(failed.is_err());
+        assert_eq!(latency.count(), before + 1);
+    }
 }

@@ -197,14 +197,13 @@ fn run(
             }
         }
         let mut batch = Some(batch);
-        let started = Instant::now();
         let outcome = db.with(|db| {
             let batch = batch.take().unwrap_or_default();
             // A damaged page can make redb panic in the commit itself; the
             // jobs then hear nothing back (their askers see an error, never
             // a success), and the database is reopened.
             Ok(
-                catch_unwind(AssertUnwindSafe(|| commit_batch(db, expunge_pins, batch))).unwrap_or_else(|_| {
+                catch_unwind(AssertUnwindSafe(|| commit_batch(db, expunge_pins, commit_latency, batch))).unwrap_or_else(|_| {
                     log::error!("store: the storage library panicked in a commit; nothing in this batch was stored");
                     Outcome::StorageFailed
                 }),
@@ -223,7 +222,6 @@ fn run(
         };
         match outcome {
             Outcome::Committed(committed, added, freed) => {
-                commit_latency.observe(started.elapsed());
                 reserve.note_commit(added, freed);
                 if !committed.is_empty() {
                     let _ = changes.try_send(committed);
@@ -253,8 +251,10 @@ enum Outcome {
 fn commit_batch(
     db: &redb::Database,
     expunge_pins: &Arc<ExpungePins>,
+    commit_latency: &Histogram,
     batch: Vec<Box<dyn Job>>,
 ) -> Outcome {
+    let started = Instant::now();
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -314,6 +314,11 @@ fn commit_batch(
         log::error!("store: commit failed, nothing in this batch was stored: {err}");
     }
     let committed = outcome.is_ok();
+    if committed {
+        // Before anyone hears back, so a reader of the metrics who saw the
+        // reply sees the commit counted.
+        commit_latency.observe(started.elapsed());
+    }
     for done in completions {
         done.finish(outcome.clone());
     }
