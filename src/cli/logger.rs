@@ -48,14 +48,18 @@ impl Filter {
                 },
                 None => match directive.parse() {
                     Ok(level) => filter.everything = level,
-                    Err(_) => filter.paths.push((directive.to_string(), LevelFilter::Trace)),
+                    Err(_) => filter
+                        .paths
+                        .push((directive.to_string(), LevelFilter::Trace)),
                 },
             }
         }
         // A later directive for the same path wins, as in env_logger: the
         // stable sort keeps the order among equal lengths, and dedup below
         // keeps the last.
-        filter.paths.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        filter
+            .paths
+            .sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
         let mut kept: Vec<(String, LevelFilter)> = Vec::with_capacity(filter.paths.len());
         for (path, level) in filter.paths.drain(..) {
             match kept.iter_mut().find(|(p, _)| *p == path) {
