@@ -215,7 +215,7 @@ fn start_control(
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = UnixListener::try_from(listener).map_err(|e| e.to_string())?;
     let (ex2, shared) = (ex.clone(), shared.clone());
-    spawn(&ex, async move {
+    spawn(ex, async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => spawn(&ex2, crate::control::serve(shared.clone(), stream)),
@@ -389,7 +389,7 @@ fn start_listener(
             let listener = TcpListener::try_from(std_listener).map_err(|e| e.to_string())?;
             log::info!("{} listening on {addr}", protocol.name());
             let (ex2, shared) = (ex.clone(), shared.clone());
-            spawn(&ex, async move {
+            spawn(ex, async move {
                 loop {
                     match listener.accept().await {
                         Ok((tcp, peer_addr)) => {
@@ -412,7 +412,7 @@ fn start_listener(
             let listener = UnixListener::try_from(std_listener).map_err(|e| e.to_string())?;
             log::info!("LMTP listening on unix socket {}", path.display());
             let (ex2, shared) = (ex.clone(), shared.clone());
-            spawn(&ex, async move {
+            spawn(ex, async move {
                 loop {
                     match listener.accept().await {
                         Ok((unix, _)) => admit(&ex2, &shared, protocol, Stream::Unix(unix), None),
@@ -456,7 +456,7 @@ fn admit(
     };
     let slot = shared.connection_limits().try_acquire(addr.map(|a| a.ip()));
     let shared = shared.clone();
-    spawn(&ex, async move {
+    spawn(ex, async move {
         let slot = match slot {
             Ok(slot) => slot,
             Err(refused) => {
