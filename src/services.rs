@@ -75,6 +75,8 @@ pub struct Config {
     /// `--quota-full bounce`: LMTP answers a full mailbox with a permanent
     /// 552 5.2.2 instead of the temporary 452 4.2.2.
     pub quota_bounce: bool,
+    /// `--https`, `--http`, `--metrics` and the web sessions' settings.
+    pub web: crate::web::http::WebConfig,
 }
 
 /// State shared by every session on the event loop.
@@ -109,6 +111,8 @@ pub struct Shared {
     pub spool_dir: PathBuf,
     /// What `--metrics` reports.
     pub metrics: crate::metrics::Metrics,
+    /// The web interface's logged-in sessions.
+    pub web_sessions: RefCell<crate::web::session::Sessions>,
 }
 
 /// The outcome of a password check.
@@ -168,6 +172,7 @@ impl Shared {
         })?;
         let data_dir = config.data_dir.clone();
         let budget = crate::net::budget::Budget::new(config.memory_budget);
+        let (web_session_idle, web_session_max) = (config.web.session_idle, config.web.session_max);
         let shared = Shared {
             limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
             config,
@@ -192,6 +197,10 @@ impl Shared {
             budget: budget.clone(),
             spool_dir: crate::net::spool::spool_dir(&data_dir),
             metrics: crate::metrics::Metrics::new(db_path, budget, store.commit_latency()),
+            web_sessions: RefCell::new(crate::web::session::Sessions::new(
+                web_session_idle,
+                web_session_max,
+            )),
         };
         Ok((shared, changes))
     }
