@@ -176,7 +176,8 @@ impl Shared {
                 crate::net::spool::spool_dir(&config.data_dir).display()
             )
         })?;
-        let (memory_budget, data_dir) = (config.memory_budget, config.data_dir.clone());
+        let data_dir = config.data_dir.clone();
+        let budget = crate::net::budget::Budget::new(config.memory_budget);
         let (web_session_idle, web_session_max) = (config.web.session_idle, config.web.session_max);
         let shared = Shared {
             limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
@@ -199,9 +200,9 @@ impl Shared {
             next_conn_id: Cell::new(1),
             pop3_locked: RefCell::default(),
             recent_horizons: RefCell::default(),
-            budget: crate::net::budget::Budget::new(memory_budget),
+            budget: budget.clone(),
             spool_dir: crate::net::spool::spool_dir(&data_dir),
-            metrics: Default::default(),
+            metrics: crate::metrics::Metrics::new(db_path, budget, store.commit_latency()),
             web_sessions: RefCell::new(crate::web::session::Sessions::new(
                 web_session_idle,
                 web_session_max,
@@ -440,10 +441,12 @@ impl Shared {
                 }
                 let how = if cached { " (cached)" } else { "" };
                 log::info!("{peer}: logged in as {}{how}", entry.name);
+                self.metrics.login(true);
                 Login::Ok(entry.name)
             }
             _ => {
                 log::info!("{peer}: failed login for {name:?}");
+                self.metrics.login(false);
                 Login::Failed
             }
         }

@@ -5,6 +5,7 @@ mod backup;
 mod deliver;
 mod export;
 mod import;
+mod logger;
 mod serve;
 mod user;
 mod verify;
@@ -63,44 +64,11 @@ fn data_dir(flag: Option<PathBuf>) -> PathBuf {
 /// priority instead of a timestamp (the journal keeps its own), so that
 /// `journalctl -p warning` finds the warnings (sd-daemon(3)).
 fn init_logging() {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if stderr_is_journal() {
-        builder.format(|out, record| {
-            use std::io::Write;
-            writeln!(out, "{}{}", syslog_priority(record.level()), record.args())
-        });
+    logger::init(if stderr_is_journal() {
+        logger::Style::Journal
     } else {
-        // Our own UTC timestamp rather than env_logger's, whose date
-        // formatting brings a whole time-zone library into the binary.
-        builder.format(|out, record| {
-            use std::io::Write;
-            let t = crate::clock::civil(crate::store::now_unix(), 0);
-            writeln!(
-                out,
-                "[{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z {:<5}] {}",
-                t.year,
-                t.month,
-                t.day,
-                t.hour,
-                t.minute,
-                t.second,
-                record.level(),
-                record.args()
-            )
-        });
-    }
-    builder.init();
-}
-
-/// The `<N>` prefix journald reads as the line's priority.
-fn syslog_priority(level: log::Level) -> &'static str {
-    match level {
-        log::Level::Error => "<3>",
-        log::Level::Warn => "<4>",
-        log::Level::Info => "<6>",
-        log::Level::Debug | log::Level::Trace => "<7>",
-    }
+        logger::Style::Timestamped
+    });
 }
 
 /// systemd sets JOURNAL_STREAM to the device and inode of the stream it

@@ -293,7 +293,7 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, String> {
         })
         .collect();
     // The names hold the time, so name order is age order.
-    finished.sort();
+    finished.sort_unstable();
     let excess = finished.len().saturating_sub(keep);
     let doomed: Vec<PathBuf> = finished.drain(..excess).collect();
     for path in &doomed {

@@ -54,7 +54,7 @@ fn subdirs(dir: &Path) -> Vec<(String, PathBuf)> {
         .filter(|e| e.path().is_dir())
         .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
         .collect();
-    out.sort();
+    out.sort_unstable();
     out
 }
 

@@ -65,7 +65,7 @@ fn walk(
             )),
         }
     }
-    names.sort();
+    names.sort_unstable();
     for (name, path) in names {
         if name.starts_with('.') || name.ends_with(".msf") {
             continue;

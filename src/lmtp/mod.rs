@@ -260,12 +260,15 @@ async fn store(
         Ok(done) => {
             for (d, user) in done.iter().zip(&users) {
                 match d {
-                    Ok(d) => log::info!(
-                        "{}: delivered {size} bytes to mailbox {} as UID {}",
-                        conn.peer,
-                        d.mailbox,
-                        d.uid
-                    ),
+                    Ok(d) => {
+                        shared.metrics.delivered(size as u64);
+                        log::info!(
+                            "{}: delivered {size} bytes to mailbox {} as UID {}",
+                            conn.peer,
+                            d.mailbox,
+                            d.uid
+                        )
+                    }
                     Err(e) => log::info!("{}: not delivered to {user}: {e}", conn.peer),
                 }
             }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_rustls::rustls::crypto::ring::default_provider;
+use futures_rustls::rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use futures_rustls::rustls::version::{TLS12, TLS13};
 use futures_rustls::rustls::ServerConfig;
 use futures_rustls::TlsAcceptor;
@@ -75,7 +76,7 @@ impl TlsFiles {
         let fingerprint = fingerprint(leaf);
         let key = PrivateKeyDer::from_pem_file(&self.key)
             .map_err(|e| format!("cannot read the private key {}: {e}", self.key.display()))?;
-        let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+        let config = ServerConfig::builder_with_provider(Arc::new(server_provider()))
             .with_protocol_versions(&[&TLS13, &TLS12])
             .map_err(|e| format!("TLS setup: {e}"))?
             .with_no_client_auth()
@@ -88,6 +89,20 @@ impl TlsFiles {
                 )
             })?;
         Ok((TlsAcceptor::from(Arc::new(config)), fingerprint))
+    }
+}
+
+/// ring's provider without the signature verification algorithms: a server
+/// that asks for no client certificate never verifies a signature, and
+/// leaving them out keeps their code (RSA, ECDSA and Ed25519 verification)
+/// out of the binary. Signing with any key type ring supports is unchanged.
+fn server_provider() -> CryptoProvider {
+    CryptoProvider {
+        signature_verification_algorithms: WebPkiSupportedAlgorithms {
+            all: &[],
+            mapping: &[],
+        },
+        ..default_provider()
     }
 }
 

@@ -186,6 +186,8 @@ pub struct Store {
     expunge_pins: Arc<expunges::ExpungePins>,
     /// Messages found damaged and logged, so each is logged once.
     damaged: Arc<std::sync::Mutex<std::collections::HashSet<(MailboxId, u32)>>>,
+    /// How long the writer's commits take, for `--metrics`.
+    commit_latency: Arc<crate::metrics::Histogram>,
 }
 
 /// The open database, which the writer replaces after a failed commit.
@@ -303,7 +305,13 @@ impl Store {
         };
         let reserve = Arc::new(space::Reserve::new(dir));
         let expunge_pins = Arc::new(expunges::ExpungePins::default());
-        let (writer, changes) = writer::start(db.clone(), reserve.clone(), expunge_pins.clone())?;
+        let commit_latency = Arc::new(crate::metrics::Histogram::default());
+        let (writer, changes) = writer::start(
+            db.clone(),
+            reserve.clone(),
+            expunge_pins.clone(),
+            commit_latency.clone(),
+        )?;
         Ok((
             Store {
                 db,
@@ -311,6 +319,7 @@ impl Store {
                 reserve,
                 expunge_pins,
                 damaged: Default::default(),
+                commit_latency,
             },
             changes,
         ))
@@ -321,6 +330,11 @@ impl Store {
     /// [`ExpungeHold::pin`] (expunges.rs).
     pub fn hold_expunges(&self) -> ExpungeHold {
         ExpungeHold::new(&self.expunge_pins)
+    }
+
+    /// The durations of the writer's commits so far.
+    pub fn commit_latency(&self) -> Arc<crate::metrics::Histogram> {
+        self.commit_latency.clone()
     }
 
     /// Sets the free-space reserve (`--min-free-space`); None: the default,
@@ -1128,5 +1142,19 @@ mod tests {
         assert_eq!(canonical_mailbox_name("INBOX/x"), "INBOX/x");
         assert_eq!(canonical_mailbox_name("Inboxes"), "Inboxes");
         assert_eq!(canonical_mailbox_name("Sent"), "Sent");
+    }
+
+    #[test]
+    fn each_committed_batch_is_timed_and_a_failed_one_is_not() {
+        let (_dir, store) = testing::temp_store();
+        let latency = store.commit_latency();
+        let before = latency.count();
+        store.write_blocking(|tx| tx.ensure_user("alice")).unwrap();
+        assert_eq!(latency.count(), before + 1);
+        // A job that panics rolls its batch back: nothing was committed.
+        let failed =
+            store.write_blocking(|_| -> Result<(), StoreError> { panic!("a bug in a write job") });
+        assert!(failed.is_err());
+        assert_eq!(latency.count(), before + 1);
     }
 }

@@ -200,7 +200,7 @@ impl Snapshot {
             .into_iter()
             .filter(|(_, total)| *total != (0, 0))
             .collect();
-        missing.sort();
+        missing.sort_unstable();
         for (user, (bytes, messages)) in missing {
             report.problem(
                 &format!("quota of {user}"),

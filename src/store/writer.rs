@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use redb::Table;
 use smol::channel::{Receiver, Sender};
@@ -31,6 +32,7 @@ use super::{
     Change, DbSlot, MailboxId, StoreError, BLOB_CHUNKS, BLOB_REFS, EXPUNGED, MAILBOXES,
     MAILBOX_NAMES, MESSAGES, MESSAGE_INDEX, META, PARSED, SEARCH_HEADERS, SORT_KEYS, SUBSCRIPTIONS,
 };
+use crate::metrics::Histogram;
 
 /// The most jobs one transaction takes, so that one commit stays short and a
 /// burst cannot grow a transaction without bound.
@@ -150,12 +152,22 @@ pub(super) fn start(
     db: Arc<DbSlot>,
     reserve: Arc<Reserve>,
     expunge_pins: Arc<ExpungePins>,
+    commit_latency: Arc<Histogram>,
 ) -> Result<(WriterHandle, Receiver<Vec<Change>>), StoreError> {
     let (jobs_tx, jobs_rx) = smol::channel::bounded::<Box<dyn Job>>(QUEUE_DEPTH);
     let (changes_tx, changes_rx) = smol::channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(&db, &reserve, &expunge_pins, jobs_rx, changes_tx))
+        .spawn(move || {
+            run(
+                &db,
+                &reserve,
+                &expunge_pins,
+                &commit_latency,
+                jobs_rx,
+                changes_tx,
+            )
+        })
         .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
     Ok((
         WriterHandle {
@@ -170,6 +182,7 @@ fn run(
     db: &DbSlot,
     reserve: &Reserve,
     expunge_pins: &Arc<ExpungePins>,
+    commit_latency: &Histogram,
     jobs: Receiver<Box<dyn Job>>,
     changes: Sender<Vec<Change>>,
 ) {
@@ -190,7 +203,7 @@ fn run(
             // jobs then hear nothing back (their askers see an error, never
             // a success), and the database is reopened.
             Ok(
-                catch_unwind(AssertUnwindSafe(|| commit_batch(db, expunge_pins, batch))).unwrap_or_else(|_| {
+                catch_unwind(AssertUnwindSafe(|| commit_batch(db, expunge_pins, commit_latency, batch))).unwrap_or_else(|_| {
                     log::error!("store: the storage library panicked in a commit; nothing in this batch was stored");
                     Outcome::StorageFailed
                 }),
@@ -238,8 +251,10 @@ enum Outcome {
 fn commit_batch(
     db: &redb::Database,
     expunge_pins: &Arc<ExpungePins>,
+    commit_latency: &Histogram,
     batch: Vec<Box<dyn Job>>,
 ) -> Outcome {
+    let started = Instant::now();
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -299,6 +314,11 @@ fn commit_batch(
         log::error!("store: commit failed, nothing in this batch was stored: {err}");
     }
     let committed = outcome.is_ok();
+    if committed {
+        // Before anyone hears back, so a reader of the metrics who saw the
+        // reply sees the commit counted.
+        commit_latency.observe(started.elapsed());
+    }
     for done in completions {
         done.finish(outcome.clone());
     }
