@@ -28,6 +28,8 @@ mod compress;
 mod import;
 #[path = "load/sort.rs"]
 mod sort;
+#[path = "load/web.rs"]
+mod web;
 #[path = "../tests/common/source_addr.rs"]
 mod source_addr;
 use source_addr::connect_from;
@@ -687,6 +689,7 @@ fn main() {
         ("quota", quota::bench_quota),
         ("import", import::bench_import),
         ("sort", sort::bench_sort),
+        ("web", web::bench_web),
     ];
     for unknown in o
         .parts
@@ -694,7 +697,7 @@ fn main() {
         .filter(|p| !parts.iter().any(|(n, _)| n == p))
     {
         eprintln!(
-            "unknown part {unknown:?}; the parts are memory, compress, lmtp, pop3, imap, logins, quota, import, sort, all"
+            "unknown part {unknown:?}; the parts are memory, compress, lmtp, pop3, imap, logins, quota, import, sort, web, all"
         );
     }
     for (name, run) in parts {
