@@ -1,0 +1,220 @@
+"""The main browser flow (tests/web_browser.rs::browser_flow): a user works in
+the page while IMAP sessions in IDLE watch every change arrive, and mail
+delivered over LMTP or changed over IMAP shows in the open page without a
+reload."""
+
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lb import *  # noqa: E402,F403
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+
+SPOOL = os.environ["SPOOL"]
+FAIL_FLAG = os.environ["FAIL_FLAG"]
+ATTACH = os.environ["ATTACH_FILE"]
+
+
+def imap_store_flag(seq):
+    """Another IMAP client flags a message (the page must follow)."""
+    s = socket.create_connection(("127.0.0.1", int(os.environ["IMAP_PORT"])), timeout=BOUND)
+    f = s.makefile("rb")
+    f.readline()
+    for tag, cmd in [("b1", 'LOGIN "alice" "pw-alice"'), ("b2", "SELECT INBOX"),
+                     ("b3", f"STORE {seq} +FLAGS (\\Flagged)"), ("b4", "LOGOUT")]:
+        s.sendall(f"{tag} {cmd}\r\n".encode())
+        while True:
+            line = f.readline().decode()
+            assert line, "IMAP closed"
+            if line.startswith(tag + " "):
+                assert tag == "b4" or line.startswith(tag + " OK"), line
+                break
+    s.close()
+
+
+def key(d, k):
+    """A shortcut key, typed with nothing focused."""
+    d.execute_script("if (document.activeElement) document.activeElement.blur();")
+    ActionChains(d).send_keys(k).perform()
+
+
+d = browser()
+inbox = Idle("alice", "pw-alice", "INBOX")
+drafts = Idle("alice", "pw-alice", "Drafts")
+try:
+    step("log in")
+    login(d, "alice", "pw-alice")
+    d.execute_script("window.__sameDocument = 'yes';")  # gone if the page ever reloads
+
+    step("a folder of 1,000 messages")
+    wait(d, "50 rows on the first page", lambda: len(rows(d)) == 50)
+    wait(d, "the page counter", lambda: text(d, "#page-info") == "1–50 of 1000")
+    first = rows(d)[0]
+    assert first.find_element(By.CSS_SELECTOR, ".subject").text == "Status report 1000", first.text
+    assert "unread" in first.get_attribute("class")
+    inbox_li = d.find_element(By.CSS_SELECTOR, '#folders li[data-name="INBOX"]')
+    assert inbox_li.find_element(By.CSS_SELECTOR, ".count").text == "1000", inbox_li.text
+    # INBOX first, then the special-use folders.
+    names = [li.get_attribute("data-name") for li in d.find_elements(By.CSS_SELECTOR, "#folders li")]
+    assert names[0] == "INBOX" and names.index("Projects") > names.index("Trash"), names
+    d.find_element(By.ID, "page-next").click()
+    wait(d, "the second page", lambda: text(d, "#page-info") == "51–100 of 1000")
+    assert rows(d)[0].find_element(By.CSS_SELECTOR, ".subject").text == "Status report 950"
+    d.find_element(By.ID, "page-prev").click()
+    wait(d, "the first page again", lambda: text(d, "#page-info") == "1–50 of 1000")
+
+    step("open one")
+    row(d, "Status report 1000").click()
+    wait(d, "the message view", lambda: text(d, "#v-subject") == "Status report 1000")
+    body = text(d, "#v-text")
+    assert "This is report number 1000." in body, body
+    link = d.find_element(By.CSS_SELECTOR, "#v-text a")
+    assert link.get_attribute("href") == "https://example.org/reports/1000", link.get_attribute("href")
+    assert link.get_attribute("rel") == "noopener noreferrer" and link.get_attribute("target") == "_blank"
+    quoted = d.find_element(By.CSS_SELECTOR, "#v-text pre.quoted")
+    assert not quoted.is_displayed(), "quoted text is folded"
+    d.find_element(By.CSS_SELECTOR, "#v-text .quote-toggle").click()
+    wait(d, "the quoted text unfolded", lambda: quoted.is_displayed() and "the previous report" in quoted.text)
+    heads = text(d, "#v-headers")
+    assert "Sender 1000" in heads and "alice@mail.test" in heads, heads
+    inbox.wait(r"^\* 1000 FETCH .*\\Seen", "\\Seen set by reading on the web")
+    wait(d, "the row marked read", lambda: "unread" not in row(d, "Status report 1000").get_attribute("class"))
+    wait(d, "the unread count down", lambda: d.find_element(
+        By.CSS_SELECTOR, '#folders li[data-name="INBOX"] .count').text == "999")
+
+    step("flag it")
+    d.find_element(By.ID, "v-flag").click()
+    inbox.wait(r"^\* 1000 FETCH .*\\Flagged", "\\Flagged set on the web")
+    wait(d, "the row's star", lambda: "flagged" in row(d, "Status report 1000").get_attribute("class"))
+    assert d.find_element(By.ID, "v-flag").text == "Unflag"
+
+    step("the flagged filter")
+    Select(d.find_element(By.ID, "filter")).select_by_value("flagged")
+    wait(d, "only the flagged message", lambda: [r.find_element(By.CSS_SELECTOR, ".subject").text
+                                                 for r in rows(d)] == ["Status report 1000"])
+    Select(d.find_element(By.ID, "filter")).select_by_value("")
+    wait(d, "the whole list again", lambda: text(d, "#page-info") == "1–50 of 1000")
+
+    step("move it")
+    Select(d.find_element(By.ID, "act-move")).select_by_visible_text("Projects")
+    inbox.wait(r"^\* 1000 EXPUNGE", "the move out of INBOX")
+    wait(d, "the list without it", lambda: text(d, "#page-info") == "1–50 of 999")
+    assert not [r for r in rows(d) if r.find_element(By.CSS_SELECTOR, ".subject").text == "Status report 1000"]
+    projects = d.find_element(By.CSS_SELECTOR, '#folders li[data-name="Projects"]')
+    projects.click()
+    wait(d, "Projects holds it", lambda: [r.find_element(By.CSS_SELECTOR, ".subject").text
+                                          for r in rows(d)] == ["Status report 1000"])
+    d.find_element(By.CSS_SELECTOR, '#folders li[data-name="INBOX"]').click()
+    wait(d, "back in INBOX", lambda: text(d, "#page-info") == "1–50 of 999")
+
+    step("delete it (the # key)")
+    row(d, "Status report 999").click()
+    wait(d, "message 999 open", lambda: text(d, "#v-subject") == "Status report 999")
+    inbox.wait(r"^\* 999 FETCH .*\\Seen", "\\Seen on 999")
+    key(d, "#")
+    inbox.wait(r"^\* 999 EXPUNGE", "the delete (moved to Trash)")
+    wait(d, "the list without it", lambda: text(d, "#page-info") == "1–50 of 998")
+    d.find_element(By.CSS_SELECTOR, '#folders li[data-name="Trash"]').click()
+    wait(d, "Trash holds it", lambda: [r.find_element(By.CSS_SELECTOR, ".subject").text
+                                       for r in rows(d)] == ["Status report 999"])
+    d.find_element(By.CSS_SELECTOR, '#folders li[data-name="INBOX"]').click()
+    wait(d, "back in INBOX", lambda: text(d, "#page-info") == "1–50 of 998")
+
+    step("keyboard: ? and j/k")
+    key(d, "?")
+    wait(d, "the shortcut list", lambda: d.find_element(By.ID, "help").is_displayed())
+    assert "Archive" in text(d, "#help")
+    d.find_element(By.ID, "help-close").click()
+    wait(d, "the shortcut list closed", lambda: not d.find_element(By.ID, "help").is_displayed())
+    key(d, "j")
+    wait(d, "j opens the newest", lambda: text(d, "#v-subject") == "Status report 998")
+    key(d, "j")
+    wait(d, "j opens the next", lambda: text(d, "#v-subject") == "Status report 997")
+    key(d, "k")
+    wait(d, "k goes back", lambda: text(d, "#v-subject") == "Status report 998")
+
+    step("search")
+    box = d.find_element(By.ID, "search")
+    box.send_keys("quasar\n")
+    wait(d, "one hit for a word in one body", lambda: [r.find_element(By.CSS_SELECTOR, ".subject").text
+                                                       for r in rows(d)] == ["Status report 123"])
+    assert text(d, "#page-info") == "1–1 of 1"
+    box.clear()
+    box.send_keys("\n")
+    wait(d, "the whole list again", lambda: text(d, "#page-info") == "1–50 of 998")
+
+    step("an LMTP delivery shows up without a reload")
+    lmtp("news@example.com", "alice@mail.test",
+         "From: News <news@example.com>\r\nTo: alice@mail.test\r\nSubject: Live delivery\r\n"
+         "Message-ID: <live-1@example.com>\r\n\r\nArrived while the page was open.\r\n")
+    inbox.wait(r"^\* 999 EXISTS", "the LMTP delivery")
+    wait(d, "the new message at the top", lambda: rows(d)[0].find_element(
+        By.CSS_SELECTOR, ".subject").text == "Live delivery")
+    wait(d, "the page counter", lambda: text(d, "#page-info") == "1–50 of 999")
+
+    step("a flag set over IMAP shows up without a reload")
+    imap_store_flag(997)  # reports 991..1000 were delivered in order: seq 997 is report 997
+    wait(d, "the star from IMAP", lambda: "flagged" in row(d, "Status report 997").get_attribute("class"))
+
+    step("reply, with an attachment, autosaved and saved as a draft")
+    row(d, "Status report 998").click()
+    wait(d, "message 998 open", lambda: text(d, "#v-subject") == "Status report 998")
+    d.find_element(By.ID, "v-reply").click()
+    wait(d, "the compose form", lambda: d.find_element(By.ID, "compose-pane").is_displayed())
+    assert "sender998@example.net" in d.find_element(By.ID, "c-to").get_attribute("value")
+    assert d.find_element(By.ID, "c-subject").get_attribute("value") == "Re: Status report 998"
+    quoted_body = d.find_element(By.ID, "c-body").get_attribute("value")
+    assert "> This is report number 998." in quoted_body, quoted_body
+    d.find_element(By.ID, "c-body").send_keys("Thanks, noted.")
+    d.find_element(By.ID, "c-files").send_keys(ATTACH)
+    wait(d, "the attachment listed", lambda: "notes.txt" in text(d, "#c-attachments"))
+    # Autosave: a few seconds after the last change.
+    drafts.wait(r"^\* 1 EXISTS", "the autosaved draft")
+    wait(d, "the saved status", lambda: "Draft saved" in text(d, "#c-status"))
+    d.find_element(By.ID, "c-body").send_keys(" More later.")
+    d.find_element(By.ID, "c-save").click()
+    drafts.wait(r"^\* 2 EXISTS", "the saved draft")
+    drafts.wait(r"^\* 1 EXPUNGE", "the old draft replaced")
+
+    step("send fails: the error is shown and the draft kept")
+    open(FAIL_FLAG, "w").close()
+    d.find_element(By.ID, "c-send").click()
+    wait(d, "the send error", lambda: "mail system down" in text(d, "#c-error"))
+    assert d.find_element(By.ID, "compose-pane").is_displayed()
+    assert not [n for n in os.listdir(SPOOL) if n.endswith(".eml")], "nothing was handed to sendmail"
+
+    step("send through the fake sendmail")
+    os.remove(FAIL_FLAG)
+    d.find_element(By.ID, "c-send").click()
+    wait(d, "the compose form closed", lambda: not d.find_element(By.ID, "compose-pane").is_displayed())
+    wait(d, "the sent message in the spool", lambda: [n for n in os.listdir(SPOOL) if n.endswith(".eml")])
+    drafts.wait(r"^\* 1 EXPUNGE", "the draft removed after sending")
+
+    step("compose a new message and save it as a draft")
+    key(d, "c")
+    wait(d, "an empty compose form", lambda: d.find_element(By.ID, "c-to").get_attribute("value") == ""
+         and d.find_element(By.ID, "compose-pane").is_displayed())
+    d.find_element(By.ID, "c-to").send_keys("carol@example.net")
+    d.find_element(By.ID, "c-subject").send_keys("Plans for Friday")
+    d.find_element(By.ID, "c-body").send_keys("Dinner at eight?")
+    d.find_element(By.ID, "c-save").click()
+    drafts.wait(r"^\* 1 EXISTS", "the new draft")
+    d.find_element(By.ID, "c-close").click()
+    wait(d, "the compose form closed", lambda: not d.find_element(By.ID, "compose-pane").is_displayed())
+
+    assert d.execute_script("return window.__sameDocument;") == "yes", "the page reloaded"
+
+    step("log out")
+    d.find_element(By.ID, "logout").click()
+    wait(d, "the login form", lambda: d.find_element(By.ID, "login").is_displayed())
+    status = d.execute_async_script(
+        "const done = arguments[0]; fetch('/api/folders').then(r => done(r.status), e => done(String(e)));")
+    assert status == 401, f"after logout /api/folders answered {status}"
+    d.refresh()
+    wait(d, "the login form after a reload", lambda: d.find_element(By.ID, "login").is_displayed())
+    print("OK", flush=True)
+finally:
+    inbox.close()
+    drafts.close()
+    d.quit()

@@ -1,0 +1,181 @@
+"""Shared pieces of the browser tests (tests/web_browser.rs runs these
+scripts): a headless Chromium over WebDriver (Debian's chromium,
+chromium-driver and python3-selenium), waits with bounds, and raw IMAP IDLE
+watchers. Every wait has a generous bound so timing noise never fails a run;
+a wait that runs out is a failure that says what it waited for."""
+
+import os
+import re
+import smtplib
+import socket
+import tempfile
+import threading
+import time
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+BASE = os.environ["WEB_BASE"]
+IMAP_PORT = int(os.environ["IMAP_PORT"])
+LMTP_PORT = int(os.environ["LMTP_PORT"])
+BOUND = 20  # seconds: a bound, not a measurement
+
+__all__ = ["BASE", "BOUND", "By", "Select", "browser", "wait", "Idle", "lmtp", "login",
+           "rows", "row", "text", "step"]
+
+
+def step(name):
+    print("--", name, flush=True)
+
+
+def browser(width=1280, height=860, dark=False):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    profile = tempfile.mkdtemp(prefix="lb-chromium-")
+    for arg in [
+        "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+        f"--window-size={width},{height}", "--no-first-run", "--no-default-browser-check",
+        "--disable-background-networking", "--disable-sync", "--disable-extensions",
+        "--disable-component-update", "--disable-default-apps", "--mute-audio",
+        "--lang=en-US", f"--user-data-dir={profile}",
+    ]:
+        opts.add_argument(arg)
+    if dark:
+        opts.add_argument("--force-dark-mode")
+        opts.add_argument("--blink-settings=preferredColorScheme=0")
+    service = Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+    d = webdriver.Chrome(service=service, options=opts)
+    d.set_script_timeout(BOUND)
+    d.set_page_load_timeout(BOUND * 3)
+    return d
+
+
+def wait(d, what, fn, bound=BOUND):
+    """Waits until fn() is truthy (exceptions count as not yet); returns its value."""
+    last = [None]
+
+    def probe(_):
+        try:
+            return fn()
+        except WebDriverException as e:
+            last[0] = e
+            return False
+        except (AssertionError, LookupError, ValueError) as e:
+            last[0] = e
+            return False
+
+    try:
+        return WebDriverWait(d, bound, poll_frequency=0.1).until(probe)
+    except Exception:
+        logs = ""
+        try:
+            logs = "\n".join(str(entry) for entry in d.get_log("browser"))
+        except Exception:
+            pass
+        raise AssertionError(f"timed out waiting for: {what} (last error: {last[0]!r})\nbrowser log:\n{logs}")
+
+
+def text(d, css):
+    return d.find_element(By.CSS_SELECTOR, css).text
+
+
+def rows(d):
+    return d.find_elements(By.CSS_SELECTOR, "#messages li.msg")
+
+
+def row(d, subject):
+    """The list row whose subject is exactly `subject`."""
+    for r in rows(d):
+        if r.find_element(By.CSS_SELECTOR, ".subject").text == subject:
+            return r
+    raise LookupError(f"no row with subject {subject!r}")
+
+
+def login(d, user, password):
+    d.get(BASE + "/")
+    wait(d, "the login form", lambda: d.find_element(By.ID, "login").is_displayed())
+    d.find_element(By.ID, "login-user").send_keys(user)
+    d.find_element(By.ID, "login-password").send_keys(password)
+    d.find_element(By.ID, "login-submit").click()
+    wait(d, "the app after login", lambda: d.find_element(By.ID, "app").is_displayed())
+    wait(d, "the first page of the message list",
+         lambda: rows(d) or d.find_elements(By.CSS_SELECTOR, "#messages li.empty"))
+
+
+def lmtp(sender, rcpt, message):
+    with smtplib.LMTP("127.0.0.1", LMTP_PORT) as c:
+        c.sendmail(sender, [rcpt], message)
+
+
+class Idle:
+    """An IMAP session in IDLE on one mailbox, over a raw socket; a thread
+    collects every untagged line the server pushes."""
+
+    def __init__(self, user, password, mailbox):
+        self.sock = socket.create_connection(("127.0.0.1", IMAP_PORT), timeout=BOUND)
+        self.file = self.sock.makefile("rb")
+        self.lines = []
+        self.cond = threading.Condition()
+        self.mailbox = mailbox
+        self._line()  # greeting
+        self._cmd(f'a1 LOGIN "{user}" "{password}"', "a1")
+        self._cmd(f'a2 SELECT "{mailbox}"', "a2")
+        self.sock.sendall(b"a3 IDLE\r\n")
+        while not self._line().startswith("+"):
+            pass
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _line(self):
+        line = self.file.readline()
+        if not line:
+            raise AssertionError(f"IMAP ({self.mailbox}): connection closed")
+        return line.decode("utf-8", "replace").rstrip("\r\n")
+
+    def _cmd(self, line, tag):
+        self.sock.sendall(line.encode() + b"\r\n")
+        while True:
+            got = self._line()
+            if got.startswith(tag + " "):
+                assert got.startswith(tag + " OK"), f"IMAP {line!r}: {got}"
+                return
+
+    def _read(self):
+        while True:
+            try:
+                line = self.file.readline()
+            except OSError:
+                return
+            if not line:
+                return
+            with self.cond:
+                self.lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+                self.cond.notify_all()
+
+    def wait(self, pattern, what):
+        """Waits for an untagged line matching `pattern` (a regex); consumes
+        the lines up to it."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + BOUND
+        with self.cond:
+            while True:
+                for i, line in enumerate(self.lines):
+                    if rx.search(line):
+                        del self.lines[: i + 1]
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"IMAP IDLE on {self.mailbox} did not see {what} ({pattern}); saw {self.lines}")
+                self.cond.wait(left)
+
+    def close(self):
+        try:
+            self.sock.sendall(b"DONE\r\na4 LOGOUT\r\n")
+            self.sock.close()
+        except OSError:
+            pass
