@@ -397,7 +397,7 @@ function renderList() {
     el("span", { class: "from" }, sentLike ? "" : displayName(m.from) || "(no sender)"),
     el("span", { class: "subject" }, m.subject || "(no subject)"),
     el("span", { class: "meta" },
-      m.attachment ? el("span", { class: "clip", title: "Has attachments", "aria-label": "Has attachments" }, "📎") : null,
+      m.attachment ? el("span", { class: "clip", title: "Has attachments", role: "img", "aria-label": "Has attachments" }) : null,
       m.answered ? el("span", { class: "answered", title: "Answered" }, "↩") : null,
       el("time", { datetime: m.date, title: m.date }, formatDate(m.date)),
       el("span", { class: "size" }, formatSize(m.size || 0))));

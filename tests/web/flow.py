@@ -65,7 +65,7 @@ try:
     wait(d, "the first page again", lambda: text(d, "#page-info") == "1–50 of 1000")
 
     step("open one")
-    row(d, "Status report 1000").click()
+    open_row(d, "Status report 1000")
     wait(d, "the message view", lambda: text(d, "#v-subject") == "Status report 1000")
     body = text(d, "#v-text")
     assert "This is report number 1000." in body, body
@@ -109,7 +109,7 @@ try:
     wait(d, "back in INBOX", lambda: text(d, "#page-info") == "1–50 of 999")
 
     step("delete it (the # key)")
-    row(d, "Status report 999").click()
+    open_row(d, "Status report 999")
     wait(d, "message 999 open", lambda: text(d, "#v-subject") == "Status report 999")
     inbox.wait(r"^\* 999 FETCH .*\\Seen", "\\Seen on 999")
     key(d, "#")
@@ -158,7 +158,7 @@ try:
     wait(d, "the star from IMAP", lambda: "flagged" in row(d, "Status report 997").get_attribute("class"))
 
     step("reply, with an attachment, autosaved and saved as a draft")
-    row(d, "Status report 998").click()
+    open_row(d, "Status report 998")
     wait(d, "message 998 open", lambda: text(d, "#v-subject") == "Status report 998")
     d.find_element(By.ID, "v-reply").click()
     wait(d, "the compose form", lambda: d.find_element(By.ID, "compose-pane").is_displayed())

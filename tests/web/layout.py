@@ -52,7 +52,7 @@ try:
     wait(d, "the messages", lambda: len(rows(d)) == len(MAILS))
     assert visible(d, "folders-pane") and visible(d, "list-pane") and visible(d, "view-pane")
     assert not visible(d, "back")
-    row(d, "Photos from the garden").click()
+    open_row(d, "Photos from the garden")
     wait(d, "the message", lambda: text(d, "#v-subject") == "Photos from the garden")
     assert visible(d, "folders-pane") and visible(d, "list-pane"), "desktop keeps all panes"
     d.execute_script("document.activeElement && document.activeElement.blur();")
@@ -75,7 +75,7 @@ try:
     wait(d, "the folders", lambda: visible(d, "folders-pane") and not visible(d, "list-pane"))
     d.find_element(By.CSS_SELECTOR, '#folders li[data-name="INBOX"]').click()
     wait(d, "the list again", lambda: visible(d, "list-pane") and not visible(d, "folders-pane"))
-    row(d, "Your order #48213 has shipped").click()
+    open_row(d, "Your order #48213 has shipped")
     wait(d, "the view", lambda: visible(d, "view-pane") and text(d, "#v-subject") == "Your order #48213 has shipped")
     assert "invoice-48213.pdf" in text(d, "#v-attachments")
     d.find_element(By.ID, "v-reply").click()

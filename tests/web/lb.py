@@ -24,7 +24,7 @@ LMTP_PORT = int(os.environ["LMTP_PORT"])
 BOUND = 20  # seconds: a bound, not a measurement
 
 __all__ = ["BASE", "BOUND", "By", "Select", "browser", "wait", "Idle", "lmtp", "login",
-           "rows", "row", "text", "step"]
+           "rows", "row", "open_row", "text", "step"]
 
 
 def step(name):
@@ -92,6 +92,12 @@ def row(d, subject):
         if r.find_element(By.CSS_SELECTOR, ".subject").text == subject:
             return r
     raise LookupError(f"no row with subject {subject!r}")
+
+
+def open_row(d, subject, bound=BOUND):
+    """Clicks the row with that subject; the list may be redrawn at any
+    moment by a live update, so a stale row is looked up again."""
+    wait(d, f"a click on the row {subject!r}", lambda: row(d, subject).click() or True, bound)
 
 
 def login(d, user, password):

@@ -104,16 +104,16 @@ try:
     wait(d, "the four hostile messages", lambda: len(rows(d)) == 4)
 
     step("a subject and a sender with markup are text")
-    r = row(d, SUBJECT)
+    row(d, SUBJECT)
     assert not d.find_elements(By.CSS_SELECTOR, "#messages img, #messages b, #messages script, #messages i")
-    r.click()
+    open_row(d, SUBJECT)
     wait(d, "the message", lambda: text(d, "#v-subject") == SUBJECT)
     assert not d.find_elements(By.CSS_SELECTOR, "#v-subject *, #v-headers img, #v-headers script")
     assert FROM_NAME in text(d, "#v-headers"), text(d, "#v-headers")
     no_harm(d, "subject")
 
     step("links in text: only http(s) and mailto become links")
-    row(d, "Hostile links").click()
+    open_row(d, "Hostile links")
     wait(d, "the message", lambda: text(d, "#v-subject") == "Hostile links")
     links = [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, "#v-text a")]
     assert links == ["https://ok.example/page"], links
@@ -121,7 +121,7 @@ try:
     no_harm(d, "links")
 
     step("an attachment with a hostile name")
-    row(d, "Hostile attachment").click()
+    open_row(d, "Hostile attachment")
     wait(d, "the message", lambda: text(d, "#v-subject") == "Hostile attachment")
     att = d.find_element(By.CSS_SELECTOR, "#v-attachments a")
     assert not d.find_elements(By.CSS_SELECTOR, "#v-attachments img, #v-attachments script")
@@ -141,7 +141,7 @@ try:
     no_harm(d, "attachment")
 
     step("hostile HTML in the sandboxed frame")
-    row(d, "Hostile HTML").click()
+    open_row(d, "Hostile HTML")
     wait(d, "the message", lambda: text(d, "#v-subject") == "Hostile HTML")
     frame = d.find_element(By.ID, "v-frame")
     assert frame.get_attribute("sandbox") == "allow-same-origin allow-popups allow-popups-to-escape-sandbox"
