@@ -204,7 +204,7 @@ impl Letterbox {
         cmd.arg("serve")
             .arg("--data")
             .arg(&data)
-            .args(["--imaps", "off", "--lmtp-socket", "off"])
+            .args(["--imaps", "off", "--lmtp-socket", "off", "--https", "off"])
             .args(["--lmtp", &format!("127.0.0.1:{}", ports.lmtp)])
             .args(["--pop3", &format!("127.0.0.1:{}", ports.pop3)])
             .args(["--pop3s", &format!("127.0.0.1:{}", ports.pop3s)])

@@ -19,7 +19,7 @@
 # The letterbox CLI this relies on (DESIGN.md §5 plus `export`):
 #   letterbox user add alice --data D --password-stdin     (password on stdin)
 #   letterbox serve --data D --unprivileged-ports
-#         --imap off --imaps off --pop3 off --pop3s off
+#         --imap off --imaps off --pop3 off --pop3s off --https off
 #         --lmtp 127.0.0.1:PORT [--run-as nobody]            (--run-as only as root)
 #     - accepts LMTP on PORT with a 220 greeting once ready;
 #     - accepts RCPT TO:<alice@localhost> for local user alice (the form an MTA
@@ -130,7 +130,7 @@ printf 'secret\n' | timeout "$cmd_timeout" "${runner[@]+"${runner[@]}"}" "$bin" 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 step "2/4 serve, LMTP on 127.0.0.1:$port"
 RUST_LOG=${RUST_LOG:-info} "${runner[@]+"${runner[@]}"}" "$bin" serve --data "$data" \
-    --unprivileged-ports --imap off --imaps off --pop3 off --pop3s off \
+    --unprivileged-ports --imap off --imaps off --pop3 off --pop3s off --https off \
     --lmtp "127.0.0.1:$port" "${run_as[@]+"${run_as[@]}"}" \
     >"$work/server.log" 2>&1 </dev/null &
 server_pid=$!

@@ -18,9 +18,19 @@ use crate::services::{Config, Shared};
 /// The protocol a listener speaks, and whether TLS starts at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
-    Imap { implicit_tls: bool },
-    Pop3 { implicit_tls: bool },
+    Imap {
+        implicit_tls: bool,
+    },
+    Pop3 {
+        implicit_tls: bool,
+    },
     Lmtp,
+    /// The web interface, over HTTPS (`--https`) or plain HTTP (`--http`).
+    Web {
+        tls: bool,
+    },
+    /// `--metrics`.
+    Metrics,
 }
 
 impl Protocol {
@@ -35,6 +45,9 @@ impl Protocol {
             } => "POP3",
             Protocol::Pop3 { implicit_tls: true } => "POP3S",
             Protocol::Lmtp => "LMTP",
+            Protocol::Web { tls: true } => "HTTPS",
+            Protocol::Web { tls: false } => "HTTP",
+            Protocol::Metrics => "metrics",
         }
     }
     fn flag(self) -> &'static str {
@@ -48,6 +61,9 @@ impl Protocol {
             } => "--pop3",
             Protocol::Pop3 { implicit_tls: true } => "--pop3s",
             Protocol::Lmtp => "--lmtp",
+            Protocol::Web { tls: true } => "--https",
+            Protocol::Web { tls: false } => "--http",
+            Protocol::Metrics => "--metrics",
         }
     }
     /// What a connection turned away at the door is told, in its protocol.
@@ -56,6 +72,11 @@ impl Protocol {
             Protocol::Imap { .. } => format!("* BYE [UNAVAILABLE] {why}\r\n"),
             Protocol::Pop3 { .. } => format!("-ERR [SYS/TEMP] {why}\r\n"),
             Protocol::Lmtp => format!("421 4.3.2 {why}\r\n"),
+            Protocol::Web { .. } | Protocol::Metrics => format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{why}\n",
+                why.len() + 1
+            ),
         }
     }
 }
@@ -303,10 +324,31 @@ fn bind_all(
         ),
         (config.pop3s, Protocol::Pop3 { implicit_tls: true }),
         (config.lmtp, Protocol::Lmtp),
+        (config.web.https, Protocol::Web { tls: true }),
+        (config.web.http, Protocol::Web { tls: false }),
+        (config.web.metrics, Protocol::Metrics),
     ];
     for (addr, protocol) in tcp {
         let Some(addr) = addr else { continue };
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        let bound = std::net::TcpListener::bind(addr);
+        // Port 443 is often taken on a home server (a reverse proxy,
+        // Pi-hole, Nextcloud): left at its default, that costs the web
+        // interface and not the mail.
+        if let (Err(e), Protocol::Web { tls: true }, true) =
+            (&bound, protocol, config.web.https_is_default)
+        {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+            ) {
+                log::warn!(
+                    "the web interface is off: cannot listen for HTTPS on {addr}: {e}; \
+                     choose another address with --https ADDR (e.g. 0.0.0.0:8443), or --https off to silence this"
+                );
+                continue;
+            }
+        }
+        let listener = bound.map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 " (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --unprivileged-ports)"
             } else {
@@ -473,7 +515,9 @@ async fn implicit_tls(
 ) -> Option<Stream> {
     match (protocol, stream) {
         (
-            Protocol::Imap { implicit_tls: true } | Protocol::Pop3 { implicit_tls: true },
+            Protocol::Imap { implicit_tls: true }
+            | Protocol::Pop3 { implicit_tls: true }
+            | Protocol::Web { tls: true },
             Stream::Tcp(tcp),
         ) => {
             let acceptor = shared.tls_acceptor()?;
@@ -503,12 +547,19 @@ async fn serve_connection(
     let Some(stream) = implicit_tls(&shared, protocol, stream, &mut peer).await else {
         return;
     };
-    let conn = Conn::new(stream, peer.clone(), Duration::from_secs(60));
     let session = async {
+        use crate::web::http::Site;
+        let line_based = |stream| Conn::new(stream, peer.clone(), Duration::from_secs(60));
         match protocol {
-            Protocol::Lmtp => crate::lmtp::serve(shared.clone(), conn).await,
-            Protocol::Pop3 { .. } => crate::pop3::serve(shared.clone(), conn).await,
-            Protocol::Imap { .. } => crate::imap::serve(shared.clone(), conn).await,
+            Protocol::Lmtp => crate::lmtp::serve(shared.clone(), line_based(stream)).await,
+            Protocol::Pop3 { .. } => crate::pop3::serve(shared.clone(), line_based(stream)).await,
+            Protocol::Imap { .. } => crate::imap::serve(shared.clone(), line_based(stream)).await,
+            Protocol::Web { .. } => {
+                crate::web::http::serve(shared.clone(), stream, peer.clone(), Site::Webmail).await
+            }
+            Protocol::Metrics => {
+                crate::web::http::serve(shared.clone(), stream, peer.clone(), Site::Metrics).await
+            }
         }
     };
     // A bug in one session must not take the whole server down with it.

@@ -75,6 +75,14 @@ pub struct Config {
     /// `--quota-full bounce`: LMTP answers a full mailbox with a permanent
     /// 552 5.2.2 instead of the temporary 452 4.2.2.
     pub quota_bounce: bool,
+    /// `--https`, `--http`, `--metrics` and the web sessions' settings.
+    pub web: crate::web::http::WebConfig,
+    /// `--sendmail`: the command the webmail sends through, split into its
+    /// words; None: sending is off.
+    pub sendmail: Option<Vec<String>>,
+    /// `--mail-domain`: the domain of `USER@` From addresses; None: the
+    /// hostname.
+    pub mail_domain: Option<String>,
 }
 
 /// State shared by every session on the event loop.
@@ -109,6 +117,8 @@ pub struct Shared {
     pub spool_dir: PathBuf,
     /// What `--metrics` reports.
     pub metrics: crate::metrics::Metrics,
+    /// The web interface's logged-in sessions.
+    pub web_sessions: RefCell<crate::web::session::Sessions>,
 }
 
 /// The outcome of a password check.
@@ -167,6 +177,7 @@ impl Shared {
             )
         })?;
         let (memory_budget, data_dir) = (config.memory_budget, config.data_dir.clone());
+        let (web_session_idle, web_session_max) = (config.web.session_idle, config.web.session_max);
         let shared = Shared {
             limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
             config,
@@ -191,6 +202,10 @@ impl Shared {
             budget: crate::net::budget::Budget::new(memory_budget),
             spool_dir: crate::net::spool::spool_dir(&data_dir),
             metrics: Default::default(),
+            web_sessions: RefCell::new(crate::web::session::Sessions::new(
+                web_session_idle,
+                web_session_max,
+            )),
         };
         Ok((shared, changes))
     }

@@ -89,8 +89,6 @@ impl Web {
                 server.start_with(&[
                     "--http",
                     &addr,
-                    "--https",
-                    "off",
                     "--sendmail",
                     &format!("{} -i -t", sendmail.display()),
                 ]);

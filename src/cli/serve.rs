@@ -8,7 +8,7 @@ use argh::FromArgs;
 
 use crate::services::{Config, Pop3Mode};
 
-/// run the mail server: LMTP in, IMAP and POP3 out
+/// run the mail server: LMTP in; IMAP, POP3 and the web interface out
 #[derive(FromArgs)]
 #[argh(subcommand, name = "serve")]
 pub struct ServeArgs {
@@ -33,7 +33,28 @@ pub struct ServeArgs {
     /// LMTP unix socket path, or off (default DATA/lmtp.sock)
     #[argh(option)]
     lmtp_socket: Option<String>,
-    /// shift the default ports to 10143, 10993, 10110 and 10995, for running without root
+    /// the web interface over HTTPS, host:port or off (default 0.0.0.0:443; if that port is taken, a warning and mail service without the web)
+    #[argh(option)]
+    https: Option<String>,
+    /// the web interface over plain HTTP, for a reverse proxy or loopback, host:port or off (default off)
+    #[argh(option)]
+    http: Option<String>,
+    /// a reverse proxy's IP address whose X-Forwarded-For and X-Forwarded-Proto are believed; repeat for more (default none)
+    #[argh(option)]
+    trusted_proxy: Vec<String>,
+    /// serve Prometheus metrics at GET /metrics over plain HTTP on its own listener, host:port or off (default off)
+    #[argh(option)]
+    metrics: Option<String>,
+    /// how long an unused web session stays logged in: a number with s, m, h or d (default 30m)
+    #[argh(option, default = "String::from(\"30m\")")]
+    web_session_idle: String,
+    /// how long a web session stays logged in at most, however busy: a number with s, m, h or d (default 7d)
+    #[argh(option, default = "String::from(\"7d\")")]
+    web_session_max: String,
+    /// seconds a web client has to send a request's headers, and the longest a kept-alive web connection waits for the next request (default 20)
+    #[argh(option, default = "20")]
+    web_header_timeout: u64,
+    /// shift the default ports to 10143, 10993, 10110, 10995 and 10443, for running without root
     #[argh(switch)]
     unprivileged_ports: bool,
     /// TLS certificate chain, PEM (default: a self-signed one made in DATA)
@@ -102,6 +123,12 @@ pub struct ServeArgs {
     /// what LMTP answers for a full mailbox: defer (452 4.2.2, the MTA keeps the message and retries) or bounce (552 5.2.2, returned to the sender) (default defer)
     #[argh(option, default = "String::from(\"defer\")")]
     quota_full: String,
+    /// the command the webmail sends mail through, with the message on its standard input and the recipients in it, e.g. "/usr/sbin/sendmail -i -t"; split into words as a shell would, but run without one (default off: the webmail only saves drafts)
+    #[argh(option)]
+    sendmail: Option<String>,
+    /// the domain of a user's From address in the webmail, USER@DOMAIN, unless the users file gives the user an address= field (default: --hostname)
+    #[argh(option)]
+    mail_domain: Option<String>,
     /// the user to switch to after binding ports, when started as root (default letterbox)
     #[argh(option)]
     run_as: Option<String>,
@@ -199,7 +226,44 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         "bounce" => true,
         other => return Err(format!("--quota-full takes defer or bounce, not {other:?}")),
     };
+    if args.web_header_timeout == 0 {
+        return Err("--web-header-timeout must be at least 1 second".into());
+    }
+    let trusted_proxies = args
+        .trusted_proxy
+        .iter()
+        .map(|text| {
+            text.parse::<std::net::IpAddr>().map_err(|_| {
+                format!("--trusted-proxy takes an IP address (like 127.0.0.1 or ::1), not {text:?}")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let web = crate::web::http::WebConfig {
+        https_is_default: args.https.is_none(),
+        https: address("--https", args.https, default(443))?,
+        http: address("--http", args.http, None)?,
+        metrics: address("--metrics", args.metrics, None)?,
+        trusted_proxies,
+        session_idle: interval("--web-session-idle", &args.web_session_idle)?,
+        session_max: interval("--web-session-max", &args.web_session_max)?,
+        header_timeout: Duration::from_secs(args.web_header_timeout),
+    };
+    let sendmail = match args.sendmail.as_deref() {
+        None | Some("off") => None,
+        Some(command) => Some(
+            crate::web::api::split_command(command).map_err(|e| format!("--sendmail: {e}"))?,
+        ),
+    };
+    let mail_domain = match args.mail_domain {
+        Some(domain) if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c.is_control() || "@<>,;\"\\".contains(c)) => {
+            return Err(format!("--mail-domain {domain:?} is not a domain name"))
+        }
+        other => other,
+    };
     Ok(Config {
+        web,
+        sendmail,
+        mail_domain,
         quota,
         quota_bounce,
         imap: address("--imap", args.imap, default(143))?,

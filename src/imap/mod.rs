@@ -5,7 +5,7 @@
 //! continuation lines, and IDLE.
 
 pub mod assembler;
-mod command;
+pub(crate) mod command;
 pub mod matcher;
 pub mod mutf7;
 pub mod parser;

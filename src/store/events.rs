@@ -26,6 +26,9 @@ pub enum Change {
 #[derive(Default)]
 pub struct Hub {
     mailboxes: RefCell<HashMap<MailboxId, Rc<Event>>>,
+    /// Per user, for whoever follows a user's folder list (the web
+    /// interface's event stream).
+    users: RefCell<HashMap<String, Rc<Event>>>,
 }
 
 impl Hub {
@@ -36,18 +39,37 @@ impl Hub {
         map.entry(mailbox).or_default().listen()
     }
 
+    /// Registers interest in a user's mailbox list (created, deleted,
+    /// renamed mailboxes). Same rule: listen first, then read.
+    pub fn listen_user(&self, user: &str) -> EventListener {
+        let mut map = self.users.borrow_mut();
+        match map.get(user) {
+            Some(event) => event.listen(),
+            None => map.entry(user.to_string()).or_default().listen(),
+        }
+    }
+
     pub fn publish(&self, changes: &[Change]) {
         let mut map = self.mailboxes.borrow_mut();
+        let mut users = self.users.borrow_mut();
         for change in changes {
-            if let Change::Mailbox(id) = change {
-                if let Some(event) = map.get(id) {
-                    event.notify(usize::MAX);
+            match change {
+                Change::Mailbox(id) => {
+                    if let Some(event) = map.get(id) {
+                        event.notify(usize::MAX);
+                    }
+                }
+                Change::MailboxList(user) => {
+                    if let Some(event) = users.get(user) {
+                        event.notify(usize::MAX);
+                    }
                 }
             }
         }
         // Forget mailboxes nobody listens to any more, so the map stays as
         // small as the set of open sessions.
         map.retain(|_, event| event.total_listeners() > 0);
+        users.retain(|_, event| event.total_listeners() > 0);
     }
 }
 
@@ -63,5 +85,15 @@ mod tests {
         hub.publish(&[Change::Mailbox(1)]);
         assert!(smol::future::block_on(smol::future::poll_once(one)).is_some());
         assert!(smol::future::block_on(smol::future::poll_once(two)).is_none());
+    }
+
+    #[test]
+    fn wakes_listeners_of_a_users_mailbox_list() {
+        let hub = Hub::default();
+        let alice = hub.listen_user("alice");
+        let bob = hub.listen_user("bob");
+        hub.publish(&[Change::MailboxList("alice".into())]);
+        assert!(smol::future::block_on(smol::future::poll_once(alice)).is_some());
+        assert!(smol::future::block_on(smol::future::poll_once(bob)).is_none());
     }
 }

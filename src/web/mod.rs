@@ -14,7 +14,10 @@
 //! [`api`] and [`session`] stay free of sockets and of hyper.
 
 pub mod api;
+pub mod assets;
+pub mod http;
 pub mod json;
+pub mod session;
 
 use std::pin::Pin;
 

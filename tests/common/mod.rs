@@ -78,6 +78,8 @@ pub struct Server {
     pub extra_env: Vec<(String, String)>,
     /// Where the POP3 listeners bind; readiness is checked on loopback.
     pub bind_ip: String,
+    /// Leave `--https` at its default instead of passing `--https off`.
+    pub https_default: bool,
 }
 
 impl Server {
@@ -100,6 +102,7 @@ impl Server {
             extra_args: Vec::new(),
             extra_env: Vec::new(),
             bind_ip: "127.0.0.1".into(),
+            https_default: false,
         };
         for user in users {
             server
@@ -159,8 +162,19 @@ impl Server {
             .args(["--pop3", &format!("{}:{}", self.bind_ip, self.ports.pop3)])
             .args(["--pop3s", &format!("{}:{}", self.bind_ip, self.ports.pop3s)])
             .args(["--lmtp", &format!("127.0.0.1:{}", self.ports.lmtp)])
-            .args(["--hostname", "mail.test"])
-            .args(&self.extra_args)
+            .args(["--hostname", "mail.test"]);
+        // The web interface's default port (443) is not for tests to
+        // fight over: only a test that asks for the web gets it.
+        let https_given = self
+            .extra_args
+            .iter()
+            .map(String::as_str)
+            .chain(args.iter().copied())
+            .any(|a| a == "--https");
+        if !https_given && !self.https_default {
+            cmd.args(["--https", "off"]);
+        }
+        cmd.args(&self.extra_args)
             .args(args)
             .env("RUST_LOG", "info")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))

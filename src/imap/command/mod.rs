@@ -8,6 +8,6 @@ mod mailbox;
 mod messages;
 mod metadata;
 mod quota;
-mod search;
+pub(crate) mod search;
 mod select;
 mod sort;

@@ -21,14 +21,14 @@ type SearchJob = Box<dyn FnOnce() -> Result<Searched, StoreError> + Send>;
 /// What a search over the store found, and the view's messages it could
 /// not look at because another session expunged them.
 #[derive(Default)]
-struct Searched {
-    found: Vec<Found>,
-    gone: Vec<u32>,
+pub(crate) struct Searched {
+    pub(crate) found: Vec<Found>,
+    pub(crate) gone: Vec<u32>,
 }
 
 /// A matching message, with what SORT needs of its record.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Found {
+pub(crate) struct Found {
     pub uid: u32,
     /// None for a message another session expunged (still in the view).
     pub blob: Option<BlobId>,
@@ -270,7 +270,8 @@ impl Content for Lazy<'_> {
 
 /// Evaluates the search over some of the view's messages (`uids`, whose
 /// first has sequence number `first_index + 1`); returns matching UIDs.
-fn run(
+/// The web interface's search runs it too.
+pub(crate) fn run(
     store: &Store,
     mailbox: MailboxId,
     uids: &[u32],

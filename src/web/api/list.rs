@@ -1,0 +1,350 @@
+//! A folder's message list: newest first, paged, filtered, searched and
+//! threaded.
+//!
+//! Which messages and in what order comes from the store's message index
+//! (UIDs and flags packed 1024 to a chunk), never from the message
+//! records: a page of a 100,000-message folder reads the index and then
+//! only the 50 messages it shows. Search runs IMAP SEARCH's matcher over
+//! the stored search headers and bodies, off the event loop; the thread
+//! view runs IMAP THREAD=REFERENCES over the keys stored at delivery.
+
+use std::rc::Rc;
+
+use mail_parser::MessageParser;
+
+use super::{json, store_error, Folder, Request, Response};
+use crate::imap::command::search;
+use crate::imap::matcher::Matcher;
+use crate::imap::parser::{SearchKey, TextField};
+use crate::imap::thread::{self, ThreadMessage};
+use crate::mime::{MessageInfo, SortKeys, Wanted};
+use crate::services::Shared;
+use crate::store::{Flags, MailboxId, Store, StoreError};
+
+/// The longest page.
+const MAX_LIMIT: usize = 500;
+/// The longest search text.
+const MAX_QUERY: usize = 1000;
+/// What of a message's header is read for its list line.
+const MAX_HEADER: u64 = 64 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    All,
+    Unread,
+    Flagged,
+}
+
+impl Filter {
+    fn keeps(self, flags: Flags) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Unread => !flags.contains(Flags::SEEN),
+            Filter::Flagged => flags.contains(Flags::FLAGGED),
+        }
+    }
+}
+
+pub async fn list(shared: &Rc<Shared>, folder: &Folder<'_>, request: &Request) -> Response {
+    let number = |name: &str, default: usize| match request.param(name) {
+        None | Some("") => Some(default),
+        Some(text) => text.parse::<usize>().ok(),
+    };
+    let (Some(offset), Some(limit)) = (number("offset", 0), number("limit", 50)) else {
+        return Response::error(400, "offset and limit are numbers");
+    };
+    let limit = limit.clamp(1, MAX_LIMIT);
+    let filter = match request.param("filter") {
+        None | Some("") => Filter::All,
+        Some("unread") => Filter::Unread,
+        Some("flagged") => Filter::Flagged,
+        Some(_) => return Response::error(400, "filter is unread or flagged"),
+    };
+    let query = request.param("q").map(str::trim).unwrap_or_default();
+    if query.len() > MAX_QUERY || query.chars().any(char::is_control) {
+        return Response::error(400, "search text too long or not text");
+    }
+    let threaded = request.param("thread") == Some("1");
+    let mailbox = folder.id;
+
+    // Newest first: the index in UID order, reversed.
+    let mut uids = Vec::with_capacity(folder.record.exists as usize);
+    let scanned = shared.store.snapshot().and_then(|snapshot| {
+        snapshot.for_each_chunk(mailbox, |chunk| {
+            for (uid, flags) in chunk.uids().zip(chunk.flags()) {
+                if filter.keeps(flags) {
+                    uids.push(uid);
+                }
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = scanned {
+        return store_error(&e);
+    }
+    if !query.is_empty() {
+        let key = text_search(query);
+        let store = shared.store.clone();
+        let found = shared
+            .run_heavy(move || -> Result<Vec<u32>, StoreError> {
+                let last = uids.last().copied().unwrap_or(0);
+                let matcher = Matcher::new(&key, None, uids.len() as u32, last);
+                let searched = search::run(&store, mailbox, &uids, 0, &matcher, &[])?;
+                Ok(searched.found.iter().map(|f| f.uid).collect())
+            })
+            .await;
+        uids = match found {
+            Ok(found) => found,
+            Err(e) => return store_error(&e),
+        };
+    }
+    let order: Vec<(u32, u32)> = if threaded {
+        let store = shared.store.clone();
+        match shared
+            .run_heavy(move || threads_newest_first(&store, mailbox, &uids))
+            .await
+        {
+            Ok(order) => order,
+            Err(e) => return store_error(&e),
+        }
+    } else {
+        uids.iter().rev().map(|&uid| (uid, 0)).collect()
+    };
+    let page = order.iter().skip(offset).take(limit);
+    let mut messages = json::Array::new();
+    let lines = shared.store.snapshot().and_then(|snapshot| {
+        let content = snapshot.content()?;
+        for &(uid, depth) in page {
+            // Gone since the index was read: left out of the page.
+            if let Some(record) = snapshot.message(mailbox, uid)? {
+                messages.raw(&line(&content, uid, depth, &record)?);
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = lines {
+        return store_error(&e);
+    }
+    let mut out = json::Object::new();
+    out.num("total", order.len() as u64)
+        .num("offset", offset as u64)
+        .raw("messages", &messages.finish());
+    Response::json(200, out.finish())
+}
+
+/// `q`: a substring of From, To, Subject or the body, as IMAP's
+/// `OR FROM q OR TO q OR SUBJECT q BODY q`.
+fn text_search(query: &str) -> SearchKey {
+    let key = |field| Box::new(SearchKey::Contains(field, query.as_bytes().to_vec()));
+    SearchKey::Or(
+        key(TextField::From),
+        Box::new(SearchKey::Or(
+            key(TextField::To),
+            Box::new(SearchKey::Or(key(TextField::Subject), key(TextField::Body))),
+        )),
+    )
+}
+
+/// One message's list line.
+fn line(
+    content: &crate::store::Content,
+    uid: u32,
+    depth: u32,
+    record: &crate::store::MessageRecord,
+) -> Result<String, StoreError> {
+    let info = content
+        .parsed(record.blob)?
+        .and_then(|bytes| MessageInfo::decode(&bytes))
+        .unwrap_or_default();
+    let header_end = info
+        .parts
+        .first()
+        .map_or(0, |root| u64::from(root.body_start))
+        .min(MAX_HEADER);
+    let header = content.blob_range(record.blob, 0..header_end)?;
+    let summary = Summary::of(&header);
+    let date = info.sent_date.unwrap_or(record.internal_date);
+    let mut out = json::Object::new();
+    out.num("uid", uid)
+        .str("from", &summary.from)
+        .str("subject", &summary.subject)
+        .str("date", &rfc3339(date))
+        .num("size", record.size)
+        .bool("attachment", has_attachment(&info))
+        .bool("seen", record.flags.contains(Flags::SEEN))
+        .bool("flagged", record.flags.contains(Flags::FLAGGED))
+        .bool("answered", record.flags.contains(Flags::ANSWERED))
+        .num("depth", depth);
+    Ok(out.finish())
+}
+
+/// The decoded From (a name, else the address) and Subject of a header.
+pub(super) struct Summary {
+    pub from: String,
+    pub subject: String,
+}
+
+impl Summary {
+    pub fn of(header: &[u8]) -> Summary {
+        let parsed = std::panic::catch_unwind(|| MessageParser::new().parse_headers(header))
+            .ok()
+            .flatten();
+        let Some(message) = parsed else {
+            return Summary {
+                from: String::new(),
+                subject: String::new(),
+            };
+        };
+        let from = message
+            .from()
+            .and_then(|a| a.first())
+            .map(|addr| {
+                addr.name()
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .or(addr.address())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        Summary {
+            from,
+            subject: message.subject().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// Whether a message has something beside its text: a part that is not
+/// text or multipart, an attached message, or a disposition of attachment.
+pub(super) fn has_attachment(info: &MessageInfo) -> bool {
+    use crate::mime::PartKind;
+    let disposed = {
+        let lower = String::from_utf8_lossy(&info.bodystructure).to_ascii_lowercase();
+        lower.contains("(\"attachment\"")
+    };
+    disposed
+        || info.parts.iter().any(|p| {
+            !p.section.is_empty()
+                && match p.kind {
+                    PartKind::Message => true,
+                    PartKind::Multipart => false,
+                    PartKind::Leaf => !p.content_type.starts_with("text/"),
+                }
+        })
+}
+
+/// `2026-11-26T11:26:36Z`.
+pub(super) fn rfc3339(unix: i64) -> String {
+    let c = crate::clock::civil(unix, 0);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// The messages `uids` (in UID order) threaded by REFERENCES: each with
+/// its depth, the thread with the newest message first, each thread in
+/// RFC 5256's order.
+fn threads_newest_first(
+    store: &Store,
+    mailbox: MailboxId,
+    uids: &[u32],
+) -> Result<Vec<(u32, u32)>, StoreError> {
+    let (Some(&low), Some(&high)) = (uids.first(), uids.last()) else {
+        return Ok(Vec::new());
+    };
+    let snapshot = store.snapshot()?;
+    let content = snapshot.content()?;
+    let mut entries: Vec<(u32, i64, SortKeys)> = Vec::with_capacity(uids.len());
+    let mut wanted = uids.iter().peekable();
+    for (uid, record) in snapshot.messages_between(mailbox, low, high)? {
+        while wanted.next_if(|&&w| w < uid).is_some() {}
+        if wanted.next_if(|&&w| w == uid).is_none() {
+            continue;
+        }
+        let keys = content
+            .with_sort_keys(record.blob, |bytes| {
+                SortKeys::decode_some(bytes, Wanted::SUBJECT | Wanted::THREAD)
+            })?
+            .flatten()
+            .unwrap_or_default();
+        entries.push((uid, record.internal_date, keys));
+    }
+    let messages: Vec<ThreadMessage<'_>> = entries
+        .iter()
+        .map(|(uid, internal_date, keys)| ThreadMessage {
+            number: *uid,
+            date: keys.date.unwrap_or(*internal_date),
+            keys,
+        })
+        .collect();
+    let mut threads = parse_threads(&thread::references(&messages));
+    // Newest thread first: by its highest UID, the last to arrive.
+    threads.sort_by_key(|t| std::cmp::Reverse(t.iter().map(|(uid, _)| *uid).max()));
+    Ok(threads.into_iter().flatten().collect())
+}
+
+/// Reads THREAD's response text, `(1 2 (3)(4 5))(6)`, as one list of
+/// (number, depth) per thread, in the order the text gives. In a list,
+/// each number is the child of the one before it; sublists are siblings
+/// under the last number before them.
+fn parse_threads(text: &str) -> Vec<Vec<(u32, u32)>> {
+    let mut threads = Vec::new();
+    let mut current: Vec<(u32, u32)> = Vec::new();
+    // The depth the next number gets, for each open parenthesis.
+    let mut stack: Vec<u32> = Vec::new();
+    let mut number: Option<u32> = None;
+    let flush = |number: &mut Option<u32>, stack: &mut Vec<u32>, out: &mut Vec<(u32, u32)>| {
+        if let (Some(n), Some(depth)) = (number.take(), stack.last_mut()) {
+            out.push((n, *depth));
+            *depth += 1;
+        }
+    };
+    for c in text.chars() {
+        match c {
+            '0'..='9' => {
+                let digit = c as u32 - '0' as u32;
+                number = Some(number.unwrap_or(0).saturating_mul(10).saturating_add(digit));
+            }
+            '(' => {
+                flush(&mut number, &mut stack, &mut current);
+                let depth = stack.last().copied().unwrap_or(0);
+                stack.push(depth);
+            }
+            ')' => {
+                flush(&mut number, &mut stack, &mut current);
+                stack.pop();
+                if stack.is_empty() && !current.is_empty() {
+                    threads.push(std::mem::take(&mut current));
+                }
+            }
+            _ => flush(&mut number, &mut stack, &mut current),
+        }
+    }
+    threads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_text_to_depths() {
+        assert_eq!(
+            parse_threads("(1 2 (3)(4 5))(6)"),
+            vec![vec![(1, 0), (2, 1), (3, 2), (4, 2), (5, 3)], vec![(6, 0)]]
+        );
+        assert_eq!(
+            parse_threads("((1)(2))"),
+            vec![vec![(1, 0), (2, 0)]],
+            "a dummy root's children share depth 0"
+        );
+        assert!(parse_threads("").is_empty());
+    }
+
+    #[test]
+    fn dates_in_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_692_396), "2026-11-26T11:26:36Z");
+    }
+}
