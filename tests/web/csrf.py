@@ -30,9 +30,9 @@ def call(method, path, cookie=None, csrf=None, form=None):
         req.add_header("X-CSRF-Token", csrf)
     try:
         with opener.open(req, timeout=20) as r:
-            return r.status, dict(r.headers), r.read()
+            return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        return e.code, e.headers, e.read()
 
 
 def login(user):
