@@ -4,6 +4,7 @@ fetched from a "remote" host (a local HTTP server that counts every request)
 until the user asks for remote content."""
 
 import http.server
+import re
 import os
 import sys
 import threading
@@ -129,14 +130,17 @@ try:
     href = att.get_attribute("href")
     assert "/part/" in href, href
     head = d.execute_async_script("""
-        const done = arguments[0];
-        fetch(arguments[1]).then(r => done([r.status, r.headers.get('content-type'),
+        const done = arguments[arguments.length - 1];
+        fetch(arguments[0]).then(r => done([r.status, r.headers.get('content-type'),
           r.headers.get('content-disposition'), r.headers.get('x-content-type-options')]), e => done(String(e)));
     """, href)
     assert head[0] == 200, head
     assert "html" not in (head[1] or ""), f"an HTML attachment served as HTML: {head}"
     assert (head[2] or "").startswith("attachment"), head
-    assert "<" not in head[2] and "\n" not in head[2], head
+    assert "\r" not in head[2] and "\n" not in head[2], head
+    # The quoted name is one well-formed quoted-string without a path in it.
+    m = re.match(r'attachment; filename="((?:[^"\\]|\\.)*)"(;|$)', head[2])
+    assert m and "/" not in m.group(1) and "\\" not in m.group(1), head
     assert head[3] == "nosniff", head
     no_harm(d, "attachment")
 
