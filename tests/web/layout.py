@@ -73,7 +73,7 @@ try:
     wait(d, "the list after back", lambda: visible(d, "list-pane") and not visible(d, "view-pane"))
     d.find_element(By.ID, "show-folders").click()
     wait(d, "the folders", lambda: visible(d, "folders-pane") and not visible(d, "list-pane"))
-    d.find_element(By.CSS_SELECTOR, '#folders li[data-name="INBOX"]').click()
+    open_folder(d, "INBOX")
     wait(d, "the list again", lambda: visible(d, "list-pane") and not visible(d, "folders-pane"))
     open_row(d, "Your order #48213 has shipped")
     wait(d, "the view", lambda: visible(d, "view-pane") and text(d, "#v-subject") == "Your order #48213 has shipped")

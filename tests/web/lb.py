@@ -24,7 +24,7 @@ LMTP_PORT = int(os.environ["LMTP_PORT"])
 BOUND = 20  # seconds: a bound, not a measurement
 
 __all__ = ["BASE", "BOUND", "By", "Select", "browser", "wait", "Idle", "lmtp", "login",
-           "rows", "row", "open_row", "text", "step"]
+           "rows", "row", "open_row", "subjects", "row_class", "open_folder", "folder_count", "text", "step"]
 
 
 def step(name):
@@ -92,6 +92,39 @@ def row(d, subject):
         if r.find_element(By.CSS_SELECTOR, ".subject").text == subject:
             return r
     raise LookupError(f"no row with subject {subject!r}")
+
+
+def subjects(d):
+    """The list's subjects, read in one go (a live update may redraw the
+    list between two WebDriver calls)."""
+    return d.execute_script(
+        "return [...document.querySelectorAll('#messages li.msg .subject')].map(e => e.textContent);")
+
+
+def row_class(d, subject):
+    """The class list of the row with that subject, read in one go."""
+    got = d.execute_script(
+        "for (const li of document.querySelectorAll('#messages li.msg'))"
+        "  if (li.querySelector('.subject').textContent === arguments[0]) return li.className;"
+        "return null;", subject)
+    if got is None:
+        raise LookupError(f"no row with subject {subject!r}")
+    return got
+
+
+def open_folder(d, name):
+    """Clicks a folder in the folder list (redrawn by live updates too)."""
+    wait(d, f"a click on the folder {name!r}", lambda: d.find_element(
+        By.CSS_SELECTOR, f'#folders li[data-name="{name}"]').click() or True)
+    wait(d, f"the folder {name!r} shown", lambda: d.find_element(
+        By.CSS_SELECTOR, "#folders li.current").get_attribute("data-name") == name)
+
+
+def folder_count(d, name):
+    """The unread count shown next to a folder ('' for none)."""
+    return d.execute_script(
+        "const li = document.querySelector('#folders li[data-name=\"' + arguments[0] + '\"]');"
+        "if (!li) return null; const c = li.querySelector('.count'); return c ? c.textContent : '';", name)
 
 
 def open_row(d, subject, bound=BOUND):
@@ -162,16 +195,22 @@ class Idle:
                 self.lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
                 self.cond.notify_all()
 
+    def clear(self):
+        """Forgets the lines seen so far."""
+        with self.cond:
+            self.lines.clear()
+
     def wait(self, pattern, what):
-        """Waits for an untagged line matching `pattern` (a regex); consumes
-        the lines up to it."""
+        """Waits for an untagged line matching `pattern` (a regex) and
+        consumes it; the lines around it stay (servers may order an
+        EXPUNGE and an EXISTS of one change either way)."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + BOUND
         with self.cond:
             while True:
                 for i, line in enumerate(self.lines):
                     if rx.search(line):
-                        del self.lines[: i + 1]
+                        del self.lines[i]
                         return line
                 left = deadline - time.monotonic()
                 if left <= 0:
