@@ -366,14 +366,17 @@ fn browser_flow() {
             "STATUS Trash (MESSAGES)",
             "STATUS Sent (MESSAGES)",
             "STATUS Drafts (MESSAGES)",
+            "STATUS Archive (MESSAGES)",
+            "LIST \"\" *",
             "SELECT Drafts",
             "FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT TO)])",
             "SELECT INBOX",
-            "SEARCH FLAGGED",
+            "UID SEARCH FLAGGED",
         ],
     );
     for want in [
-        "* STATUS \"INBOX\" (MESSAGES 999)",
+        "* STATUS \"INBOX\" (MESSAGES 998)",
+        "* STATUS \"Archive\" (MESSAGES 1)",
         "* STATUS \"Projects\" (MESSAGES 1)",
         "* STATUS \"Trash\" (MESSAGES 1)",
         "* STATUS \"Sent\" (MESSAGES 1)",
@@ -385,6 +388,8 @@ fn browser_flow() {
         assert!(status.contains(want), "missing {want:?} in:\n{status}");
     }
     assert!(status.contains("\\Draft"), "{status}");
+    assert!(status.contains("\"Elsewhere too\""), "{status}");
+    assert!(!status.contains("Receipts"), "{status}");
 }
 
 #[test]

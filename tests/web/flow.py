@@ -16,21 +16,26 @@ FAIL_FLAG = os.environ["FAIL_FLAG"]
 ATTACH = os.environ["ATTACH_FILE"]
 
 
-def imap_store_flag(seq):
-    """Another IMAP client flags a message (the page must follow)."""
+def imap_cmd(commands):
+    """Another IMAP client at work (the page must follow)."""
     s = socket.create_connection(("127.0.0.1", int(os.environ["IMAP_PORT"])), timeout=BOUND)
     f = s.makefile("rb")
     f.readline()
-    for tag, cmd in [("b1", 'LOGIN "alice" "pw-alice"'), ("b2", "SELECT INBOX"),
-                     ("b3", f"STORE {seq} +FLAGS (\\Flagged)"), ("b4", "LOGOUT")]:
+    script = ['LOGIN "alice" "pw-alice"'] + commands
+    for i, cmd in enumerate(script):
+        tag = f"b{i}"
         s.sendall(f"{tag} {cmd}\r\n".encode())
         while True:
             line = f.readline().decode()
             assert line, "IMAP closed"
             if line.startswith(tag + " "):
-                assert tag == "b4" or line.startswith(tag + " OK"), line
+                assert line.startswith(tag + " OK"), line
                 break
     s.close()
+
+
+def imap_store_flag(seq):
+    imap_cmd(["SELECT INBOX", f"STORE {seq} +FLAGS (\\Flagged)"])
 
 
 def key(d, k):
@@ -199,6 +204,59 @@ try:
     drafts.wait(r"^\* 1 EXISTS", "the new draft")
     d.find_element(By.ID, "c-close").click()
     wait(d, "the compose form closed", lambda: not d.find_element(By.ID, "compose-pane").is_displayed())
+
+    step("multi-select: flag and unflag two messages")
+    for subject in ["Status report 996", "Status report 995"]:
+        wait(d, f"{subject} selected", lambda: row(d, subject).find_element(
+            By.CSS_SELECTOR, "input.select").click() or "selected" in row_class(d, subject))
+    d.find_element(By.ID, "act-flag").click()
+    inbox.wait(r"^\* 996 FETCH .*\\Flagged", "the first selected flagged")
+    inbox.wait(r"^\* 995 FETCH .*\\Flagged", "the second selected flagged")
+    wait(d, "both starred", lambda: all("flagged" in row_class(d, f"Status report {n}") for n in (995, 996)))
+    d.find_element(By.ID, "act-unflag").click()
+    inbox.wait(r"^\* 996 FETCH \((?!.*Flagged)", "the first unflagged")
+    inbox.wait(r"^\* 995 FETCH \((?!.*Flagged)", "the second unflagged")
+    wait(d, "both unstarred", lambda: not any("flagged" in row_class(d, f"Status report {n}") for n in (995, 996)))
+    d.find_element(By.ID, "select-all").click()
+    d.find_element(By.ID, "select-all").click()  # selects the page, then clears it
+    wait(d, "nothing selected", lambda: not d.find_elements(By.CSS_SELECTOR, "#messages li.selected"))
+
+    step("archive with the a key")
+    open_row(d, "Status report 994")
+    wait(d, "message 994 open", lambda: text(d, "#v-subject") == "Status report 994")
+    key(d, "a")
+    inbox.wait(r"^\* 994 EXPUNGE", "the archive move")
+    wait(d, "the list without it", lambda: "Status report 994" not in subjects(d))
+
+    step("the thread view")
+    d.find_element(By.ID, "thread").click()
+    wait(d, "threads listed", lambda: subjects(d)[:2] == ["Live delivery", "Status report 998"])
+    d.find_element(By.ID, "thread").click()
+    wait(d, "the plain list again", lambda: text(d, "#page-info") == "1–50 of 998")
+
+    step("folders: create, rename, delete; one made over IMAP shows up")
+    d.find_element(By.ID, "folder-new").click()
+    wait(d, "the name prompt", lambda: d.switch_to.alert)
+    d.switch_to.alert.send_keys("Receipts")
+    d.switch_to.alert.accept()
+    open_folder(d, "Receipts")
+    wait(d, "an empty folder", lambda: text(d, "#page-info") == "0–0 of 0")
+    d.find_element(By.ID, "folder-rename").click()
+    wait(d, "the rename prompt", lambda: d.switch_to.alert)
+    d.switch_to.alert.send_keys("Receipts 2026")
+    d.switch_to.alert.accept()
+    wait(d, "the renamed folder", lambda: folder_count(d, "Receipts 2026") is not None
+         and folder_count(d, "Receipts") is None)
+    open_folder(d, "Receipts 2026")
+    d.find_element(By.ID, "folder-delete").click()
+    wait(d, "the delete question", lambda: d.switch_to.alert)
+    d.switch_to.alert.accept()
+    wait(d, "the folder gone", lambda: folder_count(d, "Receipts 2026") is None)
+    imap_cmd(["CREATE Elsewhere"])
+    wait(d, "a folder made over IMAP", lambda: folder_count(d, "Elsewhere") is not None)
+    imap_cmd(['RENAME Elsewhere "Elsewhere too"'])
+    wait(d, "a folder renamed over IMAP", lambda: folder_count(d, "Elsewhere too") is not None
+         and folder_count(d, "Elsewhere") is None)
 
     assert d.execute_script("return window.__sameDocument;") == "yes", "the page reloaded"
 
