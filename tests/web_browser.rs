@@ -59,6 +59,10 @@ struct Web {
 
 impl Web {
     fn start(name: &str, users: &[&str]) -> Web {
+        Web::start_with(name, users, true)
+    }
+
+    fn start_with(name: &str, users: &[&str], with_sendmail: bool) -> Web {
         let mut server = Server::new(name, users);
         let spool = server.dir.0.join("spool");
         std::fs::create_dir_all(&spool).unwrap();
@@ -85,13 +89,13 @@ impl Web {
         let mut tries = 0;
         loop {
             let addr = format!("127.0.0.1:{http}");
+            let command = format!("{} -i -t", sendmail.display());
+            let mut args = vec!["--http", &addr];
+            if with_sendmail {
+                args.extend(["--sendmail", &command]);
+            }
             let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                server.start_with(&[
-                    "--http",
-                    &addr,
-                    "--sendmail",
-                    &format!("{} -i -t", sendmail.display()),
-                ]);
+                server.start_with(&args);
             }));
             match started {
                 Ok(()) => break,
@@ -419,6 +423,32 @@ fn csrf_and_users() {
     assert!(replies[0].starts_with("250"), "{replies:?}");
     // Plain python3 is enough here (no selenium).
     web.run("python3", "csrf.py", &[]);
+}
+
+#[test]
+fn compose_without_sendmail() {
+    let python = browser_python();
+    let web = Web::start_with("web-compose", &["alice"], false);
+    web.run(&python, "compose.py", &[]);
+    // The forward went into Drafts with the original's attachment.
+    let drafts = imap(
+        &web.server,
+        "alice",
+        &["SELECT Drafts", "FETCH 1 (FLAGS BODY.PEEK[])"],
+    );
+    for want in [
+        "Subject: Fwd: The plan",
+        "To: erin@example.net",
+        "plan.pdf",
+        "JVBERi0xLjQKJSB0aGUgcGxhbgolJUVPRgo=",
+        "\\Draft",
+    ] {
+        assert!(
+            drafts.contains(want),
+            "missing {want:?} in the draft:\n{drafts}"
+        );
+    }
+    assert!(web.sent().is_empty());
 }
 
 #[test]
