@@ -479,7 +479,13 @@ fn admit(
         addr,
         tls: false,
     };
-    let slot = shared.connection_limits().try_acquire(addr.map(|a| a.ip()));
+    // A trusted reverse proxy carries many clients on its connections:
+    // they count towards --max-connections only, not one address's share.
+    let limited_ip = addr.map(|a| a.ip()).filter(|ip| {
+        !(matches!(protocol, Protocol::Web { .. })
+            && shared.config.web.trusted_proxies.contains(ip))
+    });
+    let slot = shared.connection_limits().try_acquire(limited_ip);
     let shared = shared.clone();
     ex.spawn(async move {
         let slot = match slot {

@@ -730,3 +730,39 @@ fn memory_per_open_page() {
         }
     }
 }
+
+#[test]
+fn per_address_limits_hold_on_the_web_but_not_for_a_trusted_proxy() {
+    let t = Duration::from_secs(20);
+    let open = |port: u16| {
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(t)).unwrap();
+            s.write_all(b"GET /assets/app.js HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap_or(0);
+            held.push((String::from_utf8_lossy(&buf[..n]).into_owned(), s));
+        }
+        held.into_iter().map(|(reply, _)| reply).collect::<Vec<_>>()
+    };
+    let direct = web("web-per-ip", &["--max-connections-per-ip", "2"]);
+    let replies = open(direct.http);
+    assert!(replies[0].starts_with("HTTP/1.1 200") && replies[1].starts_with("HTTP/1.1 200"));
+    assert!(replies[2].starts_with("HTTP/1.1 503"), "{replies:?}");
+    let proxied = web(
+        "web-per-ip-proxy",
+        &[
+            "--max-connections-per-ip",
+            "2",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ],
+    );
+    let replies = open(proxied.http);
+    assert!(
+        replies.iter().all(|r| r.starts_with("HTTP/1.1 200")),
+        "{replies:?}"
+    );
+}

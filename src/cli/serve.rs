@@ -250,12 +250,17 @@ fn config(args: ServeArgs) -> Result<Config, String> {
     };
     let sendmail = match args.sendmail.as_deref() {
         None | Some("off") => None,
-        Some(command) => Some(
-            crate::web::api::split_command(command).map_err(|e| format!("--sendmail: {e}"))?,
-        ),
+        Some(command) => {
+            Some(crate::web::api::split_command(command).map_err(|e| format!("--sendmail: {e}"))?)
+        }
     };
     let mail_domain = match args.mail_domain {
-        Some(domain) if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c.is_control() || "@<>,;\"\\".contains(c)) => {
+        Some(domain)
+            if domain.is_empty()
+                || domain.contains(|c: char| {
+                    c.is_whitespace() || c.is_control() || "@<>,;\"\\".contains(c)
+                }) =>
+        {
             return Err(format!("--mail-domain {domain:?} is not a domain name"))
         }
         other => other,

@@ -914,6 +914,42 @@ mod tests {
         }
     }
 
+    fn header<'a>(response: &'a hyper::Response<OutBody>, name: &str) -> Option<&'a str> {
+        response.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn a_handlers_own_policy_wins_and_may_be_framed_by_the_page() {
+        let own = Response::new(200, "text/html; charset=utf-8", b"<p>hi".to_vec()).with_header(
+            "Content-Security-Policy",
+            "default-src 'none'; frame-ancestors 'self'".to_string(),
+        );
+        let built = into_hyper(own, true, false);
+        assert_eq!(
+            header(&built, "content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'self'")
+        );
+        assert_eq!(header(&built, "x-frame-options"), Some("SAMEORIGIN"));
+        assert_eq!(header(&built, "cache-control"), Some("no-store"));
+        let plain = into_hyper(Response::not_found(), false, true);
+        assert_eq!(header(&plain, "content-security-policy"), Some(DEFAULT_CSP));
+        assert_eq!(header(&plain, "x-frame-options"), Some("DENY"));
+        assert_eq!(header(&plain, "connection"), Some("close"));
+        assert_eq!(header(&plain, "cache-control"), None);
+    }
+
+    #[test]
+    fn a_header_value_with_a_line_break_is_never_sent() {
+        let injected = Response::new(200, "text/plain", b"x".to_vec()).with_header(
+            "Content-Disposition",
+            "attachment\r\nSet-Cookie: x=y".to_string(),
+        );
+        let built = into_hyper(injected, false, false);
+        assert_eq!(built.status(), 500);
+        assert!(built.headers().get("set-cookie").is_none());
+        assert!(built.headers().get("content-disposition").is_none());
+    }
+
     #[test]
     fn forms_decode() {
         assert_eq!(

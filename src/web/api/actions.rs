@@ -129,7 +129,11 @@ async fn move_messages(
 }
 
 /// To Trash; inside Trash (or for a user without one), for good.
-pub async fn delete(shared: &Rc<Shared>, folder: &Folder<'_>, form: &[(String, String)]) -> Response {
+pub async fn delete(
+    shared: &Rc<Shared>,
+    folder: &Folder<'_>,
+    form: &[(String, String)],
+) -> Response {
     let uids = match uids(form) {
         Ok(uids) => uids,
         Err(refusal) => return refusal,

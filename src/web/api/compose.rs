@@ -23,7 +23,10 @@ const MAX_STDERR: usize = 2000;
 
 /// The user's From address.
 pub fn from_address(shared: &Shared, user: &str) -> String {
-    if let Some(address) = shared.user_setting(user, "address").filter(|a| !a.is_empty()) {
+    if let Some(address) = shared
+        .user_setting(user, "address")
+        .filter(|a| !a.is_empty())
+    {
         return address;
     }
     if user.contains('@') {
@@ -173,7 +176,9 @@ impl Compose {
                     continue;
                 }
                 if filename.chars().any(char::is_control) || filename.len() > 255 {
-                    return Err(refuse("an attachment's name has control characters or is too long"));
+                    return Err(refuse(
+                        "an attachment's name has control characters or is too long",
+                    ));
                 }
                 compose.attachments.push(Attachment {
                     name: filename,
@@ -208,7 +213,9 @@ fn valid_media_type(text: &str) -> bool {
 /// all) refuses the whole message.
 fn header_text<'a>(name: &str, value: &'a str) -> Result<&'a str, Refusal> {
     if value.chars().any(char::is_control) {
-        return Err(refuse(format!("{name} may not contain line breaks or control characters")));
+        return Err(refuse(format!(
+            "{name} may not contain line breaks or control characters"
+        )));
     }
     if value.len() > 4000 {
         return Err(refuse(format!("{name} is too long")));
@@ -224,7 +231,8 @@ struct Mailbox {
 
 /// Splits at commas outside quotes and angle brackets.
 fn split_list(text: &str) -> Vec<&str> {
-    let (mut out, mut start, mut quoted, mut angle, mut escaped) = (Vec::new(), 0, false, false, false);
+    let (mut out, mut start, mut quoted, mut angle, mut escaped) =
+        (Vec::new(), 0, false, false, false);
     for (i, c) in text.char_indices() {
         match c {
             _ if escaped => escaped = false,
@@ -240,7 +248,10 @@ fn split_list(text: &str) -> Vec<&str> {
         }
     }
     out.push(&text[start..]);
-    out.into_iter().map(str::trim).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn valid_address(address: &str) -> bool {
@@ -262,7 +273,9 @@ fn valid_address(address: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || c == '-')
+                && label
+                    .chars()
+                    .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || c == '-')
         });
     local_ok && domain_ok
 }
@@ -289,7 +302,10 @@ fn parse_mailbox(item: &str) -> Option<Mailbox> {
 fn addresses(field: &str, text: &str) -> Result<Vec<Mailbox>, Refusal> {
     split_list(header_text(field, text)?)
         .into_iter()
-        .map(|item| parse_mailbox(item).ok_or_else(|| refuse(format!("{field}: {item:?} is not an address"))))
+        .map(|item| {
+            parse_mailbox(item)
+                .ok_or_else(|| refuse(format!("{field}: {item:?} is not an address")))
+        })
         .collect()
 }
 
@@ -325,7 +341,12 @@ fn encoded_words(text: &str) -> String {
     }
     words
         .iter()
-        .map(|w| format!("=?UTF-8?B?{}?=", crate::auth::sasl::base64_encode(w.as_bytes())))
+        .map(|w| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                crate::auth::sasl::base64_encode(w.as_bytes())
+            )
+        })
         .collect::<Vec<_>>()
         .join("\r\n ")
 }
@@ -344,8 +365,12 @@ fn message_ids(field: &str, text: &str) -> Result<Vec<String>, Refusal> {
     let text = header_text(field, text)?;
     let mut out = Vec::new();
     for id in text.split_whitespace() {
-        let inner = id.strip_prefix('<').and_then(|i| i.strip_suffix('>')).unwrap_or(id);
-        if inner.is_empty() || inner.len() > 250 || inner.contains(['<', '>', '"', '\\', '(', ')']) {
+        let inner = id
+            .strip_prefix('<')
+            .and_then(|i| i.strip_suffix('>'))
+            .unwrap_or(id);
+        if inner.is_empty() || inner.len() > 250 || inner.contains(['<', '>', '"', '\\', '(', ')'])
+        {
             return Err(refuse(format!("{field}: {id:?} is not a message id")));
         }
         out.push(format!("<{inner}>"));
@@ -443,7 +468,11 @@ fn build(compose: &Compose, from: &str, strict: bool) -> Result<Built, Refusal> 
     out.extend_from_slice(format!("Date: {}\r\n", crate::clock::rfc5322(now, offset)).as_bytes());
     out.extend_from_slice(format!("From: {from}\r\n").as_bytes());
     let mut recipients = 0;
-    for (name, text) in [("To", &compose.to), ("Cc", &compose.cc), ("Bcc", &compose.bcc)] {
+    for (name, text) in [
+        ("To", &compose.to),
+        ("Cc", &compose.cc),
+        ("Bcc", &compose.bcc),
+    ] {
         let items: Vec<String> = match addresses(name, text) {
             Ok(list) => {
                 recipients += list.len();
@@ -539,7 +568,10 @@ async fn prepare(
             drop(body);
             let built = build(&compose, &from, strict)?;
             if built.message.len() > limit {
-                return Err((413, format!("the message is over the size limit of {limit} bytes")));
+                return Err((
+                    413,
+                    format!("the message is over the size limit of {limit} bytes"),
+                ));
             }
             // The attachments are in the message now.
             compose.attachments.clear();
@@ -588,7 +620,8 @@ async fn store_copy(
         .store
         .write(move |tx| {
             tx.quota_room(&owner, &quota.limits, built.message.len() as u64, 1)?;
-            let uid = tx.append_message(folder, &built.message, &analysis, flags, Vec::new(), when)?;
+            let uid =
+                tx.append_message(folder, &built.message, &analysis, flags, Vec::new(), when)?;
             if let Some((drafts, old)) = replace {
                 tx.expunge(drafts, &[old])?;
             }
@@ -641,13 +674,17 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
     let outcome = smol::unblock(move || run_sendmail(&command, &message)).await;
     match outcome {
         Ok(()) => {
-            log::info!("web: {user} sent a message to {} recipients", built.recipients);
+            log::info!(
+                "web: {user} sent a message to {} recipients",
+                built.recipients
+            );
             let sent = match special_folder(shared, user, SpecialUse::Sent, "Sent").await {
                 Ok(sent) => sent,
                 Err(e) => return store_error(&e),
             };
             let drafts = match compose.replace {
-                Some(uid) => match special_folder(shared, user, SpecialUse::Drafts, "Drafts").await {
+                Some(uid) => match special_folder(shared, user, SpecialUse::Drafts, "Drafts").await
+                {
                     Ok(drafts) => Some((drafts, uid)),
                     Err(e) => return store_error(&e),
                 },
@@ -658,7 +695,12 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
                 // Sent, but not kept: say so rather than pretend.
                 Err(e) => {
                     log::error!("web: {user}'s message was sent but not kept in Sent: {e}");
-                    Response::error(500, &format!("the message was sent, but its copy in Sent could not be stored: {e}"))
+                    Response::error(
+                        500,
+                        &format!(
+                            "the message was sent, but its copy in Sent could not be stored: {e}"
+                        ),
+                    )
                 }
             }
         }
@@ -679,7 +721,9 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
 /// Runs the sendmail command with the message on its standard input.
 /// Err carries what a person needs: its error output and exit status.
 fn run_sendmail(command: &[String], message: &[u8]) -> Result<(), String> {
-    let (program, args) = command.split_first().ok_or("the sendmail command is empty")?;
+    let (program, args) = command
+        .split_first()
+        .ok_or("the sendmail command is empty")?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())

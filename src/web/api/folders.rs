@@ -108,7 +108,11 @@ pub async fn create(shared: &Rc<Shared>, user: &str, request: &super::Request) -
     }
 }
 
-pub async fn rename(shared: &Rc<Shared>, folder: &Folder<'_>, request: &super::Request) -> Response {
+pub async fn rename(
+    shared: &Rc<Shared>,
+    folder: &Folder<'_>,
+    request: &super::Request,
+) -> Response {
     if folder.record.name == "INBOX" {
         return Response::error(400, "INBOX cannot be renamed");
     }

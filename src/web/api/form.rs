@@ -40,15 +40,13 @@ fn decode(raw: &[u8], plus_is_space: bool) -> String {
     while i < raw.len() {
         match raw[i] {
             b'+' if plus_is_space => out.push(b' '),
-            b'%' if i + 2 < raw.len() => {
-                match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -82,7 +80,10 @@ mod tests {
     fn decodes_pairs() {
         let form = parse(b"uids=1%2C2&add=%5CSeen&add=%5CFlagged&name=a+b&empty&bad=%zz%4");
         assert_eq!(get(&form, "uids"), Some("1,2"));
-        assert_eq!(all(&form, "add").collect::<Vec<_>>(), ["\\Seen", "\\Flagged"]);
+        assert_eq!(
+            all(&form, "add").collect::<Vec<_>>(),
+            ["\\Seen", "\\Flagged"]
+        );
         assert_eq!(get(&form, "name"), Some("a b"));
         assert_eq!(get(&form, "empty"), Some(""));
         assert_eq!(get(&form, "bad"), Some("%zz%4"));

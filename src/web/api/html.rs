@@ -24,8 +24,22 @@ use super::form::percent_encode;
 
 /// Elements dropped with everything inside them.
 const DROP_WITH_CONTENT: &[&str] = &[
-    "script", "iframe", "object", "embed", "applet", "frame", "frameset", "noembed", "noframes",
-    "svg", "math", "template", "title", "xmp", "portal", "plaintext",
+    "script",
+    "iframe",
+    "object",
+    "embed",
+    "applet",
+    "frame",
+    "frameset",
+    "noembed",
+    "noframes",
+    "svg",
+    "math",
+    "template",
+    "title",
+    "xmp",
+    "portal",
+    "plaintext",
 ];
 /// Elements whose tags are dropped and whose contents stay.
 const DROP_TAG: &[&str] = &[
@@ -34,12 +48,35 @@ const DROP_TAG: &[&str] = &[
 ];
 /// Attributes that hold a URL.
 const URL_ATTRIBUTES: &[&str] = &[
-    "href", "src", "background", "poster", "cite", "longdesc", "lowsrc", "dynsrc", "xlink:href",
-    "data", "codebase", "action", "formaction", "usemap", "manifest", "profile", "icon",
+    "href",
+    "src",
+    "background",
+    "poster",
+    "cite",
+    "longdesc",
+    "lowsrc",
+    "dynsrc",
+    "xlink:href",
+    "data",
+    "codebase",
+    "action",
+    "formaction",
+    "usemap",
+    "manifest",
+    "profile",
+    "icon",
 ];
 /// Attributes that never stay, whatever their value.
 const DROP_ATTRIBUTES: &[&str] = &[
-    "srcdoc", "srcset", "http-equiv", "target", "ping", "rel", "is", "nonce", "autofocus",
+    "srcdoc",
+    "srcset",
+    "http-equiv",
+    "target",
+    "ping",
+    "rel",
+    "is",
+    "nonce",
+    "autofocus",
 ];
 
 /// The document for the frame: the mail's HTML, rewritten as above.
@@ -61,9 +98,9 @@ pub fn sanitize(html: &str, cid_base: &str) -> String {
             continue;
         }
         let rest = &html[i..];
-        if rest.starts_with("<!--") {
+        if let Some(comment) = rest.strip_prefix("<!--") {
             // A comment: gone, up to its end (or the end of the input).
-            i = rest[4..].find("-->").map_or(bytes.len(), |n| i + 4 + n + 3);
+            i = comment.find("-->").map_or(bytes.len(), |n| i + 4 + n + 3);
             continue;
         }
         let next = bytes.get(i + 1).copied();
@@ -140,9 +177,9 @@ fn valid_name(name: &str) -> bool {
 fn valid_attribute(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':' | b'.'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':' | b'.')
+        })
 }
 
 /// One start or end tag as the HTML tokenizer reads it.
@@ -280,7 +317,11 @@ fn vet_url(element: &str, attribute: &str, raw: &str, cid_base: &str) -> Option<
         .filter(|c| !c.is_whitespace() && !c.is_control())
         .collect();
     let lower = decoded.to_ascii_lowercase();
-    if let Some(id) = lower.get(..4).filter(|p| *p == "cid:").map(|_| &decoded[4..]) {
+    if let Some(id) = lower
+        .get(..4)
+        .filter(|p| *p == "cid:")
+        .map(|_| &decoded[4..])
+    {
         return Some(format!("{cid_base}{}", percent_encode(id)));
     }
     let link = matches!(attribute, "href" | "xlink:href") && matches!(element, "a" | "area");
@@ -289,9 +330,14 @@ fn vet_url(element: &str, attribute: &str, raw: &str, cid_base: &str) -> Option<
     }
     let image_source = attribute == "src" && element == "img";
     if image_source
-        && ["data:image/png", "data:image/jpeg", "data:image/gif", "data:image/webp"]
-            .iter()
-            .any(|p| lower.starts_with(p))
+        && [
+            "data:image/png",
+            "data:image/jpeg",
+            "data:image/gif",
+            "data:image/webp",
+        ]
+        .iter()
+        .any(|p| lower.starts_with(p))
     {
         return Some(raw.to_string());
     }
@@ -370,7 +416,10 @@ mod tests {
         assert_eq!(clean("<object data=x><embed src=y></object>z"), "z");
         assert_eq!(clean("<embed src=y>z"), "z");
         assert_eq!(clean("<body onload=x><p>t</p></body>"), "<p>t</p>");
-        assert_eq!(clean("<math><mi xlink:href=javascript:x>t</mi></math>u"), "u");
+        assert_eq!(
+            clean("<math><mi xlink:href=javascript:x>t</mi></math>u"),
+            "u"
+        );
     }
 
     #[test]
@@ -399,12 +448,18 @@ mod tests {
             clean("<a href=mailto:bob@example.org>m</a>"),
             "<a href=\"mailto:bob@example.org\" rel=\"noopener noreferrer\">m</a>"
         );
-        assert_eq!(clean("<a href=/api/folders/1/delete>x</a>"), "<a rel=\"noopener noreferrer\">x</a>");
+        assert_eq!(
+            clean("<a href=/api/folders/1/delete>x</a>"),
+            "<a rel=\"noopener noreferrer\">x</a>"
+        );
     }
 
     #[test]
     fn meta_base_and_forms_go() {
-        assert_eq!(clean("<meta http-equiv=refresh content=\"0;url=http://x\">t"), "t");
+        assert_eq!(
+            clean("<meta http-equiv=refresh content=\"0;url=http://x\">t"),
+            "t"
+        );
         assert_eq!(clean("<base href=http://evil/>t"), "t");
         assert_eq!(
             clean("<form action=/api/send method=post><input name=to><button>go</button></form>"),

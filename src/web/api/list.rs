@@ -9,6 +9,7 @@
 //! view runs IMAP THREAD=REFERENCES over the keys stored at delivery.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use mail_parser::MessageParser;
 
@@ -83,17 +84,7 @@ pub async fn list(shared: &Rc<Shared>, folder: &Folder<'_>, request: &Request) -
         return store_error(&e);
     }
     if !query.is_empty() {
-        let key = text_search(query);
-        let store = shared.store.clone();
-        let found = shared
-            .run_heavy(move || -> Result<Vec<u32>, StoreError> {
-                let last = uids.last().copied().unwrap_or(0);
-                let matcher = Matcher::new(&key, None, uids.len() as u32, last);
-                let searched = search::run(&store, mailbox, &uids, 0, &matcher, &[])?;
-                Ok(searched.found.iter().map(|f| f.uid).collect())
-            })
-            .await;
-        uids = match found {
+        uids = match text_search(shared, mailbox, uids, query).await {
             Ok(found) => found,
             Err(e) => return store_error(&e),
         };
@@ -132,17 +123,57 @@ pub async fn list(shared: &Rc<Shared>, folder: &Folder<'_>, request: &Request) -
     Response::json(200, out.finish())
 }
 
-/// `q`: a substring of From, To, Subject or the body, as IMAP's
-/// `OR FROM q OR TO q OR SUBJECT q BODY q`.
-fn text_search(query: &str) -> SearchKey {
-    let key = |field| Box::new(SearchKey::Contains(field, query.as_bytes().to_vec()));
-    SearchKey::Or(
-        key(TextField::From),
+/// Mailboxes at least this large are searched on several threads, as
+/// IMAP's SEARCH does.
+const PARALLEL_FROM: usize = 4096;
+
+type SearchJob = Box<dyn FnOnce() -> Result<Vec<u32>, StoreError> + Send>;
+
+/// The messages of `uids` (UID order) with `query` in From, To, Subject
+/// or the body: IMAP's `OR FROM q OR TO q OR SUBJECT q BODY q`, run by
+/// SEARCH's own matcher off the event loop.
+async fn text_search(
+    shared: &Shared,
+    mailbox: MailboxId,
+    uids: Vec<u32>,
+    query: &str,
+) -> Result<Vec<u32>, StoreError> {
+    let contains = |field| Box::new(SearchKey::Contains(field, query.as_bytes().to_vec()));
+    let key = SearchKey::Or(
+        contains(TextField::From),
         Box::new(SearchKey::Or(
-            key(TextField::To),
-            Box::new(SearchKey::Or(key(TextField::Subject), key(TextField::Body))),
+            contains(TextField::To),
+            Box::new(SearchKey::Or(
+                contains(TextField::Subject),
+                contains(TextField::Body),
+            )),
         )),
-    )
+    );
+    let last = uids.last().copied().unwrap_or(0);
+    let matcher = Arc::new(Matcher::new(&key, None, uids.len() as u32, last));
+    let pieces = if uids.len() >= PARALLEL_FROM {
+        shared.heavy_threads.max(1)
+    } else {
+        1
+    };
+    let uids = Arc::new(uids);
+    let chunk = uids.len().div_ceil(pieces).max(1);
+    let jobs: Vec<SearchJob> = (0..pieces)
+        .map(|i| {
+            let (store, matcher, uids) = (shared.store.clone(), matcher.clone(), uids.clone());
+            let range = (i * chunk).min(uids.len())..((i + 1) * chunk).min(uids.len());
+            Box::new(move || {
+                let part = &uids[range.clone()];
+                let searched = search::run(&store, mailbox, part, range.start, &matcher, &[])?;
+                Ok(searched.found.iter().map(|f| f.uid).collect())
+            }) as SearchJob
+        })
+        .collect();
+    let mut found = Vec::new();
+    for piece in shared.run_heavy_parallel(jobs).await {
+        found.extend(piece?);
+    }
+    Ok(found)
 }
 
 /// One message's list line.

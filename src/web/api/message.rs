@@ -122,9 +122,12 @@ fn part_meta(part: &Part, header: &[u8]) -> PartMeta {
             .and_then(|d| d.attribute("filename"))
             .or_else(|| message.content_type().and_then(|t| t.attribute("name")))
             .map(str::to_string);
-        cid = message
-            .content_id()
-            .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').to_string());
+        cid = message.content_id().map(|id| {
+            id.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        });
         disposition = message
             .content_disposition()
             .map(|d| d.ctype().to_ascii_lowercase());
@@ -259,11 +262,9 @@ fn build_view(
     };
     let text = match (part_of(layout.text), part_of(layout.html)) {
         (Some(part), _) => decoded_text(content, record.blob, part)?,
-        (None, Some(part)) => mail_parser::decoders::html::html_to_text(&decoded_text(
-            content,
-            record.blob,
-            part,
-        )?),
+        (None, Some(part)) => {
+            mail_parser::decoders::html::html_to_text(&decoded_text(content, record.blob, part)?)
+        }
         (None, None) => String::new(),
     };
     let mut out = json::Object::new();
@@ -299,7 +300,15 @@ fn build_view(
                 .str("in_reply_to", &ids(m.in_reply_to()).join(" "));
         }
         None => {
-            for key in ["from", "to", "cc", "subject", "message_id", "references", "in_reply_to"] {
+            for key in [
+                "from",
+                "to",
+                "cc",
+                "subject",
+                "message_id",
+                "references",
+                "in_reply_to",
+            ] {
                 out.str(key, "");
             }
             out.str("date", &super::list::rfc3339(record.internal_date));
@@ -382,7 +391,10 @@ pub fn part(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32, section: &str) -
         Ok(None) => return Response::not_found(),
         Err(e) => return store_error(&e),
     };
-    let Some(part) = info.part(&section).filter(|p| p.kind != PartKind::Multipart) else {
+    let Some(part) = info
+        .part(&section)
+        .filter(|p| p.kind != PartKind::Multipart)
+    else {
         return Response::not_found();
     };
     let header_range = u64::from(part.header_start)
@@ -394,8 +406,10 @@ pub fn part(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32, section: &str) -
     let fallback = format!("part-{}", meta.section);
     let name = meta.name.as_deref().unwrap_or(&fallback);
     let content_type = safe_image(&meta.content_type).unwrap_or("application/octet-stream");
-    stream_part(content, record.blob, part, content_type)
-        .with_header("Content-Disposition", content_disposition("attachment", name))
+    stream_part(content, record.blob, part, content_type).with_header(
+        "Content-Disposition",
+        content_disposition("attachment", name),
+    )
 }
 
 pub fn cid(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32, cid: &str) -> Response {
@@ -451,7 +465,12 @@ pub fn source(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32) -> Response {
 }
 
 /// A part's body, transfer-decoded piece by piece as it is sent.
-fn stream_part(content: Content, blob: BlobId, part: &Part, content_type: &'static str) -> Response {
+fn stream_part(
+    content: Content,
+    blob: BlobId,
+    part: &Part,
+    content_type: &'static str,
+) -> Response {
     let encoding = Encoding::from_name(&part.encoding);
     let pieces = Pieces {
         content,
@@ -532,7 +551,13 @@ pub(crate) fn content_disposition(kind: &str, name: &str) -> String {
     // Path separators go too: a name is a name, never a path.
     let cleaned: String = name
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let cleaned = cleaned.trim();
     let cleaned = if cleaned.is_empty() || cleaned == "." || cleaned == ".." {

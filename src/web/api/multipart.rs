@@ -54,11 +54,19 @@ pub fn boundary(content_type: &str) -> Result<String, Malformed> {
     Err(Malformed("the multipart body has no boundary"))
 }
 
+/// Where `needle` first occurs: a scan for its first byte, then a compare.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
+    let (&first, _) = needle.split_first()?;
+    let last_start = haystack.len().checked_sub(needle.len())?;
+    let mut at = 0;
+    while at <= last_start {
+        let i = at + haystack[at..=last_start].iter().position(|&b| b == first)?;
+        if haystack[i..].starts_with(needle) {
+            return Some(i);
+        }
+        at = i + 1;
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
+    None
 }
 
 /// Splits a form body into its fields.
@@ -70,8 +78,7 @@ pub fn parse<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Field<'a>>, M
     let mut at = if body.starts_with(opening.as_bytes()) {
         opening.len()
     } else {
-        find(body, delimiter.as_bytes())
-            .ok_or(Malformed("the multipart body has no parts"))?
+        find(body, delimiter.as_bytes()).ok_or(Malformed("the multipart body has no parts"))?
             + delimiter.len()
     };
     let mut fields = Vec::new();
@@ -91,14 +98,15 @@ pub fn parse<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Field<'a>>, M
             0
         } else {
             let window = &part[..part.len().min(MAX_PART_HEADER + 4)];
-            find(window, b"\r\n\r\n")
-                .ok_or(Malformed("a multipart part's header is too long or cut off"))?
-                + 2
+            find(window, b"\r\n\r\n").ok_or(Malformed(
+                "a multipart part's header is too long or cut off",
+            ))? + 2
         };
         let header = &part[..header_end];
         let data_start = part_start + header_end + 2;
-        let data_len = find(&body[data_start..], delimiter.as_bytes())
-            .ok_or(Malformed("the multipart body does not end with its boundary"))?;
+        let data_len = find(&body[data_start..], delimiter.as_bytes()).ok_or(Malformed(
+            "the multipart body does not end with its boundary",
+        ))?;
         if fields.len() == MAX_PARTS {
             return Err(Malformed("the form has too many parts"));
         }
@@ -108,7 +116,8 @@ pub fn parse<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Field<'a>>, M
 }
 
 fn field<'a>(header: &[u8], data: &'a [u8]) -> Result<Field<'a>, Malformed> {
-    let header = std::str::from_utf8(header).map_err(|_| Malformed("a part's header is not UTF-8"))?;
+    let header =
+        std::str::from_utf8(header).map_err(|_| Malformed("a part's header is not UTF-8"))?;
     let mut name = None;
     let mut filename = None;
     let mut content_type = None;
@@ -147,7 +156,9 @@ fn parameters(text: &str) -> Result<Vec<(String, String)>, Malformed> {
     let mut out = Vec::new();
     let mut rest = text.trim_start_matches([';', ' ', '\t']);
     while !rest.is_empty() {
-        let eq = rest.find('=').ok_or(Malformed("a parameter has no value"))?;
+        let eq = rest
+            .find('=')
+            .ok_or(Malformed("a parameter has no value"))?;
         let key = rest[..eq].trim().to_string();
         rest = rest[eq + 1..].trim_start();
         let value;
@@ -216,14 +227,23 @@ mod tests {
     fn refuses_bad_bodies() {
         assert!(parse("text/plain", b"").is_err());
         assert!(parse("multipart/form-data", b"").is_err());
-        assert!(parse(TYPE, b"------xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end").is_err());
+        assert!(parse(
+            TYPE,
+            b"------xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end"
+        )
+        .is_err());
         assert!(parse(TYPE, b"------xyz\r\nno colon\r\n\r\nx\r\n------xyz--").is_err());
         let mut many = Vec::new();
         for _ in 0..=MAX_PARTS {
-            many.extend_from_slice(b"------xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n");
+            many.extend_from_slice(
+                b"------xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n",
+            );
         }
         many.extend_from_slice(b"------xyz--");
-        assert_eq!(parse(TYPE, &many), Err(Malformed("the form has too many parts")));
+        assert_eq!(
+            parse(TYPE, &many),
+            Err(Malformed("the form has too many parts"))
+        );
         let long = format!(
             "------xyz\r\nContent-Disposition: form-data; name=\"a\"\r\nX: {}\r\n\r\nx\r\n------xyz--",
             "a".repeat(MAX_PART_HEADER)
