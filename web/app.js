@@ -259,6 +259,8 @@ async function openFolder(id) {
   if (S.folderId !== id) {
     S.folderId = id;
     S.list.offset = 0;
+    S.list.q = "";
+    $("search").value = "";
     S.selected.clear();
     S.cursor = null;
     showView(null);
@@ -370,7 +372,6 @@ function renderList() {
   $("page-prev").disabled = S.list.offset === 0;
   $("page-next").disabled = S.list.offset + shown >= S.list.total;
   $("list-title").textContent = (cur ? cur.name : "") + (S.list.q ? " · search: " + S.list.q : "");
-  const sentLike = cur && (cur.special_use === "\\Sent" || cur.special_use === "\\Drafts");
   for (const m of S.list.messages) {
     const check = el("input", { type: "checkbox", class: "select", "aria-label": "Select" });
     check.checked = S.selected.has(m.uid);
@@ -394,14 +395,13 @@ function renderList() {
     },
     check,
     star,
-    el("span", { class: "from" }, sentLike ? "" : displayName(m.from) || "(no sender)"),
+    el("span", { class: "from" }, displayName(m.from) || "(no sender)"),
     el("span", { class: "subject" }, m.subject || "(no subject)"),
     el("span", { class: "meta" },
       m.attachment ? el("span", { class: "clip", title: "Has attachments", role: "img", "aria-label": "Has attachments" }) : null,
       m.answered ? el("span", { class: "answered", title: "Answered" }, "↩") : null,
       el("time", { datetime: m.date, title: m.date }, formatDate(m.date)),
       el("span", { class: "size" }, formatSize(m.size || 0))));
-    if (sentLike) li.querySelector(".from").textContent = "(you)";
     if (m.depth) li.querySelector(".subject").style.paddingLeft = Math.min(m.depth, 8) * 1.1 + "rem";
     li.addEventListener("click", () => openMessage(m.uid).catch(fail));
     ul.append(li);
@@ -773,8 +773,7 @@ async function saveDraft(explicit) {
   }
 }
 
-async function send(ev) {
-  ev.preventDefault();
+async function send() {
   const c = S.compose;
   if (!c) return;
   if (!(S.config && S.config.can_send)) return;
@@ -1083,7 +1082,9 @@ function wire() {
   });
   $("v-frame").addEventListener("load", fitFrame);
 
-  $("compose-form").addEventListener("submit", send);
+  // Enter in a field must not send: only the Send button does.
+  $("compose-form").addEventListener("submit", (e) => e.preventDefault());
+  $("c-send").addEventListener("click", () => send().catch(fail));
   $("compose-form").addEventListener("input", (e) => { if (e.target.id !== "c-files") changed(); });
   $("c-files").addEventListener("change", () => {
     if (!S.compose) return;
