@@ -47,6 +47,7 @@ def key(d, k):
 d = browser()
 inbox = Idle("alice", "pw-alice", "INBOX")
 drafts = Idle("alice", "pw-alice", "Drafts")
+sent = Idle("alice", "pw-alice", "Sent")
 try:
     step("log in")
     login(d, "alice", "pw-alice")
@@ -191,6 +192,7 @@ try:
     wait(d, "the compose form closed", lambda: not d.find_element(By.ID, "compose-pane").is_displayed())
     wait(d, "the sent message in the spool", lambda: [n for n in os.listdir(SPOOL) if n.endswith(".eml")])
     drafts.wait(r"^\* 1 EXPUNGE", "the draft removed after sending")
+    sent.wait(r"^\* 1 EXISTS", "the copy in Sent")
 
     step("compose a new message and save it as a draft")
     key(d, "c")
@@ -272,4 +274,5 @@ try:
 finally:
     inbox.close()
     drafts.close()
+    sent.close()
     d.quit()
