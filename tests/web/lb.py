@@ -4,8 +4,10 @@ chromium-driver and python3-selenium), waits with bounds, and raw IMAP IDLE
 watchers. Every wait has a generous bound so timing noise never fails a run;
 a wait that runs out is a failure that says what it waited for."""
 
+import atexit
 import os
 import re
+import shutil
 import smtplib
 import socket
 import tempfile
@@ -35,6 +37,7 @@ def browser(width=1280, height=860, dark=False):
     opts = webdriver.ChromeOptions()
     opts.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     profile = tempfile.mkdtemp(prefix="lb-chromium-")
+    atexit.register(shutil.rmtree, profile, True)
     for arg in [
         "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
         f"--window-size={width},{height}", "--no-first-run", "--no-default-browser-check",
