@@ -261,6 +261,9 @@ try:
          and folder_count(d, "Elsewhere") is None)
 
     assert d.execute_script("return window.__sameDocument;") == "yes", "the page reloaded"
+    # No script error and no CSP violation (an inline style or script would be one).
+    bad = [e for e in d.get_log("browser") if e.get("source") in ("javascript", "security")]
+    assert not bad, f"errors in the browser's console: {bad}"
 
     step("log out")
     d.find_element(By.ID, "logout").click()
