@@ -55,6 +55,7 @@ fn config(data: &Path, sendmail: Option<Vec<String>>) -> Config {
         quota_bounce: false,
         sendmail,
         mail_domain: Some("example.org".into()),
+        web: Default::default(),
     }
 }
 
