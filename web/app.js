@@ -144,6 +144,8 @@ function loggedOut() {
   if (S.events) S.events.close();
   S.events = null;
   S.csrf = "";
+  S.user = "";
+  S.folders = [];
   S.folderId = null;
   S.message = null;
   S.selected.clear();
