@@ -59,10 +59,10 @@ struct Web {
 
 impl Web {
     fn start(name: &str, users: &[&str]) -> Web {
-        Web::start_with(name, users, true)
+        Web::start_with(name, users, true, &[])
     }
 
-    fn start_with(name: &str, users: &[&str], with_sendmail: bool) -> Web {
+    fn start_with(name: &str, users: &[&str], with_sendmail: bool, extra: &[&str]) -> Web {
         let mut server = Server::new(name, users);
         let spool = server.dir.0.join("spool");
         std::fs::create_dir_all(&spool).unwrap();
@@ -94,6 +94,7 @@ impl Web {
             if with_sendmail {
                 args.extend(["--sendmail", &command]);
             }
+            args.extend(extra);
             let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 server.start_with(&args);
             }));
@@ -428,7 +429,7 @@ fn csrf_and_users() {
 #[test]
 fn compose_without_sendmail() {
     let python = browser_python();
-    let web = Web::start_with("web-compose", &["alice"], false);
+    let web = Web::start_with("web-compose", &["alice"], false, &[]);
     web.run(&python, "compose.py", &[]);
     // The forward went into Drafts with the original's attachment.
     let drafts = imap(
@@ -449,6 +450,18 @@ fn compose_without_sendmail() {
         );
     }
     assert!(web.sent().is_empty());
+}
+
+#[test]
+fn session_expiry() {
+    let python = browser_python();
+    let web = Web::start_with(
+        "web-expiry",
+        &["alice"],
+        true,
+        &["--web-session-idle", "2s"],
+    );
+    web.run(&python, "expiry.py", &[]);
 }
 
 #[test]
