@@ -718,7 +718,8 @@ fn kib_per_page(tls: bool, path: &str, pages: usize) -> f64 {
 
 /// `cargo test --test web_http memory -- --ignored --nocapture`: the
 /// figures for the README (RSS depends on the allocator and the machine,
-/// so they are printed, and bounded only loosely here).
+/// so they are printed, and bounded only loosely here). Needs web-api's
+/// `/api/events`.
 #[test]
 #[ignore]
 fn memory_per_open_page() {
@@ -764,5 +765,55 @@ fn per_address_limits_hold_on_the_web_but_not_for_a_trusted_proxy() {
     assert!(
         replies.iter().all(|r| r.starts_with("HTTP/1.1 200")),
         "{replies:?}"
+    );
+}
+
+#[test]
+fn bodies_held_in_memory_wait_for_the_budget_or_get_503() {
+    let web = web(
+        "web-budget",
+        &["--memory-budget", "65536", "--memory-wait", "1"],
+    );
+    let ok = web.login("alice", "pw-alice");
+    let csrf = ok.field("csrf").unwrap();
+    let jar = std::fs::read_to_string(&web.jar).unwrap();
+    let token = jar
+        .lines()
+        .find(|l| l.contains("lb_session"))
+        .and_then(|l| l.split('\t').next_back())
+        .unwrap()
+        .to_string();
+    let post = |length: usize| {
+        format!(
+            "POST /api/drafts HTTP/1.1\r\nHost: x\r\nCookie: lb_session={token}\r\nX-CSRF-Token: {csrf}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    // One upload takes the whole budget and dawdles.
+    let mut holder = TcpStream::connect(("127.0.0.1", web.http)).unwrap();
+    holder.write_all(post(65536).as_bytes()).unwrap();
+    holder.write_all(&[b'a'; 1000]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Another finds no room within --memory-wait.
+    let refused = raw(
+        web.http,
+        format!("{}subject=x", post(9)).as_bytes(),
+        Duration::from_secs(20),
+    );
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    // A request without a body needs no room.
+    assert_eq!(web.with_cookie("/session", &[]).status, 200);
+    // The dawdler leaves: room again.
+    drop(holder);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut admitted = raw(
+        web.http,
+        format!("{}subject=x", post(9)).as_bytes(),
+        Duration::from_millis(1500),
+    );
+    admitted.truncate(12);
+    assert!(
+        admitted.starts_with("HTTP/1.1") && admitted != "HTTP/1.1 503",
+        "{admitted}"
     );
 }

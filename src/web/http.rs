@@ -475,7 +475,7 @@ async fn api(
     query: &str,
     body: Incoming,
 ) -> Result<Response, Response> {
-    let Some((_, session)) = ctx.session() else {
+    let Some((token, session)) = ctx.session() else {
         return Ok(not_logged_in());
     };
     if method == Method::Post && !ctx.csrf_ok(&session) {
@@ -508,7 +508,33 @@ async fn api(
         user: session.user,
         peer: ctx.client.addr.ip().to_string(),
     };
-    Ok(super::api::handle(ctx.shared, &caller, request).await)
+    let mut response = super::api::handle(ctx.shared, &caller, request).await;
+    // A stream (the page's events, a long download) ends with its session:
+    // after a logout or expiry, not another event reaches that page.
+    if let Body::Stream(stream) = response.body {
+        let shared = ctx.shared.clone();
+        let live = move || shared.web_sessions.borrow().is_live(&token, Instant::now());
+        response.body = Body::Stream(Box::pin(WhileLive { stream, live }));
+    }
+    Ok(response)
+}
+
+/// A stream that ends at the first chunk after `live` says no.
+struct WhileLive<F> {
+    stream: super::ChunkStream,
+    live: F,
+}
+
+impl<F: Fn() -> bool + Unpin> smol::stream::Stream for WhileLive<F> {
+    type Item = Vec<u8>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        let this = self.get_mut();
+        match ready!(this.stream.as_mut().poll_next(cx)) {
+            Some(chunk) if (this.live)() => Poll::Ready(Some(chunk)),
+            _ => Poll::Ready(None),
+        }
+    }
 }
 
 /// Reads a request body of at most `limit` bytes into memory, charged to
@@ -948,6 +974,27 @@ mod tests {
         assert_eq!(built.status(), 500);
         assert!(built.headers().get("set-cookie").is_none());
         assert!(built.headers().get("content-disposition").is_none());
+    }
+
+    #[test]
+    fn a_stream_ends_with_its_session() {
+        use smol::stream::StreamExt;
+        let live = Rc::new(std::cell::Cell::new(true));
+        let flag = live.clone();
+        let chunks: super::super::ChunkStream = Box::pin(smol::stream::iter(vec![
+            b"a".to_vec(),
+            b"b".to_vec(),
+            b"c".to_vec(),
+        ]));
+        let mut stream = WhileLive {
+            stream: chunks,
+            live: move || flag.get(),
+        };
+        smol::block_on(async {
+            assert_eq!(stream.next().await, Some(b"a".to_vec()));
+            live.set(false);
+            assert_eq!(stream.next().await, None);
+        });
     }
 
     #[test]

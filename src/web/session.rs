@@ -130,6 +130,14 @@ impl Sessions {
         })
     }
 
+    /// Whether a token's session is live, without counting this as a use:
+    /// what a long response (an event stream) checks as it goes.
+    pub fn is_live(&self, token: &str, now: Instant) -> bool {
+        self.entries
+            .get(token)
+            .is_some_and(|entry| self.live(entry, now))
+    }
+
     /// Ends a session (logout, or its user no longer exists).
     pub fn remove(&mut self, token: &str) {
         self.entries.remove(token);
@@ -229,6 +237,11 @@ mod tests {
         assert_eq!(sessions.touch(&token, t0 + 29 * MIN), Some(session.clone()));
         // Used at 29 minutes: alive until 59.
         assert!(sessions.touch(&token, t0 + 58 * MIN).is_some());
+        assert!(sessions.is_live(&token, t0 + 87 * MIN));
+        assert!(
+            !sessions.is_live(&token, t0 + 88 * MIN),
+            "is_live is no use"
+        );
         assert!(sessions.touch(&token, t0 + 89 * MIN).is_none());
         assert!(sessions.is_empty(), "an expired session is removed");
         assert!(sessions.touch("nope", t0).is_none());

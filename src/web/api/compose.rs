@@ -483,7 +483,7 @@ fn build(compose: &Compose, from: &str, strict: bool) -> Result<Built, Refusal> 
                     })
                     .collect()
             }
-            Err(refusal) if strict || refusal.1.contains("control") => return Err(refusal),
+            Err(refusal) if strict => return Err(refusal),
             Err(_) => vec![unstructured(header_text(name, text)?)],
         };
         if !items.is_empty() {
@@ -495,7 +495,12 @@ fn build(compose: &Compose, from: &str, strict: bool) -> Result<Built, Refusal> 
     }
     let subject = header_text("subject", &compose.subject)?;
     out.extend_from_slice(format!("Subject: {}\r\n", unstructured(subject)).as_bytes());
-    let domain = from.rsplit_once('@').map_or("localhost", |(_, d)| d);
+    let domain: String = from
+        .rsplit_once('@')
+        .map_or("localhost", |(_, d)| d)
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
     out.extend_from_slice(format!("Message-ID: <{}@{domain}>\r\n", random_hex(16)).as_bytes());
     let in_reply_to = message_ids("in_reply_to", &compose.in_reply_to)?;
     if !in_reply_to.is_empty() {

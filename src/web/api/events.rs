@@ -145,7 +145,8 @@ pub fn stream(shared: Rc<Shared>, user: String) -> Response {
     Response {
         status: 200,
         content_type: "text/event-stream",
-        headers: vec![("Cache-Control", "no-store".to_string())],
+        // nginx would otherwise hold the events back in its buffer.
+        headers: vec![("X-Accel-Buffering", "no".to_string())],
         body: Body::Stream(Box::pin(smol::stream::StreamExt::chain(opening, changes))),
     }
 }
