@@ -146,12 +146,14 @@ try:
     wait(d, "the whole list again", lambda: text(d, "#page-info") == "1–50 of 998")
 
     step("an LMTP delivery shows up without a reload")
+    unread_before = int(folder_count(d, "INBOX"))
     lmtp("news@example.com", "alice@mail.test",
          "From: News <news@example.com>\r\nTo: alice@mail.test\r\nSubject: Live delivery\r\n"
          "Message-ID: <live-1@example.com>\r\n\r\nArrived while the page was open.\r\n")
     inbox.wait(r"^\* 999 EXISTS", "the LMTP delivery")
     wait(d, "the new message at the top", lambda: subjects(d)[0] == "Live delivery")
     wait(d, "the page counter", lambda: text(d, "#page-info") == "1–50 of 999")
+    wait(d, "the unread count up by one", lambda: int(folder_count(d, "INBOX")) == unread_before + 1)
 
     step("a flag set over IMAP shows up without a reload")
     imap_store_flag(997)  # reports 991..1000 were delivered in order: seq 997 is report 997
