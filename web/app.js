@@ -681,7 +681,10 @@ function quote(text) {
 }
 
 async function openCompose(init) {
-  if (S.compose) await closeCompose();
+  if (S.compose) {
+    await closeCompose();
+    if (S.compose) return; // the user kept the open one
+  }
   const c = { draftUid: init.draftUid || null, files: [], dirty: false, timer: null, saving: null, back: currentPane() };
   S.compose = c;
   $("c-from").textContent = (S.config && S.config.from) || S.user;
@@ -701,12 +704,15 @@ async function openCompose(init) {
   document.body.classList.add("composing");
   renderFiles();
   setPane("compose");
-  if (init.files) {
-    for (const f of await init.files) c.files.push(f);
-    renderFiles();
-  }
   ($("c-to").value ? $("c-body") : $("c-to")).focus();
   if (init.body && $("c-to").value) $("c-body").setSelectionRange(0, 0);
+  if (init.files) {
+    // A forward's attachments arrive after the form opens.
+    const files = await init.files;
+    if (S.compose !== c) return;
+    c.files.push(...files);
+    renderFiles();
+  }
 }
 
 function renderFiles() {
