@@ -817,3 +817,44 @@ fn bodies_held_in_memory_wait_for_the_budget_or_get_503() {
         "{admitted}"
     );
 }
+
+#[test]
+fn https_uses_the_certificate_sighup_reloads() {
+    let web = web("web-sighup", &[]);
+    let served = || {
+        let script = format!(
+            "import ssl; print(ssl.get_server_certificate(('127.0.0.1', {})))",
+            web.https
+        );
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<String>()
+    };
+    let cert = web.server.data.join("tls-cert.pem");
+    let on_disk = || {
+        std::fs::read_to_string(&cert)
+            .unwrap()
+            .split_whitespace()
+            .collect::<String>()
+    };
+    assert_eq!(served(), on_disk(), "the same certificate as IMAPS");
+    // A renewal, as a certbot deploy hook would copy it in.
+    let mut other = Server::new("web-sighup-gen", &[]);
+    other.start();
+    other.stop();
+    let key = web.server.data.join("tls-key.pem");
+    std::fs::copy(other.data.join("tls-key.pem"), &key).unwrap();
+    std::fs::copy(other.data.join("tls-cert.pem"), &cert).unwrap();
+    web.server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !web.server.log_text().contains("tls: reloaded") {
+        assert!(Instant::now() < deadline, "{}", web.server.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(served(), on_disk(), "new connections get the new one");
+}

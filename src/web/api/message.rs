@@ -89,9 +89,7 @@ fn layout(content: &Content, blob: BlobId, info: &MessageInfo) -> Result<Layout,
         if part.kind == PartKind::Multipart {
             continue;
         }
-        let header_range = u64::from(part.header_start)
-            ..u64::from(part.body_start).min(u64::from(part.header_start) + MAX_HEADER);
-        let header = content.blob_range(blob, header_range)?;
+        let header = content.blob_range(blob, header_range(part))?;
         let meta = part_meta(part, &header);
         if part.kind == PartKind::Message {
             inside = Some(&part.section);
@@ -109,6 +107,14 @@ fn layout(content: &Content, blob: BlobId, info: &MessageInfo) -> Result<Layout,
         out.attachments.push(meta);
     }
     Ok(out)
+}
+
+/// Where a part's MIME header is, at most [`MAX_HEADER`] of it. The
+/// offsets were stored at delivery; a damaged record gives an empty range,
+/// never a reversed one.
+fn header_range(part: &Part) -> std::ops::Range<u64> {
+    let start = u64::from(part.header_start);
+    start..u64::from(part.body_start).clamp(start, start + MAX_HEADER)
 }
 
 fn part_meta(part: &Part, header: &[u8]) -> PartMeta {
@@ -142,7 +148,7 @@ fn part_meta(part: &Part, header: &[u8]) -> PartMeta {
         name,
         cid,
         attachment,
-        size: u64::from(part.body_end - part.body_start),
+        size: u64::from(part.body_end.saturating_sub(part.body_start)),
     }
 }
 
@@ -162,8 +168,9 @@ fn safe_image(content_type: &str) -> Option<&'static str> {
 
 /// A text part decoded to UTF-8 (at most [`MAX_TEXT`] of it).
 fn decoded_text(content: &Content, blob: BlobId, part: &Part) -> Result<String, StoreError> {
-    let end = u64::from(part.body_end).min(u64::from(part.body_start) + MAX_TEXT);
-    let raw = content.blob_range(blob, u64::from(part.body_start)..end)?;
+    let start = u64::from(part.body_start);
+    let end = u64::from(part.body_end).clamp(start, start + MAX_TEXT);
+    let raw = content.blob_range(blob, start..end)?;
     let mut bytes = Vec::with_capacity(raw.len());
     match Encoding::from_name(&part.encoding) {
         Some(encoding) => {
@@ -397,9 +404,7 @@ pub fn part(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32, section: &str) -
     else {
         return Response::not_found();
     };
-    let header_range = u64::from(part.header_start)
-        ..u64::from(part.body_start).min(u64::from(part.header_start) + MAX_HEADER);
-    let meta = match content.blob_range(record.blob, header_range) {
+    let meta = match content.blob_range(record.blob, header_range(part)) {
         Ok(header) => part_meta(part, &header),
         Err(e) => return store_error(&e),
     };
@@ -476,7 +481,7 @@ fn stream_part(
         content,
         blob,
         at: u64::from(part.body_start),
-        end: u64::from(part.body_end),
+        end: u64::from(part.body_end.max(part.body_start)),
         decoder: encoding.map(Decoder::new),
         ready: VecDeque::new(),
     };
