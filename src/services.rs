@@ -75,14 +75,14 @@ pub struct Config {
     /// `--quota-full bounce`: LMTP answers a full mailbox with a permanent
     /// 552 5.2.2 instead of the temporary 452 4.2.2.
     pub quota_bounce: bool,
-    /// `--https`, `--http`, `--metrics` and the web sessions' settings.
-    pub web: crate::web::http::WebConfig,
     /// `--sendmail`: the command the webmail sends through, split into its
     /// words; None: sending is off.
     pub sendmail: Option<Vec<String>>,
     /// `--mail-domain`: the domain of `USER@` From addresses; None: the
     /// hostname.
     pub mail_domain: Option<String>,
+    /// `--https`, `--http`, `--metrics` and the web sessions' settings.
+    pub web: crate::web::http::WebConfig,
 }
 
 /// State shared by every session on the event loop.

@@ -226,6 +226,23 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         "bounce" => true,
         other => return Err(format!("--quota-full takes defer or bounce, not {other:?}")),
     };
+    let sendmail = match args.sendmail.as_deref() {
+        None | Some("off") => None,
+        Some(command) => {
+            Some(crate::web::api::split_command(command).map_err(|e| format!("--sendmail: {e}"))?)
+        }
+    };
+    let mail_domain = match args.mail_domain {
+        Some(domain)
+            if domain.is_empty()
+                || domain.contains(|c: char| {
+                    c.is_whitespace() || c.is_control() || "@<>,;\"\\".contains(c)
+                }) =>
+        {
+            return Err(format!("--mail-domain {domain:?} is not a domain name"))
+        }
+        other => other,
+    };
     if args.web_header_timeout == 0 {
         return Err("--web-header-timeout must be at least 1 second".into());
     }
@@ -247,23 +264,6 @@ fn config(args: ServeArgs) -> Result<Config, String> {
         session_idle: interval("--web-session-idle", &args.web_session_idle)?,
         session_max: interval("--web-session-max", &args.web_session_max)?,
         header_timeout: Duration::from_secs(args.web_header_timeout),
-    };
-    let sendmail = match args.sendmail.as_deref() {
-        None | Some("off") => None,
-        Some(command) => {
-            Some(crate::web::api::split_command(command).map_err(|e| format!("--sendmail: {e}"))?)
-        }
-    };
-    let mail_domain = match args.mail_domain {
-        Some(domain)
-            if domain.is_empty()
-                || domain.contains(|c: char| {
-                    c.is_whitespace() || c.is_control() || "@<>,;\"\\".contains(c)
-                }) =>
-        {
-            return Err(format!("--mail-domain {domain:?} is not a domain name"))
-        }
-        other => other,
     };
     Ok(Config {
         web,

@@ -111,7 +111,7 @@ async fn folder_route(
             match more {
                 [] => message::view(shared, folder, uid).await,
                 ["html"] => {
-                    message::html(shared, folder, uid, request.param("remote") == Some("1"))
+                    message::html(shared, folder, uid, request.param("remote") == Some("1")).await
                 }
                 ["part", part] => message::part(shared, folder, uid, part),
                 ["cid", cid] => message::cid(shared, folder, uid, &form::percent_decode(cid)),

@@ -11,6 +11,7 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::{form, json, multipart, store_error, Request, Response};
 use crate::services::Shared;
@@ -20,6 +21,9 @@ use crate::store::{Flags, MailboxId, SpecialUse, StoreError};
 const MAX_RECIPIENTS: usize = 100;
 /// The most of the sendmail command's error output shown.
 const MAX_STDERR: usize = 2000;
+/// How long the sendmail command may take: a local MTA queues a message
+/// in well under a second.
+const SENDMAIL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The user's From address.
 pub fn from_address(shared: &Shared, user: &str) -> String {
@@ -668,15 +672,19 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
     let Some(command) = shared.config.sendmail.clone() else {
         return Response::error(503, "sending is not configured");
     };
-    let (compose, built, analysis) = match prepare(shared, user, request, true).await {
+    let (compose, mut built, analysis) = match prepare(shared, user, request, true).await {
         Ok(prepared) => prepared,
         Err((status, why)) => return Response::error(status, &why),
     };
     if built.recipients == 0 {
         return Response::error(400, "no recipients (to, cc or bcc)");
     }
-    let message = built.message.clone();
-    let outcome = smol::unblock(move || run_sendmail(&command, &message)).await;
+    // Shared with the thread that feeds the command, then taken back for
+    // the copy in Sent: the message is held once.
+    let message = Arc::new(std::mem::take(&mut built.message));
+    let feeding = message.clone();
+    let outcome = smol::unblock(move || run_sendmail(&command, feeding)).await;
+    built.message = Arc::try_unwrap(message).unwrap_or_else(|shared| shared.to_vec());
     match outcome {
         Ok(()) => {
             log::info!(
@@ -724,8 +732,9 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
 }
 
 /// Runs the sendmail command with the message on its standard input.
-/// Err carries what a person needs: its error output and exit status.
-fn run_sendmail(command: &[String], message: &[u8]) -> Result<(), String> {
+/// Err carries what a person needs: its error output and exit status. A
+/// command that has not finished after [`SENDMAIL_TIMEOUT`] is killed.
+fn run_sendmail(command: &[String], message: Arc<Vec<u8>>) -> Result<(), String> {
     let (program, args) = command
         .split_first()
         .ok_or("the sendmail command is empty")?;
@@ -736,32 +745,65 @@ fn run_sendmail(command: &[String], message: &[u8]) -> Result<(), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    // Written from another thread, so a command that writes much to
-    // stderr before reading all its input cannot deadlock with us.
+    // Input written and error output read on threads of their own, so a
+    // command that writes much before reading all its input cannot
+    // deadlock with us; only the first MAX_STDERR bytes are kept.
     let stdin = child.stdin.take();
-    let input = message.to_vec();
     let writer = std::thread::spawn(move || {
         if let Some(mut stdin) = stdin {
             // A command that exits early closes its input: its status says why.
-            let _ = stdin.write_all(&input);
+            let _ = stdin.write_all(&message);
         }
     });
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for {program}: {e}"))?;
-    let _ = writer.join();
-    if output.status.success() {
+    let stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        if let Some(stderr) = stderr {
+            let _ = std::io::Read::read_to_end(
+                &mut std::io::Read::take(stderr, MAX_STDERR as u64),
+                &mut kept,
+            );
+        }
+        kept
+    });
+    let deadline = std::time::Instant::now() + SENDMAIL_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Err(e) => return Err(format!("waiting for {program}: {e}")),
+        }
+    };
+    // The command is gone. Its error output ends with it, unless it left
+    // something running that holds it open: that is given a moment, not
+    // waited for (nor is a stuck input pipe).
+    let grace = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while !(reader.is_finished() && writer.is_finished()) && std::time::Instant::now() < grace {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let stderr = if reader.is_finished() {
+        reader.join().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let Some(status) = status else {
+        return Err(format!(
+            "{program} did not finish within {} seconds and was stopped",
+            SENDMAIL_TIMEOUT.as_secs()
+        ));
+    };
+    if status.success() {
         return Ok(());
     }
-    let mut stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    if stderr.len() > MAX_STDERR {
-        let mut cut = MAX_STDERR;
-        while !stderr.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        stderr.truncate(cut);
-    }
-    let status = match output.status.code() {
+    let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+    let status = match status.code() {
         Some(code) => format!("exit status {code}"),
         None => "killed by a signal".to_string(),
     };
@@ -775,6 +817,30 @@ fn run_sendmail(command: &[String], message: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sendmail_output_is_bounded_and_cannot_deadlock() {
+        // Much error output and an unread megabyte of input.
+        let command: Vec<String> = [
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero | tr '\\0' e >&2; exit 3",
+        ]
+        .map(String::from)
+        .to_vec();
+        let why = run_sendmail(&command, Arc::new(vec![b'x'; 1 << 20])).unwrap_err();
+        assert!(why.starts_with("sh failed (exit status 3): eeee"), "{why}");
+        assert!(why.len() < MAX_STDERR + 100);
+        let command: Vec<String> = ["sh", "-c", "cat > /dev/null"].map(String::from).to_vec();
+        assert_eq!(
+            run_sendmail(&command, Arc::new(vec![b'x'; 1 << 20])),
+            Ok(())
+        );
+        let missing = vec!["/nonexistent/sendmail".to_string()];
+        assert!(run_sendmail(&missing, Arc::new(Vec::new()))
+            .unwrap_err()
+            .starts_with("cannot run /nonexistent/sendmail"));
+    }
 
     #[test]
     fn splits_commands_like_a_shell() {

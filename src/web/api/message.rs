@@ -15,7 +15,9 @@ use super::{form, html as sanitize, json, store_error, Folder, Response};
 use crate::mime::transfer::{Decoder, Encoding};
 use crate::mime::{MessageInfo, Part, PartKind};
 use crate::services::Shared;
-use crate::store::{BlobId, Content, FlagChange, Flags, MessageRecord, StoreError, BLOB_CHUNK};
+use crate::store::{
+    BlobId, Content, FlagChange, Flags, MailboxId, MessageRecord, Store, StoreError, BLOB_CHUNK,
+};
 use crate::web::Body;
 
 /// The most of a text part shown decoded; the rest is cut, with a note.
@@ -57,8 +59,16 @@ fn load(
     folder: &Folder<'_>,
     uid: u32,
 ) -> Result<Option<(MessageRecord, MessageInfo, Content)>, StoreError> {
-    let snapshot = shared.store.snapshot()?;
-    let Some(record) = snapshot.message(folder.id, uid)? else {
+    load_from(&shared.store, folder.id, uid)
+}
+
+fn load_from(
+    store: &Store,
+    mailbox: MailboxId,
+    uid: u32,
+) -> Result<Option<(MessageRecord, MessageInfo, Content)>, StoreError> {
+    let snapshot = store.snapshot()?;
+    let Some(record) = snapshot.message(mailbox, uid)? else {
         return Ok(None);
     };
     let content = snapshot.content()?;
@@ -219,21 +229,25 @@ fn ids(value: &HeaderValue<'_>) -> Vec<String> {
 }
 
 pub async fn view(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32) -> Response {
-    let (record, info, content) = match load(shared, folder, uid) {
-        Ok(Some(found)) => found,
+    // Decoding a large text part takes a while: off the event loop.
+    let (store, mailbox) = (shared.store.clone(), folder.id);
+    let built = shared
+        .run_heavy(move || -> Result<Option<(String, Flags)>, StoreError> {
+            let Some((record, info, content)) = load_from(&store, mailbox, uid)? else {
+                return Ok(None);
+            };
+            let body = build_view(&content, uid, &record, &info)?;
+            Ok(Some((body, record.flags)))
+        })
+        .await;
+    let (body, flags) = match built {
+        Ok(Some(built)) => built,
         Ok(None) => return Response::not_found(),
-        Err(e) => return store_error(&e),
-    };
-    let built = build_view(&content, uid, &record, &info);
-    drop(content);
-    let body = match built {
-        Ok(body) => body,
         Err(e) => return store_error(&e),
     };
     // Reading the message sets \Seen, as IMAP's FETCH BODY[] does, through
     // the same store call: IDLE sessions hear of it.
-    if !record.flags.contains(Flags::SEEN) {
-        let mailbox = folder.id;
+    if !flags.contains(Flags::SEEN) {
         let change = FlagChange::Add(Flags::SEEN, Vec::new());
         if let Err(e) = shared
             .store
@@ -360,24 +374,26 @@ fn section_of(text: &str) -> Option<Vec<u32>> {
         .collect()
 }
 
-pub fn html(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32, remote: bool) -> Response {
-    let (record, info, content) = match load(shared, folder, uid) {
-        Ok(Some(found)) => found,
-        Ok(None) => return Response::not_found(),
-        Err(e) => return store_error(&e),
-    };
-    let document = (|| -> Result<Option<String>, StoreError> {
-        let layout = layout(&content, record.blob, &info)?;
-        let Some(meta) = layout.html.and_then(|i| layout.attachments.get(i)) else {
-            return Ok(None);
-        };
-        let Some(part) = section_of(&meta.section).and_then(|s| info.part(&s)) else {
-            return Ok(None);
-        };
-        let raw = decoded_text(&content, record.blob, part)?;
-        let cid_base = format!("/api/folders/{}/messages/{uid}/cid/", folder.id);
-        Ok(Some(sanitize::sanitize(&raw, &cid_base)))
-    })();
+pub async fn html(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32, remote: bool) -> Response {
+    // Decoding and rewriting a large HTML part takes a while: off the loop.
+    let (store, mailbox) = (shared.store.clone(), folder.id);
+    let document = shared
+        .run_heavy(move || -> Result<Option<String>, StoreError> {
+            let Some((record, info, content)) = load_from(&store, mailbox, uid)? else {
+                return Ok(None);
+            };
+            let layout = layout(&content, record.blob, &info)?;
+            let Some(meta) = layout.html.and_then(|i| layout.attachments.get(i)) else {
+                return Ok(None);
+            };
+            let Some(part) = section_of(&meta.section).and_then(|s| info.part(&s)) else {
+                return Ok(None);
+            };
+            let raw = decoded_text(&content, record.blob, part)?;
+            let cid_base = format!("/api/folders/{mailbox}/messages/{uid}/cid/");
+            Ok(Some(sanitize::sanitize(&raw, &cid_base)))
+        })
+        .await;
     match document {
         Ok(Some(document)) => Response::new(200, "text/html; charset=utf-8", document.into_bytes())
             .with_header(
