@@ -1,8 +1,11 @@
 //! Embeds every file of web/ (the webmail's page, no build step of its own)
 //! into the binary: writes the list `src/web/assets.rs` includes, so a file
-//! added to web/ is served without touching the Rust code.
+//! added to web/ is served without touching the Rust code. Each file goes
+//! in raw-deflated (the server inflates it once, at first use): the page is
+//! text, and the aarch64 binary has a 4 MB budget.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
 fn main() {
@@ -20,18 +23,25 @@ fn main() {
         })
         .unwrap_or_default();
     names.sort();
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let mut out = String::from("&[\n");
     for name in names {
         let path = dir.join(&name);
         println!("cargo:rerun-if-changed={}", path.display());
+        let body = std::fs::read(&path).expect("read a web asset");
+        let mut deflater =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        deflater.write_all(&body).expect("deflate a web asset");
+        let packed = out_dir.join(format!("{name}.deflate"));
+        std::fs::write(&packed, deflater.finish().expect("deflate a web asset"))
+            .expect("write a deflated web asset");
         let _ = writeln!(
             out,
             "    ({name:?}, include_bytes!({:?})),",
-            path.display().to_string()
+            packed.display().to_string()
         );
     }
     out.push_str("]\n");
-    let dest =
-        Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("web_assets.rs");
+    let dest = out_dir.join("web_assets.rs");
     std::fs::write(dest, out).expect("write the list of web assets");
 }

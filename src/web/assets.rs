@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use super::Response;
 
-/// The files of web/, by name.
+/// The files of web/, by name, each raw-deflated by build.rs.
 static FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 /// The app shell, served at `/`.
@@ -23,16 +23,32 @@ struct Asset {
     etag: String,
 }
 
+/// A file as build.rs deflated it. It was written by our own build, so it
+/// cannot be damaged short of a broken binary; were it, the file is served
+/// empty rather than the server stopping.
+fn inflate(packed: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut body = Vec::new();
+    if let Err(e) = flate2::read::DeflateDecoder::new(packed).read_to_end(&mut body) {
+        log::error!("web: an embedded asset does not inflate: {e}");
+        body.clear();
+    }
+    body
+}
+
 fn assets() -> &'static [Asset] {
     static ASSETS: OnceLock<Vec<Asset>> = OnceLock::new();
     ASSETS.get_or_init(|| {
         let mut out: Vec<Asset> = FILES
             .iter()
-            .map(|&(name, body)| Asset {
-                name,
-                body: body.to_vec(),
-                content_type: content_type(name),
-                etag: etag(body),
+            .map(|&(name, packed)| {
+                let body = inflate(packed);
+                Asset {
+                    name,
+                    content_type: content_type(name),
+                    etag: etag(&body),
+                    body,
+                }
             })
             .collect();
         let versions: Vec<(String, String)> = out
