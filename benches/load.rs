@@ -28,10 +28,10 @@ mod compress;
 mod import;
 #[path = "load/sort.rs"]
 mod sort;
-#[path = "load/web.rs"]
-mod web;
 #[path = "../tests/common/source_addr.rs"]
 mod source_addr;
+#[path = "load/web.rs"]
+mod web;
 use source_addr::connect_from;
 #[path = "load/quota.rs"]
 mod quota;

@@ -25,7 +25,8 @@ impl Web {
     fn connect(port: u16) -> Web {
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_nodelay(true).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
         Web {
             r: BufReader::with_capacity(64 * 1024, tcp),
             cookie: String::new(),
@@ -36,7 +37,12 @@ impl Web {
         let mut w = Web::connect(port);
         let form = format!("user={user}&password={PASSWORD}");
         let (status, headers, body) = w.request("POST", "/login", Some(form.as_bytes()));
-        assert_eq!(status, 200, "login {user}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            200,
+            "login {user}: {}",
+            String::from_utf8_lossy(&body)
+        );
         let set = headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
@@ -158,7 +164,11 @@ pub fn bench_web(o: &Options) {
     let http = free_port();
     let address = format!("127.0.0.1:{http}");
     let lb = Letterbox::start_with(&users, "-web", &["--http", &address]);
-    fill_each(&[("letterbox", lb.ports.imap, lb.ports.lmtp)], BIG_USER, o.big);
+    fill_each(
+        &[("letterbox", lb.ports.imap, lb.ports.lmtp)],
+        BIG_USER,
+        o.big,
+    );
     let mut w = Web::login(http, BIG_USER);
     let inbox = inbox_id(&mut w);
     println!(
@@ -166,9 +176,21 @@ pub fn bench_web(o: &Options) {
         o.big, o.rounds
     );
     let pages = [
-        ("first page of 50, newest first", format!("/api/folders/{inbox}/messages?offset=0&limit=50")),
-        ("a page in the middle", format!("/api/folders/{inbox}/messages?offset={}&limit=50", o.big / 2)),
-        ("unread filter, first page", format!("/api/folders/{inbox}/messages?offset=0&limit=50&filter=unread")),
+        (
+            "first page of 50, newest first",
+            format!("/api/folders/{inbox}/messages?offset=0&limit=50"),
+        ),
+        (
+            "a page in the middle",
+            format!(
+                "/api/folders/{inbox}/messages?offset={}&limit=50",
+                o.big / 2
+            ),
+        ),
+        (
+            "unread filter, first page",
+            format!("/api/folders/{inbox}/messages?offset=0&limit=50&filter=unread"),
+        ),
     ];
     for (label, path) in &pages {
         // One request first: the first one pays for warming the cache.
