@@ -5,6 +5,7 @@
 //! the other sessions.
 
 use std::cmp::Ordering;
+use std::fmt::Write as _;
 
 use crate::imap::parser::{SearchKey, SearchReturn, SortField, SortKey, ThreadAlgorithm};
 use crate::imap::session::Session;
@@ -74,8 +75,8 @@ impl Session {
             let mut line = String::with_capacity(5 + numbers.len() * 7);
             line.push_str("SORT");
             for n in &numbers {
-                line.push(' ');
-                line.push_str(&n.to_string());
+                // Into the line itself: no string of its own per number.
+                let _ = write!(line, " {n}");
             }
             self.untagged(&line);
             return self.ok(tag, "SORT completed");
@@ -253,12 +254,10 @@ impl Session {
 /// Picks the messages wanted out of a mailbox's subject order (given
 /// entry by entry, as the store keeps it: by subject, then UID) and puts
 /// them in RFC 5256's order, forward or REVERSE. Its memory is a few bytes
-/// a candidate: the candidates, a mark each, and the result.
+/// a candidate: the candidates, [`Pending`], and the result.
 struct SubjectSorter<'a> {
-    /// The messages to sort, in UID order.
-    candidates: &'a [u32],
-    /// Which candidates the order has given.
-    seen: Vec<bool>,
+    /// The candidates the order has not given yet.
+    pending: Pending<'a>,
     reverse: bool,
     /// Candidates without a subject: the order gives these first.
     no_subject: Vec<u32>,
@@ -270,10 +269,10 @@ struct SubjectSorter<'a> {
 }
 
 impl<'a> SubjectSorter<'a> {
+    /// `candidates`: the messages to sort, in UID order.
     fn new(candidates: &'a [u32], reverse: bool) -> SubjectSorter<'a> {
         SubjectSorter {
-            candidates,
-            seen: vec![false; candidates.len()],
+            pending: Pending::new(candidates),
             reverse,
             no_subject: Vec::new(),
             rest: Vec::with_capacity(candidates.len()),
@@ -283,10 +282,7 @@ impl<'a> SubjectSorter<'a> {
     }
 
     fn visit(&mut self, subject: &[u8], uid: u32) {
-        let Ok(i) = self.candidates.binary_search(&uid) else {
-            return;
-        };
-        if std::mem::replace(&mut self.seen[i], true) {
+        if !self.pending.take(uid) {
             return;
         }
         if subject.is_empty() {
@@ -306,14 +302,9 @@ impl<'a> SubjectSorter<'a> {
     /// sort as messages without a subject, as they do by the other keys.
     fn finish(self) -> Vec<u32> {
         let mut no_subject = self.no_subject;
-        let unseen = self
-            .candidates
-            .iter()
-            .zip(&self.seen)
-            .filter(|(_, seen)| !**seen);
-        no_subject.extend(unseen.map(|(uid, _)| *uid));
+        no_subject.extend(self.pending.left());
         no_subject.sort_unstable();
-        let mut out = Vec::with_capacity(self.candidates.len());
+        let mut out = Vec::with_capacity(no_subject.len() + self.rest.len());
         if !self.reverse {
             out.extend(no_subject);
             out.extend(self.rest);
@@ -328,6 +319,92 @@ impl<'a> SubjectSorter<'a> {
         }
         out.extend(no_subject);
         out
+    }
+}
+
+/// The candidates of a [`SubjectSorter`] not taken yet. A mailbox's UIDs
+/// are mostly consecutive, so usually a bit per UID over the candidates'
+/// span, at most 4 bytes a candidate; when they are sparser than that, a
+/// mark beside each, found by binary search (slower, as small).
+enum Pending<'a> {
+    Bits {
+        first: u32,
+        words: Vec<u64>,
+    },
+    Marks {
+        candidates: &'a [u32],
+        taken: Vec<bool>,
+    },
+}
+
+impl<'a> Pending<'a> {
+    /// `candidates` in UID order.
+    fn new(candidates: &'a [u32]) -> Pending<'a> {
+        let (Some(&first), Some(&last)) = (candidates.first(), candidates.last()) else {
+            return Pending::Bits {
+                first: 0,
+                words: Vec::new(),
+            };
+        };
+        let span = u64::from(last - first) + 1;
+        if span > 32 * candidates.len() as u64 {
+            return Pending::Marks {
+                candidates,
+                taken: vec![false; candidates.len()],
+            };
+        }
+        let mut words = vec![0u64; span.div_ceil(64) as usize];
+        for &uid in candidates {
+            let bit = (uid - first) as usize;
+            words[bit / 64] |= 1 << (bit % 64);
+        }
+        Pending::Bits { first, words }
+    }
+
+    /// True when `uid` is a candidate not taken before; takes it.
+    fn take(&mut self, uid: u32) -> bool {
+        match self {
+            Pending::Bits { first, words } => {
+                let Some(bit) = uid.checked_sub(*first).map(|b| b as usize) else {
+                    return false;
+                };
+                let Some(word) = words.get_mut(bit / 64) else {
+                    return false;
+                };
+                let mask = 1 << (bit % 64);
+                let pending = *word & mask != 0;
+                *word &= !mask;
+                pending
+            }
+            Pending::Marks { candidates, taken } => match candidates.binary_search(&uid) {
+                Ok(i) => !std::mem::replace(&mut taken[i], true),
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// The candidates never taken, in UID order.
+    fn left(self) -> Vec<u32> {
+        match self {
+            Pending::Bits { first, words } => {
+                let mut left = Vec::new();
+                for (i, &word) in words.iter().enumerate() {
+                    let mut word = word;
+                    while word != 0 {
+                        let bit = i * 64 + word.trailing_zeros() as usize;
+                        left.push(first + bit as u32);
+                        word &= word - 1;
+                    }
+                }
+                left
+            }
+            Pending::Marks { candidates, taken } => candidates
+                .iter()
+                .zip(taken)
+                .filter(|(_, taken)| !taken)
+                .map(|(uid, _)| *uid)
+                .collect(),
+        }
     }
 }
 
@@ -453,14 +530,25 @@ mod tests {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             seed >> 8
         };
-        let mailbox: Vec<(u32, &str)> = (1..=200)
+        let mut mailbox: Vec<(u32, &str)> = (1..=200)
             .map(|uid| (uid * 3, subjects[next() as usize % subjects.len()]))
             .collect();
-        let candidates: Vec<u32> = mailbox
-            .iter()
-            .filter(|_| next() % 2 == 0)
-            .map(|(u, _)| *u)
-            .collect();
+        // Then the same with one far UID, which makes the candidates
+        // sparse (`Pending` marks instead of bits).
+        for far in [None, Some(u32::MAX - 1)] {
+            mailbox.extend(far.map(|uid| (uid, "B")));
+            let candidates: Vec<u32> = mailbox
+                .iter()
+                .filter(|(u, _)| far == Some(*u) || next() % 2 == 0)
+                .map(|(u, _)| *u)
+                .collect();
+            check_subject_sorter(&mailbox, &candidates);
+        }
+    }
+
+    fn check_subject_sorter(mailbox: &[(u32, &str)], candidates: &[u32]) {
+        let dense = matches!(Pending::new(candidates), Pending::Bits { .. });
+        assert_eq!(dense, candidates.last().copied() < Some(u32::MAX - 1));
         let gone: Vec<u32> = candidates.iter().copied().filter(|u| u % 7 == 0).collect();
         let stored: Vec<(u32, &str)> = mailbox
             .iter()
@@ -468,7 +556,7 @@ mod tests {
             .filter(|(u, _)| !gone.contains(u))
             .collect();
         for reverse in [false, true] {
-            let mut sorter = SubjectSorter::new(&candidates, reverse);
+            let mut sorter = SubjectSorter::new(candidates, reverse);
             for (subject, uid) in stored_order(&stored) {
                 sorter.visit(subject.as_bytes(), uid);
             }
