@@ -1000,10 +1000,20 @@ pub(crate) mod testing {
                     for _ in 0..rng.below(700) {
                         let flags = Flags(rng.below(32) as u16);
                         let keywords = pick_keywords(rng);
+                        // A few subjects, some the same, some none: what
+                        // SORT's subject order is keyed by.
+                        let raw = match rng.below(12) {
+                            0 => "From: a@b\r\n\r\nbody\r\n".to_string(),
+                            n => format!("Subject: Re: s{n}\r\n\r\nbody\r\n"),
+                        };
+                        let analysis = Analysis {
+                            sort_keys: crate::mime::SortKeys::parse(raw.as_bytes()).encode(),
+                            ..Analysis::default()
+                        };
                         tx.append_message(
                             mailbox,
-                            b"Subject: x\r\n\r\nbody\r\n",
-                            &Analysis::default(),
+                            raw.as_bytes(),
+                            &analysis,
                             flags,
                             keywords,
                             (0, 0),
