@@ -340,6 +340,90 @@ fn new_deliveries_and_expunges_are_sorted_at_once() {
     assert_eq!(reply, ["* 2 EXPUNGE", "* SORT 2"]);
 }
 
+/// The SORT line of a command's reply (the last untagged line).
+fn subject_sort(c: &mut Client, command: &str) -> String {
+    let reply = c.ok(command);
+    reply.last().cloned().unwrap_or_default()
+}
+
+#[test]
+fn subject_order_follows_copy_move_rename_and_restart() {
+    // SORT (SUBJECT) reads an order the store keeps as messages come and
+    // go; every way a message enters or leaves a mailbox must keep it.
+    let mut server = started("sort-follow", &["alice"]);
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.select("INBOX");
+    for headers in [
+        "Subject: Pear",
+        "Subject: Re: apple",
+        "From: nobody@example.org",
+        "Subject: [list] Fwd: pear",
+        "Subject: =?UTF-8?Q?Banana?=",
+    ] {
+        c.append("INBOX", "", format!("{headers}\r\n\r\nbody\r\n").as_bytes());
+    }
+    c.ok("NOOP");
+    assert_eq!(
+        subject_sort(&mut c, "SORT (SUBJECT) UTF-8 ALL"),
+        "* SORT 3 2 5 1 4"
+    );
+    assert_eq!(
+        subject_sort(&mut c, "SORT (REVERSE SUBJECT) UTF-8 ALL"),
+        "* SORT 1 4 5 2 3"
+    );
+    // A search key other than ALL: the order filtered to its matches.
+    assert_eq!(
+        subject_sort(&mut c, "SORT (SUBJECT) UTF-8 NOT SUBJECT apple"),
+        "* SORT 3 5 1 4"
+    );
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (REVERSE SUBJECT) UTF-8 2:4"),
+        "* SORT 4 2 3"
+    );
+    c.ok("CREATE Box");
+    c.ok("COPY 1:2 Box");
+    c.ok("MOVE 5 Box");
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (SUBJECT) UTF-8 ALL"),
+        "* SORT 3 2 1 4"
+    );
+    c.select("Box");
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (SUBJECT) UTF-8 ALL"),
+        "* SORT 2 3 1"
+    );
+    // Renaming INBOX moves its messages to a new mailbox, new UIDs.
+    c.ok("RENAME INBOX Old");
+    c.select("Old");
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (SUBJECT) UTF-8 ALL"),
+        "* SORT 3 2 1 4"
+    );
+    c.select("INBOX");
+    assert_eq!(subject_sort(&mut c, "SORT (SUBJECT) UTF-8 ALL"), "* SORT");
+    deliver(&server, "alice", "Cherry", "new");
+    c.ok("NOOP");
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (SUBJECT) UTF-8 ALL"),
+        "* SORT 6"
+    );
+    c.ok("LOGOUT");
+    server.stop();
+    start(&mut server);
+    let mut c = Client::login(server.ports.imap, "alice");
+    c.select("Old");
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (SUBJECT) UTF-8 ALL"),
+        "* SORT 3 2 1 4"
+    );
+    c.ok("STORE 2 +FLAGS.SILENT (\\Deleted)");
+    c.ok("EXPUNGE");
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (REVERSE SUBJECT) UTF-8 ALL"),
+        "* SORT 1 4 3"
+    );
+}
+
 #[test]
 fn old_databases_get_their_sort_keys_on_upgrade() {
     // Written by the schema-3 letterbox: INBOX with "small" (UID 1) and
@@ -359,6 +443,10 @@ fn old_databases_get_their_sort_keys_on_upgrade() {
     let log = server.log_text();
     assert!(
         log.contains("upgraded the database to schema 6 (sort keys of 2 messages)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("upgraded the database to schema 7 (subject order of 2 messages)"),
         "{log}"
     );
     let mut c = Client::login(server.ports.imap, "alice");

@@ -168,6 +168,21 @@ impl SortKeys {
         out
     }
 
+    /// The base subject of a stored record, in place and as SORT compares
+    /// it: what the store's subject order is keyed by, read without
+    /// copying. None if the bytes are not a record this version wrote.
+    /// A record that [`SortKeys::decode_some`] refuses has none, as it
+    /// sorts there as one without header fields.
+    pub fn stored_subject(bytes: &[u8]) -> Option<&[u8]> {
+        SortKeys::decode_some(bytes, Wanted::NONE)?;
+        let (&flags, rest) = bytes.get(1..)?.split_first()?;
+        let rest = if flags & 1 != 0 { rest.get(8..)? } else { rest };
+        let (len, rest) = rest.split_first_chunk::<4>()?;
+        let subject = rest.get(..u32::from_le_bytes(*len) as usize)?;
+        std::str::from_utf8(subject).ok()?;
+        Some(subject)
+    }
+
     /// None if the bytes are not a record this version wrote.
     pub fn decode(bytes: &[u8]) -> Option<SortKeys> {
         SortKeys::decode_some(bytes, Wanted::ALL)
@@ -284,6 +299,10 @@ mod tests {
         assert_eq!(keys.message_id.as_deref(), Some("m1@example.org"));
         assert_eq!(keys.references, ["r1@x", "r2@x"]);
         assert_eq!(SortKeys::decode(&keys.encode()), Some(keys.clone()));
+        assert_eq!(
+            SortKeys::stored_subject(&keys.encode()),
+            Some(keys.subject.as_bytes())
+        );
         let some = SortKeys::decode_some(&keys.encode(), Wanted::SUBJECT | Wanted::CC).unwrap();
         assert_eq!(
             some,
@@ -311,6 +330,17 @@ mod tests {
         let bytes = SortKeys::parse(b"Subject: hello\r\nReferences: <a@b>\r\n\r\n").encode();
         for end in 0..bytes.len() {
             assert_eq!(SortKeys::decode(&bytes[..end]), None, "cut at {end}");
+        }
+        // As a SORT by subject reads a record: whole up to the six texts
+        // (the subject and five empty ones), the references not read.
+        let texts_end = 2 + 6 * 4 + "HELLO".len();
+        for end in 0..=bytes.len() {
+            let expected = (end >= texts_end).then_some(&b"HELLO"[..]);
+            assert_eq!(
+                SortKeys::stored_subject(&bytes[..end]),
+                expected,
+                "cut at {end}"
+            );
         }
         let mut huge = bytes.clone();
         let at = huge.len() - 4 - 4 - 3;

@@ -58,6 +58,16 @@ impl ResumableKey for (u64, u64) {
     }
 }
 
+impl ResumableKey for (u64, &'static [u8], u32) {
+    type Owned = (u64, Vec<u8>, u32);
+    fn own(key: (u64, &[u8], u32)) -> (u64, Vec<u8>, u32) {
+        (key.0, key.1.to_vec(), key.2)
+    }
+    fn view(owned: &(u64, Vec<u8>, u32)) -> (u64, &[u8], u32) {
+        (owned.0, &owned.1, owned.2)
+    }
+}
+
 impl ResumableKey for &'static str {
     type Owned = String;
     fn own(key: &str) -> String {
@@ -150,6 +160,7 @@ impl Snapshot {
         copied += copy_table(self, &dest, PARSED)?;
         copied += copy_table(self, &dest, SEARCH_HEADERS)?;
         copied += copy_table(self, &dest, SORT_KEYS)?;
+        copied += copy_table(self, &dest, super::subject_order::SUBJECT_ORDER)?;
         copied += copy_table(self, &dest, EXPUNGED)?;
         copied += copy_table(self, &dest, MESSAGE_INDEX)?;
         copied += copy_table(self, &dest, SUBSCRIPTIONS)?;

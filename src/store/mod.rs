@@ -16,6 +16,7 @@ mod ops;
 mod quota;
 mod records;
 mod space;
+mod subject_order;
 mod verify;
 mod writer;
 
@@ -46,7 +47,7 @@ pub type BlobId = u64;
 /// The schema this binary writes. A file with a newer one is refused, since an
 /// older binary cannot know what the newer one's records mean (or, as with
 /// version 2's message index, would not keep them up to date).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The most distinct keywords one mailbox may hold: SELECT lists them all,
 /// and every write to the mailbox carries the list.
@@ -451,6 +452,10 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 if version < 6 {
                     upgrade_sort_keys(&txn)?;
                 }
+                // After 6's, which reads the sort keys it orders by.
+                if version < 7 {
+                    subject_order::upgrade_to_v7(&txn)?;
+                }
                 if version < SCHEMA_VERSION {
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
                 }
@@ -470,6 +475,7 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(PARSED)?;
         txn.open_table(SEARCH_HEADERS)?;
         txn.open_table(SORT_KEYS)?;
+        txn.open_table(subject_order::SUBJECT_ORDER)?;
         txn.open_table(EXPUNGED)?;
         txn.open_table(MESSAGE_INDEX)?;
         txn.open_table(SUBSCRIPTIONS)?;
@@ -1008,10 +1014,20 @@ pub(crate) mod testing {
                     for _ in 0..rng.below(700) {
                         let flags = Flags(rng.below(32) as u16);
                         let keywords = pick_keywords(rng);
+                        // A few subjects, some the same, some none: what
+                        // SORT's subject order is keyed by.
+                        let raw = match rng.below(12) {
+                            0 => "From: a@b\r\n\r\nbody\r\n".to_string(),
+                            n => format!("Subject: Re: s{n}\r\n\r\nbody\r\n"),
+                        };
+                        let analysis = Analysis {
+                            sort_keys: crate::mime::SortKeys::parse(raw.as_bytes()).encode(),
+                            ..Analysis::default()
+                        };
                         tx.append_message(
                             mailbox,
-                            b"Subject: x\r\n\r\nbody\r\n",
-                            &Analysis::default(),
+                            raw.as_bytes(),
+                            &analysis,
                             flags,
                             keywords,
                             (0, 0),

@@ -1,7 +1,7 @@
 //! Reads a whole store back and checks that its parts agree: every record
 //! decodes, every message's bytes are there whole, each mailbox's running
-//! totals and message index match its messages, UIDNEXT is above every UID,
-//! and each blob's reference count matches the messages that use it.
+//! totals, message index and subject order match its messages, UIDNEXT is
+//! above every UID, and each blob's reference count matches the messages that use it.
 //! It only reads, from one snapshot, so it can run beside a live server.
 
 use std::collections::HashMap;
@@ -33,7 +33,7 @@ pub struct Verified {
 }
 
 impl Verified {
-    fn problem(&mut self, place: &str, what: impl Into<String>) {
+    pub(super) fn problem(&mut self, place: &str, what: impl Into<String>) {
         self.problems.push(Problem {
             place: place.to_string(),
             what: what.into(),
@@ -115,6 +115,7 @@ impl Snapshot {
         let chunks = self.txn.open_table(BLOB_CHUNKS)?;
         let (mut exists, mut unseen, mut deleted, mut size) = (0u32, 0u32, 0u32, 0u64);
         let mut listed: Vec<(u32, u64, Flags, Vec<String>)> = Vec::new();
+        let mut blobs: Vec<(u32, BlobId)> = Vec::new();
         for entry in messages.range((id, 0)..=(id, u32::MAX))? {
             let (key, value) = entry?;
             let uid = key.value().1;
@@ -150,6 +151,7 @@ impl Snapshot {
             if report.messages % 1000 == 0 {
                 progress(report.messages);
             }
+            blobs.push((uid, message.blob));
             listed.push((uid, message.modseq, message.flags, message.keywords));
         }
         let totals = [
@@ -167,6 +169,7 @@ impl Snapshot {
             }
         }
         self.verify_index(id, place, &listed, report)?;
+        self.verify_subject_order(id, place, &blobs, report)?;
         Ok((size, u64::from(exists)))
     }
 
