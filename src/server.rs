@@ -210,7 +210,7 @@ async fn scheduled_backups(shared: Rc<Shared>, dir: PathBuf) {
             shared.config.backup_keep,
         );
         let dest = dir.clone();
-        let outcome = smol::unblock(move || {
+        let outcome = crate::services::unblock(move || {
             let request = crate::control::Request::Backup { dest: dest.clone() };
             let written = crate::control::run(&store, &data_dir, request, &mut |_| {})?;
             let pruned = crate::control::backup::prune(&dest, keep)?;

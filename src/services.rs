@@ -129,6 +129,31 @@ pub enum Login {
     Failed,
 }
 
+/// Runs `work` on a blocking thread, as `smol::unblock` does (it starts at
+/// once, before the returned future is first polled), through one
+/// type-erased instance: each instance of the generic one costs the binary
+/// several KiB of task machinery, and the aarch64 binary has a 4 MB budget.
+pub fn unblock<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = T> {
+    let erased: Box<dyn FnOnce() -> Box<dyn std::any::Any + Send> + Send> =
+        Box::new(move || Box::new(work()) as Box<dyn std::any::Any + Send>);
+    let task = unblock_erased(erased);
+    async move {
+        match task.await.downcast::<T>() {
+            Ok(value) => *value,
+            // The box holds what `work` returned, a T: it cannot be another type.
+            Err(_) => unreachable!("unblock: the result is the closure's own type"),
+        }
+    }
+}
+
+fn unblock_erased(
+    work: Box<dyn FnOnce() -> Box<dyn std::any::Any + Send> + Send>,
+) -> smol::Task<Box<dyn std::any::Any + Send>> {
+    smol::unblock(work)
+}
+
 /// What is stored beside a new message, however it arrives (LMTP, APPEND,
 /// import, the quota notice): its IMAP structure, the header SEARCH reads,
 /// and the keys SORT and THREAD compare. Slow for a big message: call it
@@ -318,7 +343,7 @@ impl Shared {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> T {
         let _permit = self.heavy.acquire().await;
-        smol::unblock(work).await
+        unblock(work).await
     }
 
     /// Runs several pieces of heavy work side by side, each taking its own
@@ -332,7 +357,7 @@ impl Shared {
             let permit = self.heavy.acquire_arc().await;
             // unblock starts the job at once; awaiting the tasks in turn
             // below does not serialise them.
-            tasks.push(smol::unblock(move || {
+            tasks.push(unblock(move || {
                 let result = job();
                 drop(permit);
                 result
@@ -429,7 +454,7 @@ impl Shared {
             let password = password.to_vec();
             let queued = self.login_queue.queued(&turn);
             let _permit = self.hash_gate.acquire(failures, queued).await;
-            smol::unblock(move || crate::auth::verify_password(&stored, &password)).await
+            unblock(move || crate::auth::verify_password(&stored, &password)).await
         };
         match entry {
             Some(entry) if matches => {

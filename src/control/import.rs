@@ -69,7 +69,7 @@ pub async fn serve<R>(
     // Set when the command's `end` arrived: the source was read whole.
     let complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let read_whole = complete.clone();
-    let work = smol::unblock(move || {
+    let work = crate::services::unblock(move || {
         let mut say = |text: String| {
             let _ = work_lines.send_blocking(format!(". {}\n", text.replace('\n', " ")));
         };

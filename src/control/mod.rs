@@ -178,7 +178,7 @@ pub async fn serve(shared: Rc<Shared>, stream: UnixStream) {
     let (lines, incoming) = smol::channel::unbounded::<String>();
     let store = shared.store.clone();
     let data_dir = shared.config.data_dir.clone();
-    let work = smol::unblock(move || {
+    let work = crate::services::unblock(move || {
         let mut say = |text: String| {
             let _ = lines.send_blocking(format!(". {text}\n"));
         };

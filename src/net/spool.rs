@@ -77,15 +77,16 @@ impl Spool {
         let file = self.file.take();
         let dir = self.dir.clone();
         let buffer = std::mem::take(&mut self.memory);
-        let (file, mut buffer) = smol::unblock(move || -> io::Result<(File, Vec<u8>)> {
-            let mut file = match file {
-                Some(file) => file,
-                None => create_file(&dir)?,
-            };
-            file.write_all(&buffer)?;
-            Ok((file, buffer))
-        })
-        .await?;
+        let (file, mut buffer) =
+            crate::services::unblock(move || -> io::Result<(File, Vec<u8>)> {
+                let mut file = match file {
+                    Some(file) => file,
+                    None => create_file(&dir)?,
+                };
+                file.write_all(&buffer)?;
+                Ok((file, buffer))
+            })
+            .await?;
         buffer.clear();
         self.memory = buffer;
         self.file = Some(file);
@@ -103,7 +104,7 @@ impl Spool {
             out.extend_from_slice(&memory);
             return Ok(out);
         };
-        smol::unblock(move || {
+        crate::services::unblock(move || {
             file.write_all(&memory)?;
             drop(memory);
             let mut out = Vec::new();

@@ -683,7 +683,7 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
     // the copy in Sent: the message is held once.
     let message = Arc::new(std::mem::take(&mut built.message));
     let feeding = message.clone();
-    let outcome = smol::unblock(move || run_sendmail(&command, feeding)).await;
+    let outcome = crate::services::unblock(move || run_sendmail(&command, feeding)).await;
     built.message = Arc::try_unwrap(message).unwrap_or_else(|shared| shared.to_vec());
     match outcome {
         Ok(()) => {
