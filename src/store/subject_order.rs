@@ -31,6 +31,12 @@ fn subject_of(record: Option<&[u8]>) -> &[u8] {
 }
 
 impl WriteCtx<'_> {
+    /// A message's key in the subject order, from its stored sort keys.
+    fn stored_subject_of(&self, blob: BlobId) -> Result<Vec<u8>, StoreError> {
+        let record = self.sort_keys.get(blob)?;
+        Ok(subject_of(record.as_ref().map(|r| r.value())).to_vec())
+    }
+
     /// Puts a message that just entered `mailbox` in its subject order.
     pub(super) fn subject_order_put(
         &mut self,
@@ -38,9 +44,9 @@ impl WriteCtx<'_> {
         uid: u32,
         blob: BlobId,
     ) -> Result<(), StoreError> {
-        let record = self.sort_keys.get(blob)?;
-        let subject = subject_of(record.as_ref().map(|r| r.value()));
-        self.subject_order.insert((mailbox, subject, uid), ())?;
+        let subject = self.stored_subject_of(blob)?;
+        self.subject_order
+            .insert((mailbox, subject.as_slice(), uid), ())?;
         Ok(())
     }
 
@@ -52,9 +58,9 @@ impl WriteCtx<'_> {
         uid: u32,
         blob: BlobId,
     ) -> Result<(), StoreError> {
-        let record = self.sort_keys.get(blob)?;
-        let subject = subject_of(record.as_ref().map(|r| r.value()));
-        self.subject_order.remove((mailbox, subject, uid))?;
+        let subject = self.stored_subject_of(blob)?;
+        self.subject_order
+            .remove((mailbox, subject.as_slice(), uid))?;
         Ok(())
     }
 }

@@ -26,8 +26,6 @@ use crate::store::{Flags, MailboxId, Store, StoreError};
 const MAX_LIMIT: usize = 500;
 /// The longest search text.
 const MAX_QUERY: usize = 1000;
-/// What of a message's header is read for its list line.
-const MAX_HEADER: u64 = 64 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Filter {
@@ -187,12 +185,7 @@ fn line(
         .parsed(record.blob)?
         .and_then(|bytes| MessageInfo::decode(&bytes))
         .unwrap_or_default();
-    let header_end = info
-        .parts
-        .first()
-        .map_or(0, |root| u64::from(root.body_start))
-        .min(MAX_HEADER);
-    let header = content.blob_range(record.blob, 0..header_end)?;
+    let header = super::message::top_header(content, record, &info)?;
     let summary = Summary::of(&header);
     let date = info.sent_date.unwrap_or(record.internal_date);
     let mut out = json::Object::new();

@@ -260,18 +260,27 @@ pub async fn view(shared: &Rc<Shared>, folder: &Folder<'_>, uid: u32) -> Respons
     Response::json(200, body)
 }
 
+/// The message's own header, at most [`MAX_HEADER`] of it.
+pub(super) fn top_header(
+    content: &Content,
+    record: &MessageRecord,
+    info: &MessageInfo,
+) -> Result<Vec<u8>, StoreError> {
+    let header_end = info
+        .parts
+        .first()
+        .map_or(0, |root| u64::from(root.body_start))
+        .min(MAX_HEADER);
+    content.blob_range(record.blob, 0..header_end)
+}
+
 fn build_view(
     content: &Content,
     uid: u32,
     record: &MessageRecord,
     info: &MessageInfo,
 ) -> Result<String, StoreError> {
-    let header_end = info
-        .parts
-        .first()
-        .map_or(0, |root| u64::from(root.body_start))
-        .min(MAX_HEADER);
-    let header = content.blob_range(record.blob, 0..header_end)?;
+    let header = top_header(content, record, info)?;
     let parsed = std::panic::catch_unwind(|| MessageParser::new().parse_headers(&header[..]))
         .ok()
         .flatten();
