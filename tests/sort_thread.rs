@@ -347,18 +347,20 @@ fn subject_sort(c: &mut Client, command: &str) -> String {
 }
 
 #[test]
-fn subject_order_follows_copy_move_rename_and_restart() {
-    // SORT (SUBJECT) reads an order the store keeps as messages come and
-    // go; every way a message enters or leaves a mailbox must keep it.
+fn stored_orders_follow_copy_move_rename_and_restart() {
+    // SORT (SUBJECT) and SORT (DATE) read orders the store keeps as
+    // messages come and go; every way a message enters or leaves a mailbox
+    // must keep them. The message without a Date header sorts by its
+    // INTERNALDATE (now, so last); 2 and 5 have the same date.
     let mut server = started("sort-follow", &["alice"]);
     let mut c = Client::login(server.ports.imap, "alice");
     c.select("INBOX");
     for headers in [
-        "Subject: Pear",
-        "Subject: Re: apple",
+        "Date: Fri, 3 Jan 2020 10:00:00 +0000\r\nSubject: Pear",
+        "Date: Wed, 1 Jan 2020 12:00:00 +0200\r\nSubject: Re: apple",
         "From: nobody@example.org",
-        "Subject: [list] Fwd: pear",
-        "Subject: =?UTF-8?Q?Banana?=",
+        "Date: 2 Jan 2020 10:00:00 -0000\r\nSubject: [list] Fwd: pear",
+        "Date: Wed, 1 Jan 2020 10:00:00 +0000\r\nSubject: =?UTF-8?Q?Banana?=",
     ] {
         c.append("INBOX", "", format!("{headers}\r\n\r\nbody\r\n").as_bytes());
     }
@@ -370,6 +372,18 @@ fn subject_order_follows_copy_move_rename_and_restart() {
     assert_eq!(
         subject_sort(&mut c, "SORT (REVERSE SUBJECT) UTF-8 ALL"),
         "* SORT 1 4 5 2 3"
+    );
+    assert_eq!(
+        subject_sort(&mut c, "SORT (DATE) UTF-8 ALL"),
+        "* SORT 2 5 4 1 3"
+    );
+    assert_eq!(
+        subject_sort(&mut c, "SORT (REVERSE DATE) UTF-8 ALL"),
+        "* SORT 3 1 4 2 5"
+    );
+    assert_eq!(
+        subject_sort(&mut c, "SORT (DATE) UTF-8 NOT SUBJECT apple"),
+        "* SORT 5 4 1 3"
     );
     // A search key other than ALL: the order filtered to its matches.
     assert_eq!(
@@ -387,10 +401,18 @@ fn subject_order_follows_copy_move_rename_and_restart() {
         subject_sort(&mut c, "UID SORT (SUBJECT) UTF-8 ALL"),
         "* SORT 3 2 1 4"
     );
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (DATE) UTF-8 ALL"),
+        "* SORT 2 4 1 3"
+    );
     c.select("Box");
     assert_eq!(
         subject_sort(&mut c, "UID SORT (SUBJECT) UTF-8 ALL"),
         "* SORT 2 3 1"
+    );
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (REVERSE DATE) UTF-8 ALL"),
+        "* SORT 1 2 3"
     );
     // Renaming INBOX moves its messages to a new mailbox, new UIDs.
     c.ok("RENAME INBOX Old");
@@ -416,11 +438,19 @@ fn subject_order_follows_copy_move_rename_and_restart() {
         subject_sort(&mut c, "UID SORT (SUBJECT) UTF-8 ALL"),
         "* SORT 3 2 1 4"
     );
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (DATE) UTF-8 ALL"),
+        "* SORT 2 4 1 3"
+    );
     c.ok("STORE 2 +FLAGS.SILENT (\\Deleted)");
     c.ok("EXPUNGE");
     assert_eq!(
         subject_sort(&mut c, "UID SORT (REVERSE SUBJECT) UTF-8 ALL"),
         "* SORT 1 4 3"
+    );
+    assert_eq!(
+        subject_sort(&mut c, "UID SORT (REVERSE DATE) UTF-8 ALL"),
+        "* SORT 3 1 4"
     );
 }
 
@@ -447,6 +477,10 @@ fn old_databases_get_their_sort_keys_on_upgrade() {
     );
     assert!(
         log.contains("upgraded the database to schema 7 (subject order of 2 messages)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("upgraded the database to schema 8 (date order of 2 messages)"),
         "{log}"
     );
     let mut c = Client::login(server.ports.imap, "alice");

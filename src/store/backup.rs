@@ -28,35 +28,22 @@ trait ResumableKey: redb::Key + 'static {
     fn view(owned: &Self::Owned) -> Self::SelfType<'_>;
 }
 
-impl ResumableKey for u64 {
-    type Owned = u64;
-    fn own(key: u64) -> u64 {
-        key
-    }
-    fn view(owned: &u64) -> u64 {
-        *owned
-    }
+/// Keys that are plain numbers are their own owned form.
+macro_rules! resumable_as_is {
+    ($($key:ty),*) => {$(
+        impl ResumableKey for $key {
+            type Owned = $key;
+            fn own(key: $key) -> $key {
+                key
+            }
+            fn view(owned: &$key) -> $key {
+                *owned
+            }
+        }
+    )*};
 }
 
-impl ResumableKey for (u64, u32) {
-    type Owned = (u64, u32);
-    fn own(key: (u64, u32)) -> (u64, u32) {
-        key
-    }
-    fn view(owned: &(u64, u32)) -> (u64, u32) {
-        *owned
-    }
-}
-
-impl ResumableKey for (u64, u64) {
-    type Owned = (u64, u64);
-    fn own(key: (u64, u64)) -> (u64, u64) {
-        key
-    }
-    fn view(owned: &(u64, u64)) -> (u64, u64) {
-        *owned
-    }
-}
+resumable_as_is!(u64, (u64, u32), (u64, u64), (u64, i64, u32));
 
 impl ResumableKey for (u64, &'static [u8], u32) {
     type Owned = (u64, Vec<u8>, u32);
@@ -160,7 +147,8 @@ impl Snapshot {
         copied += copy_table(self, &dest, PARSED)?;
         copied += copy_table(self, &dest, SEARCH_HEADERS)?;
         copied += copy_table(self, &dest, SORT_KEYS)?;
-        copied += copy_table(self, &dest, super::subject_order::SUBJECT_ORDER)?;
+        copied += copy_table(self, &dest, super::sort_orders::SUBJECT_ORDER)?;
+        copied += copy_table(self, &dest, super::sort_orders::DATE_ORDER)?;
         copied += copy_table(self, &dest, EXPUNGED)?;
         copied += copy_table(self, &dest, MESSAGE_INDEX)?;
         copied += copy_table(self, &dest, SUBSCRIPTIONS)?;

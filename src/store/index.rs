@@ -452,7 +452,9 @@ mod tests {
             let db = redb::Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
             txn.delete_table(MESSAGE_INDEX).unwrap();
-            txn.delete_table(crate::store::subject_order::SUBJECT_ORDER)
+            txn.delete_table(crate::store::sort_orders::SUBJECT_ORDER)
+                .unwrap();
+            txn.delete_table(crate::store::sort_orders::DATE_ORDER)
                 .unwrap();
             crate::store::blobs::tests::unchunk(&txn);
             {

@@ -15,8 +15,8 @@ mod metadata;
 mod ops;
 mod quota;
 mod records;
+mod sort_orders;
 mod space;
-mod subject_order;
 mod verify;
 mod writer;
 
@@ -47,7 +47,7 @@ pub type BlobId = u64;
 /// The schema this binary writes. A file with a newer one is refused, since an
 /// older binary cannot know what the newer one's records mean (or, as with
 /// version 2's message index, would not keep them up to date).
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// The most distinct keywords one mailbox may hold: SELECT lists them all,
 /// and every write to the mailbox carries the list.
@@ -452,9 +452,9 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
                 if version < 6 {
                     upgrade_sort_keys(&txn)?;
                 }
-                // After 6's, which reads the sort keys it orders by.
-                if version < 7 {
-                    subject_order::upgrade_to_v7(&txn)?;
+                // After 6's, which reads the sort keys they order by.
+                if version < 8 {
+                    sort_orders::fill_orders(&txn, version < 7)?;
                 }
                 if version < SCHEMA_VERSION {
                     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
@@ -475,7 +475,8 @@ fn init_schema(db: &redb::Database) -> Result<(), StoreError> {
         txn.open_table(PARSED)?;
         txn.open_table(SEARCH_HEADERS)?;
         txn.open_table(SORT_KEYS)?;
-        txn.open_table(subject_order::SUBJECT_ORDER)?;
+        txn.open_table(sort_orders::SUBJECT_ORDER)?;
+        txn.open_table(sort_orders::DATE_ORDER)?;
         txn.open_table(EXPUNGED)?;
         txn.open_table(MESSAGE_INDEX)?;
         txn.open_table(SUBSCRIPTIONS)?;
@@ -1020,6 +1021,16 @@ pub(crate) mod testing {
                             0 => "From: a@b\r\n\r\nbody\r\n".to_string(),
                             n => format!("Subject: Re: s{n}\r\n\r\nbody\r\n"),
                         };
+                        // Some dated (SORT (DATE) takes the Date header),
+                        // some not (it takes INTERNALDATE); a few the same.
+                        let raw = match rng.below(3) {
+                            0 => raw,
+                            _ => format!(
+                                "Date: Mon, 2 Nov 2026 10:{:02}:00 +0000\r\n{raw}",
+                                rng.below(20)
+                            ),
+                        };
+                        let internal_date = (rng.below(1000) as i64, 0);
                         let analysis = Analysis {
                             sort_keys: crate::mime::SortKeys::parse(raw.as_bytes()).encode(),
                             ..Analysis::default()
@@ -1030,7 +1041,7 @@ pub(crate) mod testing {
                             &analysis,
                             flags,
                             keywords,
-                            (0, 0),
+                            internal_date,
                         )?;
                     }
                 }

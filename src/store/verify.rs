@@ -115,7 +115,7 @@ impl Snapshot {
         let chunks = self.txn.open_table(BLOB_CHUNKS)?;
         let (mut exists, mut unseen, mut deleted, mut size) = (0u32, 0u32, 0u32, 0u64);
         let mut listed: Vec<(u32, u64, Flags, Vec<String>)> = Vec::new();
-        let mut blobs: Vec<(u32, BlobId)> = Vec::new();
+        let mut blobs: Vec<super::sort_orders::Listed> = Vec::new();
         for entry in messages.range((id, 0)..=(id, u32::MAX))? {
             let (key, value) = entry?;
             let uid = key.value().1;
@@ -151,7 +151,7 @@ impl Snapshot {
             if report.messages % 1000 == 0 {
                 progress(report.messages);
             }
-            blobs.push((uid, message.blob));
+            blobs.push((uid, message.blob, message.internal_date));
             listed.push((uid, message.modseq, message.flags, message.keywords));
         }
         let totals = [
@@ -169,7 +169,7 @@ impl Snapshot {
             }
         }
         self.verify_index(id, place, &listed, report)?;
-        self.verify_subject_order(id, place, &blobs, report)?;
+        self.verify_sort_orders(id, place, &blobs, report)?;
         Ok((size, u64::from(exists)))
     }
 

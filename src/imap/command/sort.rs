@@ -177,11 +177,11 @@ impl Session {
         keys: Vec<SortKey>,
     ) -> Option<Result<Vec<u32>, StoreError>> {
         if let [SortKey {
-            field: SortField::Subject,
+            field: field @ (SortField::Subject | SortField::Date),
             reverse,
         }] = keys[..]
         {
-            return self.sorted_by_subject(key, reverse).await;
+            return self.sorted_in_stored_order(key, field, reverse).await;
         }
         let found = match self.matching(key, true).await? {
             Ok(found) => found,
@@ -216,14 +216,15 @@ impl Session {
 }
 
 impl Session {
-    /// SORT (SUBJECT) and SORT (REVERSE SUBJECT), the sort by subject alone
-    /// that clients ask for a folder's list: from the store's subject order
-    /// (one scan, already in order), filtered to the messages matching
-    /// `key`. ALL, what clients send, is the client's view itself, so the
-    /// message records are not read at all.
-    async fn sorted_by_subject(
+    /// SORT by SUBJECT or by DATE alone, with or without REVERSE, what
+    /// clients ask for a folder's list: from the store's subject or date
+    /// order (one scan, already in order), filtered to the messages
+    /// matching `key`. ALL, what clients send, is the client's view
+    /// itself, so the message records are not read at all.
+    async fn sorted_in_stored_order(
         &self,
         key: &SearchKey,
+        field: SortField,
         reverse: bool,
     ) -> Option<Result<Vec<u32>, StoreError>> {
         let view = self.view()?;
@@ -240,10 +241,16 @@ impl Session {
         let sorted = self
             .shared
             .run_heavy(move || {
-                let mut sorter = SubjectSorter::new(&candidates, reverse);
-                store
-                    .snapshot()?
-                    .in_subject_order(mailbox, |subject, uid| sorter.visit(subject, uid))?;
+                let snapshot = store.snapshot()?;
+                if field == SortField::Date {
+                    let gone = date_key(0);
+                    let mut sorter = OrderSorter::new(&candidates, reverse, &gone);
+                    snapshot
+                        .in_date_order(mailbox, |date, uid| sorter.visit(&date_key(date), uid))?;
+                    return Ok(sorter.finish());
+                }
+                let mut sorter = OrderSorter::new(&candidates, reverse, b"");
+                snapshot.in_subject_order(mailbox, |subject, uid| sorter.visit(subject, uid))?;
                 Ok(sorter.finish())
             })
             .await;
@@ -251,78 +258,97 @@ impl Session {
     }
 }
 
-/// Picks the messages wanted out of a mailbox's subject order (given
-/// entry by entry, as the store keeps it: by subject, then UID) and puts
-/// them in RFC 5256's order, forward or REVERSE. Its memory is a few bytes
-/// a candidate: the candidates, [`Pending`], and the result.
-struct SubjectSorter<'a> {
+/// Picks the messages wanted out of a mailbox's stored subject or date
+/// order (given entry by entry, as the store keeps it: by key, then UID)
+/// and puts them in RFC 5256's order, forward or REVERSE. Its memory is a
+/// few bytes a candidate: the candidates, [`Pending`], and the result.
+struct OrderSorter<'a> {
     /// The candidates the order has not given yet.
     pending: Pending<'a>,
     reverse: bool,
-    /// Candidates without a subject: the order gives these first.
-    no_subject: Vec<u32>,
-    /// The other candidates, in order of subject, then UID.
+    /// The key a candidate the order does not give sorts under: one
+    /// expunged by another session since the client's view was made sorts
+    /// as a message without header fields, dated 1970, as by other keys.
+    gone_key: &'a [u8],
+    /// Candidates whose key is `gone_key`; they and the gone ones end up
+    /// together, in UID order.
+    at_gone_key: Vec<u32>,
+    /// The other candidates, in order of key, then UID.
     rest: Vec<u32>,
-    /// For REVERSE, where each run of one subject starts in `rest`.
+    /// Where in `rest` the keys above `gone_key` start.
+    split: Option<usize>,
+    /// For REVERSE, where each run of one key starts in `rest`.
     runs: Vec<usize>,
-    last_subject: Vec<u8>,
+    last_key: Vec<u8>,
 }
 
-impl<'a> SubjectSorter<'a> {
+impl<'a> OrderSorter<'a> {
     /// `candidates`: the messages to sort, in UID order.
-    fn new(candidates: &'a [u32], reverse: bool) -> SubjectSorter<'a> {
-        SubjectSorter {
+    fn new(candidates: &'a [u32], reverse: bool, gone_key: &'a [u8]) -> OrderSorter<'a> {
+        OrderSorter {
             pending: Pending::new(candidates),
             reverse,
-            no_subject: Vec::new(),
+            gone_key,
+            at_gone_key: Vec::new(),
             rest: Vec::with_capacity(candidates.len()),
+            split: None,
             runs: Vec::new(),
-            last_subject: Vec::new(),
+            last_key: Vec::new(),
         }
     }
 
-    fn visit(&mut self, subject: &[u8], uid: u32) {
+    fn visit(&mut self, key: &[u8], uid: u32) {
         if !self.pending.take(uid) {
             return;
         }
-        if subject.is_empty() {
-            self.no_subject.push(uid);
-            return;
+        match key.cmp(self.gone_key) {
+            Ordering::Equal => return self.at_gone_key.push(uid),
+            Ordering::Greater if self.split.is_none() => self.split = Some(self.rest.len()),
+            _ => {}
         }
-        if self.reverse && (self.runs.is_empty() || subject != self.last_subject.as_slice()) {
+        if self.reverse && (self.runs.is_empty() || key != self.last_key.as_slice()) {
             self.runs.push(self.rest.len());
-            self.last_subject.clear();
-            self.last_subject.extend_from_slice(subject);
+            self.last_key.clear();
+            self.last_key.extend_from_slice(key);
         }
         self.rest.push(uid);
     }
 
-    /// The candidates in order. Those the subject order did not give were
-    /// expunged by another session since the client's view was made: they
-    /// sort as messages without a subject, as they do by the other keys.
+    /// The candidates in order.
     fn finish(self) -> Vec<u32> {
-        let mut no_subject = self.no_subject;
-        no_subject.extend(self.pending.left());
-        no_subject.sort_unstable();
-        let mut out = Vec::with_capacity(no_subject.len() + self.rest.len());
+        let mut gone = self.at_gone_key;
+        gone.extend(self.pending.left());
+        gone.sort_unstable();
+        let split = self.split.unwrap_or(self.rest.len());
+        let mut out = Vec::with_capacity(gone.len() + self.rest.len());
         if !self.reverse {
-            out.extend(no_subject);
-            out.extend(self.rest);
+            out.extend_from_slice(&self.rest[..split]);
+            out.extend(gone);
+            out.extend_from_slice(&self.rest[split..]);
             return out;
         }
-        // REVERSE turns the subjects around; messages of one subject stay
-        // in UID order (RFC 5256 §3's tie-break, not a key of its own).
+        // REVERSE turns the keys around; messages of one key stay in UID
+        // order (RFC 5256 §3's tie-break, not a key of its own). A run
+        // starts at `split`, the first key above `gone_key`.
         let mut end = self.rest.len();
         for &start in self.runs.iter().rev() {
+            if start < split && end == split {
+                out.append(&mut gone);
+            }
             out.extend_from_slice(&self.rest[start..end]);
             end = start;
         }
-        out.extend(no_subject);
+        out.extend(gone);
         out
     }
 }
 
-/// The candidates of a [`SubjectSorter`] not taken yet. A mailbox's UIDs
+/// A date as bytes that order as the dates do, for an [`OrderSorter`].
+fn date_key(date: i64) -> [u8; 8] {
+    ((date as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The candidates of an [`OrderSorter`] not taken yet. A mailbox's UIDs
 /// are mostly consecutive, so usually a bit per UID over the candidates'
 /// span, at most 4 bytes a candidate; when they are sparser than that, a
 /// mark beside each, found by binary search (slower, as small).
@@ -511,69 +537,86 @@ mod tests {
         }
     }
 
-    /// The subject order as the store gives it: by subject, then UID.
-    fn stored_order(messages: &[(u32, &str)]) -> Vec<(String, u32)> {
-        let mut order: Vec<(String, u32)> =
-            messages.iter().map(|(u, s)| (s.to_string(), *u)).collect();
-        order.sort();
-        order
-    }
+    /// A message of the test mailbox: UID, subject, date.
+    type Stored<'s> = (u32, &'s str, i64);
 
     #[test]
-    fn subject_order_gives_what_the_full_comparison_does() {
-        // A mailbox of 200 messages over a few subjects (some empty); a
+    fn the_stored_orders_give_what_the_full_comparison_does() {
+        // A mailbox of 200 messages over a few subjects (some empty) and
+        // dates (some 1970, the date the gone sort under, some before); a
         // pseudo-random half are candidates, and some candidates are gone
         // from the store (expunged by another session).
         let subjects = ["", "A", "AB", "B", "\u{e4}RGER", "SUBJECT 1", "SUBJECT 10"];
+        let dates = [-86_400, -1, 0, 0, 1, 1_700_000_000, 1_700_000_000];
         let mut seed = 7u32;
         let mut next = move || {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             seed >> 8
         };
-        let mut mailbox: Vec<(u32, &str)> = (1..=200)
-            .map(|uid| (uid * 3, subjects[next() as usize % subjects.len()]))
+        let mut mailbox: Vec<Stored> = (1..=200)
+            .map(|uid| {
+                let subject = subjects[next() as usize % subjects.len()];
+                (uid * 3, subject, dates[next() as usize % dates.len()])
+            })
             .collect();
         // Then the same with one far UID, which makes the candidates
         // sparse (`Pending` marks instead of bits).
         for far in [None, Some(u32::MAX - 1)] {
-            mailbox.extend(far.map(|uid| (uid, "B")));
+            mailbox.extend(far.map(|uid| (uid, "B", 5)));
             let candidates: Vec<u32> = mailbox
                 .iter()
-                .filter(|(u, _)| far == Some(*u) || next() % 2 == 0)
-                .map(|(u, _)| *u)
+                .filter(|(u, ..)| far == Some(*u) || next() % 2 == 0)
+                .map(|(u, ..)| *u)
                 .collect();
-            check_subject_sorter(&mailbox, &candidates);
+            check_sorter(&mailbox, &candidates);
         }
     }
 
-    fn check_subject_sorter(mailbox: &[(u32, &str)], candidates: &[u32]) {
+    fn check_sorter(mailbox: &[Stored], candidates: &[u32]) {
         let dense = matches!(Pending::new(candidates), Pending::Bits { .. });
         assert_eq!(dense, candidates.last().copied() < Some(u32::MAX - 1));
         let gone: Vec<u32> = candidates.iter().copied().filter(|u| u % 7 == 0).collect();
-        let stored: Vec<(u32, &str)> = mailbox
+        let stored: Vec<Stored> = mailbox
             .iter()
             .copied()
-            .filter(|(u, _)| !gone.contains(u))
+            .filter(|(u, ..)| !gone.contains(u))
             .collect();
-        for reverse in [false, true] {
-            let mut sorter = SubjectSorter::new(candidates, reverse);
-            for (subject, uid) in stored_order(&stored) {
-                sorter.visit(subject.as_bytes(), uid);
+        for (field, reverse) in [
+            (SortField::Subject, false),
+            (SortField::Subject, true),
+            (SortField::Date, false),
+            (SortField::Date, true),
+        ] {
+            // The order as the store gives it: by key, then UID.
+            let mut order: Vec<(Vec<u8>, u32)> = stored
+                .iter()
+                .map(|&(uid, subject, date)| match field {
+                    SortField::Date => (date_key(date).to_vec(), uid),
+                    _ => (subject.as_bytes().to_vec(), uid),
+                })
+                .collect();
+            order.sort();
+            let gone_key = date_key(0);
+            let gone_key: &[u8] = if field == SortField::Date {
+                &gone_key
+            } else {
+                b""
+            };
+            let mut sorter = OrderSorter::new(candidates, reverse, gone_key);
+            for (key, uid) in order {
+                sorter.visit(&key, uid);
             }
             let mut entries: Vec<Entry> = candidates
                 .iter()
-                .map(|&uid| {
-                    let subject = stored.iter().find(|(u, _)| *u == uid).map_or("", |m| m.1);
-                    entry(uid, 0, subject)
+                .map(|&uid| match stored.iter().find(|m| m.0 == uid) {
+                    Some(&(_, subject, date)) => entry(uid, date, subject),
+                    None => entry(uid, 0, ""),
                 })
                 .collect();
-            let keys = [SortKey {
-                field: SortField::Subject,
-                reverse,
-            }];
+            let keys = [SortKey { field, reverse }];
             entries.sort_by(|a, b| compare(a, b, &keys));
             let expected: Vec<u32> = entries.iter().map(|e| e.uid).collect();
-            assert_eq!(sorter.finish(), expected, "reverse {reverse}");
+            assert_eq!(sorter.finish(), expected, "{field:?} reverse {reverse}");
         }
     }
 
