@@ -240,9 +240,15 @@ impl Shared {
     /// users file if it changed (one stat), so `letterbox user add` takes
     /// effect at once.
     pub fn resolve_user(&self, name: &str) -> Option<String> {
+        self.user_entry(name).map(|entry| entry.name)
+    }
+
+    /// A known user's entry in the users file as it is now (re-read as
+    /// [`Shared::resolve_user`] does).
+    pub fn user_entry(&self, name: &str) -> Option<crate::auth::passwd::UserEntry> {
         self.refresh_users();
         let users = self.users.borrow();
-        users.lookup(&name.to_lowercase()).map(|entry| entry.name)
+        users.lookup(&name.to_lowercase())
     }
 
     /// Re-reads the users file if it changed; a changed file forgets every

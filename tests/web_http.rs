@@ -9,7 +9,7 @@ use std::net::{IpAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, is_root, Server, BIN};
+use common::{free_port, is_root, OutputExt, Server, BIN};
 
 /// A server with the web on plain HTTP and HTTPS (both on loopback).
 struct Web {
@@ -552,6 +552,58 @@ fn a_slowloris_is_closed_while_others_are_served() {
         !String::from_utf8_lossy(&got).contains("200 OK"),
         "the slow client got no page"
     );
+}
+
+#[test]
+fn a_changed_password_ends_the_users_web_sessions_and_streams() {
+    // A password changed because it leaked must shut the thief out of the
+    // web too, not only out of new logins.
+    let web = web("web-passwd", &[]);
+    assert_eq!(web.login("alice", "pw-alice").status, 200);
+    let bob_jar = web.server.dir.0.join("bob-cookies");
+    let bob_jar = bob_jar.to_str().unwrap();
+    let bob = curl(&[
+        "-c",
+        bob_jar,
+        "-d",
+        "user=bob&password=pw-bob",
+        &web.url("/login"),
+    ]);
+    assert_eq!(bob.status, 200);
+    // Alice's page has its event stream open.
+    let mut events = Command::new("curl")
+        .args(["-s", "-N", "--max-time", "60", "-b"])
+        .arg(&web.jar)
+        .arg(web.url("/api/events"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    web.server
+        .user(&["passwd", "alice"], "new-pw\n")
+        .assert_ok();
+    assert_eq!(web.with_cookie("/session", &[]).status, 401);
+    assert_eq!(web.with_cookie("/api/folders", &[]).status, 401);
+    // The stream ends at its next event (a delivery), without sending it:
+    // curl sees the response end (0), not its own time limit (28).
+    common::lmtp_deliver(
+        &web.server,
+        "x@example.org",
+        &["alice"],
+        b"Subject: for alice\r\n\r\nbody\r\n",
+    );
+    let status = events.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the stream was ended by the server");
+    // Bob's session is his own and goes on; alice logs in anew.
+    let bob_session = curl(&["-b", bob_jar, &web.url("/session")]);
+    assert_eq!(bob_session.field("user").as_deref(), Some("bob"));
+    assert_eq!(web.login("alice", "pw-alice").status, 401);
+    assert_eq!(web.login("alice", "new-pw").status, 200);
+    assert_eq!(web.with_cookie("/api/folders", &[]).status, 200);
+    // Removing the user ends the new session too.
+    web.server.user(&["del", "alice"], "").assert_ok();
+    assert_eq!(web.with_cookie("/session", &[]).status, 401);
 }
 
 #[test]

@@ -365,7 +365,7 @@ impl Exchange<'_> {
     }
 
     /// The request's live session, and its cookie token. A session whose
-    /// user left the users file ends here.
+    /// user left the users file or changed password ends here.
     fn session(&self) -> Option<(String, Session)> {
         let token = session::token_from_cookies(
             self.headers
@@ -375,7 +375,7 @@ impl Exchange<'_> {
         )?;
         let now = Instant::now();
         let session = self.shared.web_sessions.borrow_mut().touch(token, now)?;
-        if self.shared.resolve_user(&session.user).is_none() {
+        if !credential_holds(self.shared, &session) {
             self.shared.web_sessions.borrow_mut().remove(token);
             return None;
         }
@@ -388,6 +388,15 @@ impl Exchange<'_> {
             .get("x-csrf-token")
             .is_some_and(|given| session::tokens_match(given.as_bytes(), session.csrf.as_bytes()))
     }
+}
+
+/// Whether `session`'s user is still in the users file with the password
+/// entry it logged in with: changing a password (say, one that leaked)
+/// ends every web session of that user at its next request or event.
+fn credential_holds(shared: &Shared, session: &Session) -> bool {
+    shared.user_entry(&session.user).is_some_and(|entry| {
+        shared.web_sessions.borrow().fingerprint(&entry.password) == session.credential
+    })
 }
 
 fn not_logged_in() -> Response {
@@ -435,11 +444,13 @@ async fn login(ctx: &Exchange<'_>, body: &[u8]) -> Response {
         log::error!("{peer}: cannot prepare the mailboxes of {user}: {e}");
         return Response::error(500, "the mail store failed; see the server's log");
     }
-    let created = ctx
-        .shared
-        .web_sessions
-        .borrow_mut()
-        .create(&user, Instant::now());
+    let Some(entry) = ctx.shared.user_entry(&user) else {
+        return Response::error(401, "wrong user name or password");
+    };
+    let mut sessions = ctx.shared.web_sessions.borrow_mut();
+    let credential = sessions.fingerprint(&entry.password);
+    let created = sessions.create(&user, credential, Instant::now());
+    drop(sessions);
     let Some((token, session)) = created else {
         log::error!("{peer}: no random numbers for a session token");
         return Response::error(500, "cannot start a session; see the server's log");
@@ -513,7 +524,10 @@ async fn api(
     // after a logout or expiry, not another event reaches that page.
     if let Body::Stream(stream) = response.body {
         let shared = ctx.shared.clone();
-        let live = move || shared.web_sessions.borrow().is_live(&token, Instant::now());
+        let live = move || {
+            let session = shared.web_sessions.borrow().peek(&token, Instant::now());
+            session.is_some_and(|session| credential_holds(&shared, &session))
+        };
         response.body = Body::Stream(Box::pin(WhileLive { stream, live }));
     }
     Ok(response)

@@ -8,6 +8,7 @@
 //! out, which a home server's users meet rarely and accept.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -27,16 +28,27 @@ pub const MAX_TOTAL: usize = 10_000;
 pub struct Session {
     pub user: String,
     pub csrf: String,
+    /// The [`Sessions::fingerprint`] of the user's password entry at login.
+    pub credential: u64,
 }
 
 struct Entry {
     user: String,
     csrf: String,
+    credential: u64,
     created: Instant,
     last_used: Instant,
 }
 
 impl Entry {
+    fn session(&self) -> Session {
+        Session {
+            user: self.user.clone(),
+            csrf: self.csrf.clone(),
+            credential: self.credential,
+        }
+    }
+
     fn live(&self, idle: Duration, max_age: Duration, now: Instant) -> bool {
         now.saturating_duration_since(self.last_used) < idle
             && now.saturating_duration_since(self.created) < max_age
@@ -51,6 +63,8 @@ pub struct Sessions {
     idle: Duration,
     max_age: Duration,
     random: SystemRandom,
+    /// Random keys for [`Sessions::fingerprint`], new with each process.
+    fingerprint_keys: RandomState,
 }
 
 impl Sessions {
@@ -62,12 +76,26 @@ impl Sessions {
             idle,
             max_age,
             random: SystemRandom::new(),
+            fingerprint_keys: RandomState::new(),
         }
     }
 
-    /// Starts a session for `user`; returns its cookie token and the
-    /// session. None only if the system's random source fails.
-    pub fn create(&mut self, user: &str, now: Instant) -> Option<(String, Session)> {
+    /// What a session keeps of its user's password entry (the hash in the
+    /// users file): a keyed 64-bit digest, so a changed password can be
+    /// told from the old one without holding a copy of either.
+    pub fn fingerprint(&self, password_entry: &str) -> u64 {
+        self.fingerprint_keys.hash_one(password_entry)
+    }
+
+    /// Starts a session for `user`, whose password entry has the
+    /// fingerprint `credential`; returns its cookie token and the session.
+    /// None only if the system's random source fails.
+    pub fn create(
+        &mut self,
+        user: &str,
+        credential: u64,
+        now: Instant,
+    ) -> Option<(String, Session)> {
         let token = self.random_token()?;
         let csrf = self.random_token()?;
         self.expire(now);
@@ -101,6 +129,7 @@ impl Sessions {
             Entry {
                 user: user.to_string(),
                 csrf: csrf.clone(),
+                credential,
                 created: now,
                 last_used: now,
             },
@@ -110,6 +139,7 @@ impl Sessions {
             Session {
                 user: user.to_string(),
                 csrf,
+                credential,
             },
         ))
     }
@@ -124,18 +154,14 @@ impl Sessions {
         }
         let entry = self.entries.get_mut(token)?;
         entry.last_used = now;
-        Some(Session {
-            user: entry.user.clone(),
-            csrf: entry.csrf.clone(),
-        })
+        Some(entry.session())
     }
 
-    /// Whether a token's session is live, without counting this as a use:
-    /// what a long response (an event stream) checks as it goes.
-    pub fn is_live(&self, token: &str, now: Instant) -> bool {
-        self.entries
-            .get(token)
-            .is_some_and(|entry| self.live(entry, now))
+    /// A token's live session, without counting this as a use: what a long
+    /// response (an event stream) checks as it goes.
+    pub fn peek(&self, token: &str, now: Instant) -> Option<Session> {
+        let entry = self.entries.get(token)?;
+        self.live(entry, now).then(|| entry.session())
     }
 
     /// Ends a session (logout, or its user no longer exists).
@@ -230,17 +256,17 @@ mod tests {
     fn a_session_lives_while_used_and_dies_idle() {
         let mut sessions = Sessions::new(30 * MIN, 7 * 24 * 60 * MIN);
         let t0 = Instant::now();
-        let (token, session) = sessions.create("alice", t0).unwrap();
+        let (token, session) = sessions.create("alice", 1, t0).unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(session.csrf.len(), 64);
         assert_ne!(token, session.csrf);
         assert_eq!(sessions.touch(&token, t0 + 29 * MIN), Some(session.clone()));
         // Used at 29 minutes: alive until 59.
         assert!(sessions.touch(&token, t0 + 58 * MIN).is_some());
-        assert!(sessions.is_live(&token, t0 + 87 * MIN));
+        assert!(sessions.peek(&token, t0 + 87 * MIN).is_some());
         assert!(
-            !sessions.is_live(&token, t0 + 88 * MIN),
-            "is_live is no use"
+            sessions.peek(&token, t0 + 88 * MIN).is_none(),
+            "peek is no use"
         );
         assert!(sessions.touch(&token, t0 + 89 * MIN).is_none());
         assert!(sessions.is_empty(), "an expired session is removed");
@@ -251,7 +277,7 @@ mod tests {
     fn a_session_ends_at_its_maximum_age_however_busy() {
         let mut sessions = Sessions::new(30 * MIN, 120 * MIN);
         let t0 = Instant::now();
-        let (token, _) = sessions.create("alice", t0).unwrap();
+        let (token, _) = sessions.create("alice", 1, t0).unwrap();
         for step in 1..12 {
             assert!(sessions.touch(&token, t0 + step * 10 * MIN).is_some());
         }
@@ -262,20 +288,20 @@ mod tests {
     fn bounded_per_user_least_recently_used_first() {
         let mut sessions = Sessions::new(30 * MIN, 120 * MIN);
         let t0 = Instant::now();
-        let (first, _) = sessions.create("alice", t0).unwrap();
+        let (first, _) = sessions.create("alice", 1, t0).unwrap();
         let (second, _) = sessions
-            .create("alice", t0 + Duration::from_secs(1))
+            .create("alice", 1, t0 + Duration::from_secs(1))
             .unwrap();
         assert!(sessions
             .touch(&first, t0 + Duration::from_secs(2))
             .is_some());
         for i in 0..MAX_PER_USER - 1 {
             sessions
-                .create("alice", t0 + Duration::from_secs(3 + i as u64))
+                .create("alice", 1, t0 + Duration::from_secs(3 + i as u64))
                 .unwrap();
         }
         let (bob, _) = sessions
-            .create("bob", t0 + Duration::from_secs(100))
+            .create("bob", 1, t0 + Duration::from_secs(100))
             .unwrap();
         assert_eq!(sessions.len(), MAX_PER_USER + 1);
         assert!(sessions
