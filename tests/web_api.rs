@@ -438,12 +438,19 @@ fn folder_create_rename_delete() {
         400
     );
     assert_eq!(
-        web.post("alice", &format!("/api/folders/{inbox}/delete"), "")
+        web.post("alice", &format!("/api/folders/{inbox}/delete-folder"), "")
             .status,
         400
     );
+    // Without `uids`, deleting messages is refused; the folder stays.
     assert_eq!(
         web.post("alice", &format!("/api/folders/{id}/delete"), "")
+            .status,
+        400
+    );
+    assert_eq!(web.folder("alice", "Work/Projects"), id);
+    assert_eq!(
+        web.post("alice", &format!("/api/folders/{id}/delete-folder"), "")
             .status,
         200
     );
@@ -456,7 +463,7 @@ fn folder_create_rename_delete() {
         .unwrap()
         .is_none());
     assert_eq!(
-        web.post("alice", &format!("/api/folders/{id}/delete"), "")
+        web.post("alice", &format!("/api/folders/{id}/delete-folder"), "")
             .status,
         404
     );
@@ -888,7 +895,10 @@ fn another_users_ids_are_unknown_ids() {
             format!("/api/folders/{bob_inbox}/delete"),
             format!("uids={bob_uid}"),
         ),
-        (format!("/api/folders/{bob_inbox}/delete"), String::new()),
+        (
+            format!("/api/folders/{bob_inbox}/delete-folder"),
+            String::new(),
+        ),
         (
             format!("/api/folders/{bob_inbox}/rename"),
             "name=mine".to_string(),

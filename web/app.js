@@ -301,7 +301,7 @@ async function deleteFolder() {
   if (!cur) return;
   if (!confirm("Delete the folder " + cur.name + " and all its messages?")) return;
   try {
-    await post("/api/folders/" + cur.id + "/delete");
+    await post("/api/folders/" + cur.id + "/delete-folder");
     S.folderId = null;
     await loadFolders();
     const inbox = S.folders.find((f) => f.name.toUpperCase() === "INBOX") || S.folders[0];

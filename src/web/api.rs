@@ -92,16 +92,10 @@ async fn folder_route(
     match (post, rest) {
         (false, ["messages"]) => list::list(shared, folder, request).await,
         (true, ["rename"]) => folders::rename(shared, folder, request).await,
-        // One path for two things in the contract: with `uids` it deletes
-        // those messages, without it the folder itself.
-        (true, ["delete"]) => {
-            let form = form::parse(&request.body);
-            if form::get(&form, "uids").is_some() {
-                actions::delete(shared, folder, &form).await
-            } else {
-                folders::delete(shared, folder).await
-            }
-        }
+        // Deleting messages and deleting the folder are two paths, so a
+        // form that lost its `uids` is a 400, never the whole folder gone.
+        (true, ["delete"]) => actions::delete(shared, folder, &form::parse(&request.body)).await,
+        (true, ["delete-folder"]) => folders::delete(shared, folder).await,
         (true, ["flags"]) => actions::flags(shared, folder, request).await,
         (true, ["move"]) => actions::move_to(shared, folder, request).await,
         (false, ["messages", u, more @ ..]) => {
