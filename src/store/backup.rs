@@ -43,7 +43,7 @@ macro_rules! resumable_as_is {
     )*};
 }
 
-resumable_as_is!(u64, (u64, u32), (u64, u64), (u64, i64, u32));
+resumable_as_is!(u64, (u64, u32), (u64, u64));
 
 impl ResumableKey for (u64, &'static [u8], u32) {
     type Owned = (u64, Vec<u8>, u32);

@@ -37,6 +37,7 @@ pub use quota::{NoticeMaker, QuotaCheck, QuotaLimits, Usage, WARN_PERCENT};
 #[doc(hidden)]
 pub use records::{decode_uids, encode_uids};
 pub use records::{Flags, MailboxRecord, MessageRecord, SpecialUse};
+pub use sort_orders::{date_key, StoredOrder};
 pub use space::{DEFAULT_MIN_FREE, DEFAULT_PERCENT};
 pub use verify::{Problem, Verified};
 pub use writer::WriteCtx;

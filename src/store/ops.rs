@@ -299,7 +299,7 @@ impl WriteCtx<'_> {
         };
         self.add_blob_ref(blob)?;
         self.put_message(mailbox, uid, &message)?;
-        self.sort_orders_put(mailbox, uid, &message)?;
+        self.sort_orders_change(mailbox, uid, &message, true)?;
         self.count_usage(&record.owner, u64::from(size), 1, true)?;
         self.save_mailbox(mailbox, &record)?;
         self.changes.push(Change::Mailbox(mailbox));
@@ -627,7 +627,7 @@ impl WriteCtx<'_> {
             if message.flags.contains(Flags::DELETED) {
                 record.deleted = record.deleted.saturating_sub(1);
             }
-            self.sort_orders_remove(mailbox, uid, &message)?;
+            self.sort_orders_change(mailbox, uid, &message, false)?;
             self.drop_blob_ref(message.blob)?;
             removed.push(uid);
         }

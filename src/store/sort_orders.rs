@@ -21,73 +21,114 @@ use super::{
 };
 use crate::mime::{SortKeys, Wanted};
 
-pub(super) const SUBJECT_ORDER: TableDefinition<(u64, &[u8], u32), ()> =
-    TableDefinition::new("subject_order");
-pub(super) const DATE_ORDER: TableDefinition<(u64, i64, u32), ()> =
-    TableDefinition::new("date_order");
+/// Both orders are keyed (mailbox, key as bytes, UID): one key type, so
+/// redb's B-tree code is built once for both.
+type OrderTable = TableDefinition<'static, (u64, &'static [u8], u32), ()>;
 
-/// The subject key of a stored sort-keys record; empty when there is none
-/// or it does not decode, as such a message sorts as one without a subject.
-fn subject_of(record: Option<&[u8]>) -> &[u8] {
-    record
-        .and_then(SortKeys::stored_subject)
-        .unwrap_or_default()
+pub(super) const SUBJECT_ORDER: OrderTable = TableDefinition::new("subject_order");
+pub(super) const DATE_ORDER: OrderTable = TableDefinition::new("date_order");
+
+/// The orders the store keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredOrder {
+    Subject,
+    Date,
 }
 
-/// The date key of a message with this stored sort-keys record and
-/// INTERNALDATE: what SORT (DATE) compares.
-fn date_of(record: Option<&[u8]>, internal_date: i64) -> i64 {
-    record
-        .and_then(|bytes| SortKeys::decode_some(bytes, Wanted::NONE))
-        .and_then(|keys| keys.date)
-        .unwrap_or(internal_date)
+impl StoredOrder {
+    const ALL: [StoredOrder; 2] = [StoredOrder::Subject, StoredOrder::Date];
+
+    fn table(self) -> OrderTable {
+        match self {
+            StoredOrder::Subject => SUBJECT_ORDER,
+            StoredOrder::Date => DATE_ORDER,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StoredOrder::Subject => "subject order",
+            StoredOrder::Date => "date order",
+        }
+    }
+
+    /// A message's key in this order, from its stored sort-keys record and
+    /// INTERNALDATE (`date` holds a date key). The subject key is empty
+    /// when there is no record or it does not decode, as such a message
+    /// sorts as one without header fields.
+    fn key_of<'a>(
+        self,
+        record: Option<&'a [u8]>,
+        internal_date: i64,
+        date: &'a mut [u8; 8],
+    ) -> &'a [u8] {
+        match self {
+            StoredOrder::Subject => record
+                .and_then(SortKeys::stored_subject)
+                .unwrap_or_default(),
+            StoredOrder::Date => {
+                let sent = record
+                    .and_then(|bytes| SortKeys::decode_some(bytes, Wanted::NONE))
+                    .and_then(|keys| keys.date);
+                *date = date_key(sent.unwrap_or(internal_date));
+                date
+            }
+        }
+    }
+}
+
+/// A date as bytes that order as the dates do: big-endian, sign bit
+/// flipped. Never empty, so no date sorts with the missing subjects.
+pub fn date_key(date: i64) -> [u8; 8] {
+    ((date as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 impl WriteCtx<'_> {
-    /// Puts a message that just entered `mailbox` in its sort orders.
-    pub(super) fn sort_orders_put(
+    /// Puts a message that just entered `mailbox` in its sort orders
+    /// (`add`), or takes an expunged one out (call that while the message's
+    /// blob is still stored).
+    pub(super) fn sort_orders_change(
         &mut self,
         mailbox: MailboxId,
         uid: u32,
         message: &MessageRecord,
+        add: bool,
     ) -> Result<(), StoreError> {
         let record = self.sort_keys.get(message.blob)?;
         let record = record.as_ref().map(|r| r.value());
-        self.subject_order
-            .insert((mailbox, subject_of(record), uid), ())?;
-        self.date_order
-            .insert((mailbox, date_of(record, message.internal_date), uid), ())?;
-        Ok(())
-    }
-
-    /// Takes an expunged message out of its mailbox's sort orders; call it
-    /// while the message's blob is still stored.
-    pub(super) fn sort_orders_remove(
-        &mut self,
-        mailbox: MailboxId,
-        uid: u32,
-        message: &MessageRecord,
-    ) -> Result<(), StoreError> {
-        let record = self.sort_keys.get(message.blob)?;
-        let record = record.as_ref().map(|r| r.value());
-        self.subject_order
-            .remove((mailbox, subject_of(record), uid))?;
-        self.date_order
-            .remove((mailbox, date_of(record, message.internal_date), uid))?;
+        for order in StoredOrder::ALL {
+            let mut date = [0; 8];
+            let key = (
+                mailbox,
+                order.key_of(record, message.internal_date, &mut date),
+                uid,
+            );
+            let table = match order {
+                StoredOrder::Subject => &mut self.subject_order,
+                StoredOrder::Date => &mut self.date_order,
+            };
+            if add {
+                table.insert(key, ())?;
+            } else {
+                table.remove(key)?;
+            }
+        }
         Ok(())
     }
 }
 
 impl Snapshot {
-    /// Calls `visit` with the base subject and UID of each of `mailbox`'s
-    /// messages, in SORT (SUBJECT) order: by base subject, then by UID.
-    pub fn in_subject_order(
+    /// Calls `visit` with the key and UID of each of `mailbox`'s messages,
+    /// in the order's order: by key (base subject, or [`date_key`] of the
+    /// sent date), then by UID.
+    pub fn in_order(
         &self,
+        order: StoredOrder,
         mailbox: MailboxId,
         mut visit: impl FnMut(&[u8], u32),
     ) -> Result<(), StoreError> {
         guarded(|| {
-            let table = self.txn.open_table(SUBJECT_ORDER)?;
+            let table = self.txn.open_table(order.table())?;
             for entry in table.range((mailbox, &[][..], 0)..)? {
                 let (key, _) = entry?;
                 let (owner, subject, uid) = key.value();
@@ -99,24 +140,6 @@ impl Snapshot {
             Ok(())
         })
     }
-
-    /// Calls `visit` with the sent date and UID of each of `mailbox`'s
-    /// messages, in SORT (DATE) order: by date, then by UID.
-    pub fn in_date_order(
-        &self,
-        mailbox: MailboxId,
-        mut visit: impl FnMut(i64, u32),
-    ) -> Result<(), StoreError> {
-        guarded(|| {
-            let table = self.txn.open_table(DATE_ORDER)?;
-            for entry in table.range((mailbox, i64::MIN, 0)..=(mailbox, i64::MAX, u32::MAX))? {
-                let (key, _) = entry?;
-                let (_, date, uid) = key.value();
-                visit(date, uid);
-            }
-            Ok(())
-        })
-    }
 }
 
 /// A message as `verify` lists it for the sort orders: UID, blob and
@@ -124,10 +147,9 @@ impl Snapshot {
 pub(super) type Listed = (u32, BlobId, i64);
 
 impl Snapshot {
-    /// For `verify`: `mailbox`'s subject and date orders must each hold each
-    /// of its `messages` once, under the key its sort keys give, and
-    /// nothing else; SORT would silently leave out or misplace a message
-    /// otherwise.
+    /// For `verify`: each of `mailbox`'s sort orders must hold each of its
+    /// `messages` once, under the key its sort keys give, and nothing else;
+    /// SORT would silently leave out or misplace a message otherwise.
     pub(super) fn verify_sort_orders(
         &self,
         mailbox: MailboxId,
@@ -136,105 +158,54 @@ impl Snapshot {
         report: &mut Verified,
     ) -> Result<(), StoreError> {
         let sort_keys = self.txn.open_table(SORT_KEYS)?;
-        let record = |i: usize| sort_keys.get(messages[i].1);
-        let subjects = self.txn.open_table(SUBJECT_ORDER)?;
-        let mut entries = Vec::new();
-        for entry in subjects.range((mailbox, &[][..], 0)..)? {
-            let (key, _) = entry?;
-            let (owner, subject, uid) = key.value();
-            if owner != mailbox {
-                break;
+        for order in StoredOrder::ALL {
+            let what = order.name();
+            let mut entries = Vec::new();
+            self.in_order(order, mailbox, |key, uid| entries.push((key.to_vec(), uid)))?;
+            let mut met = vec![false; messages.len()];
+            for (key, uid) in entries {
+                let Ok(i) = messages.binary_search_by_key(&uid, |m| m.0) else {
+                    report.problem(place, format!("the {what} holds UID {uid}, not a message"));
+                    continue;
+                };
+                if std::mem::replace(&mut met[i], true) {
+                    report.problem(place, format!("UID {uid} is in the {what} twice"));
+                    continue;
+                }
+                let record = sort_keys.get(messages[i].1)?;
+                let mut date = [0; 8];
+                let record = record.as_ref().map(|r| r.value());
+                if order.key_of(record, messages[i].2, &mut date) != key.as_slice() {
+                    report.problem(
+                        place,
+                        format!("UID {uid} is in the {what} under another key"),
+                    );
+                }
             }
-            entries.push((uid, subject.to_vec()));
-        }
-        let mut check = OrderCheck::new("subject order", place, messages);
-        for (uid, subject) in entries {
-            if let Some(i) = check.met(uid, report) {
-                let stored = record(i)?;
-                let right = subject_of(stored.as_ref().map(|r| r.value())) == subject;
-                check.key_right(uid, right, report);
-            }
-        }
-        check.finish(report);
-
-        let dates = self.txn.open_table(DATE_ORDER)?;
-        let mut check = OrderCheck::new("date order", place, messages);
-        for entry in dates.range((mailbox, i64::MIN, 0)..=(mailbox, i64::MAX, u32::MAX))? {
-            let (key, _) = entry?;
-            let (_, date, uid) = key.value();
-            if let Some(i) = check.met(uid, report) {
-                let stored = record(i)?;
-                let right = date_of(stored.as_ref().map(|r| r.value()), messages[i].2) == date;
-                check.key_right(uid, right, report);
+            for ((uid, ..), met) in messages.iter().zip(met) {
+                if !met {
+                    report.problem(place, format!("UID {uid} is missing from the {what}"));
+                }
             }
         }
-        check.finish(report);
         Ok(())
-    }
-}
-
-/// What `verify` has met of one sort order, entry by entry.
-struct OrderCheck<'a> {
-    what: &'static str,
-    place: &'a str,
-    messages: &'a [Listed],
-    met: Vec<bool>,
-}
-
-impl<'a> OrderCheck<'a> {
-    fn new(what: &'static str, place: &'a str, messages: &'a [Listed]) -> OrderCheck<'a> {
-        OrderCheck {
-            what,
-            place,
-            messages,
-            met: vec![false; messages.len()],
-        }
-    }
-
-    /// The message an entry for `uid` stands for, the first time it is met.
-    fn met(&mut self, uid: u32, report: &mut Verified) -> Option<usize> {
-        let what = self.what;
-        let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.0) else {
-            report.problem(
-                self.place,
-                format!("the {what} holds UID {uid}, not a message"),
-            );
-            return None;
-        };
-        if std::mem::replace(&mut self.met[i], true) {
-            report.problem(self.place, format!("UID {uid} is in the {what} twice"));
-            return None;
-        }
-        Some(i)
-    }
-
-    fn key_right(&self, uid: u32, right: bool, report: &mut Verified) {
-        if !right {
-            let what = self.what;
-            report.problem(
-                self.place,
-                format!("UID {uid} is in the {what} under another key"),
-            );
-        }
-    }
-
-    fn finish(self, report: &mut Verified) {
-        for (message, met) in self.messages.iter().zip(self.met) {
-            if !met {
-                let (uid, what) = (message.0, self.what);
-                report.problem(self.place, format!("UID {uid} is missing from the {what}"));
-            }
-        }
     }
 }
 
 /// Schema 7 → 8: every stored message enters its mailbox's date order,
 /// and from 6, its subject order too (`subject`).
 pub(super) fn fill_orders(txn: &redb::WriteTransaction, subject: bool) -> Result<(), StoreError> {
+    let orders: &[StoredOrder] = if subject {
+        &StoredOrder::ALL
+    } else {
+        &[StoredOrder::Date]
+    };
     let messages = txn.open_table(MESSAGES)?;
     let sort_keys = txn.open_table(SORT_KEYS)?;
-    let mut subjects = txn.open_table(SUBJECT_ORDER)?;
-    let mut dates = txn.open_table(DATE_ORDER)?;
+    let mut tables = Vec::new();
+    for order in orders {
+        tables.push(txn.open_table(order.table())?);
+    }
     let mut done = 0u64;
     for entry in messages.iter()? {
         let (key, value) = entry?;
@@ -242,10 +213,11 @@ pub(super) fn fill_orders(txn: &redb::WriteTransaction, subject: bool) -> Result
         let message = MessageRecord::decode(value.value())?;
         let record = sort_keys.get(message.blob)?;
         let record = record.as_ref().map(|r| r.value());
-        if subject {
-            subjects.insert((mailbox, subject_of(record), uid), ())?;
+        for (order, table) in orders.iter().zip(&mut tables) {
+            let mut date = [0; 8];
+            let key = order.key_of(record, message.internal_date, &mut date);
+            table.insert((mailbox, key, uid), ())?;
         }
-        dates.insert((mailbox, date_of(record, message.internal_date), uid), ())?;
         done += 1;
     }
     if subject {
@@ -257,6 +229,7 @@ pub(super) fn fill_orders(txn: &redb::WriteTransaction, subject: bool) -> Result
 
 #[cfg(test)]
 mod tests {
+    use super::{date_key, StoredOrder};
     use crate::store::testing::{random_batch, temp_store, two_mailboxes, Lcg};
     use crate::store::Store;
 
@@ -279,7 +252,7 @@ mod tests {
         let snapshot = store.snapshot().unwrap();
         let mut order = Vec::new();
         snapshot
-            .in_subject_order(mailboxes[0], |subject, uid| {
+            .in_order(StoredOrder::Subject, mailboxes[0], |subject, uid| {
                 order.push((subject.to_vec(), uid))
             })
             .unwrap();
@@ -288,17 +261,21 @@ mod tests {
         assert!(order[0].0.is_empty() && !order[order.len() - 1].0.is_empty());
         let mut dates = Vec::new();
         snapshot
-            .in_date_order(mailboxes[0], |date, uid| dates.push((date, uid)))
+            .in_order(StoredOrder::Date, mailboxes[0], |date, uid| {
+                dates.push((date.to_vec(), uid))
+            })
             .unwrap();
         assert_eq!(dates.len(), order.len());
         assert!(dates.windows(2).all(|w| w[0] < w[1]));
         // Both kinds of date: from the Date header, and INTERNALDATE.
-        assert!(dates.iter().any(|d| d.0 >= 1_000_000_000));
-        assert!(dates.iter().any(|d| d.0 < 1_000_000_000));
+        let header_dated = date_key(1_000_000_000).to_vec();
+        assert!(dates.iter().any(|d| d.0 >= header_dated));
+        assert!(dates.iter().any(|d| d.0 < header_dated));
         drop(snapshot);
 
         let (mailbox, first, last) = (mailboxes[0], order[0].1, order[order.len() - 1].1);
-        let (dated, date) = (dates[0].1, dates[0].0);
+        let (dated, date) = (dates[0].1, dates[0].0.clone());
+        let later = date_key(i64::from_be_bytes(date.clone().try_into().unwrap()) + 1);
         store
             .write_blocking(move |tx| {
                 tx.subject_order.remove((mailbox, &[][..], first))?;
@@ -306,8 +283,8 @@ mod tests {
                 tx.subject_order.insert((mailbox, &[][..], last), ())?;
                 tx.subject_order
                     .insert((mailbox, &[][..], u32::MAX - 1), ())?;
-                tx.date_order.remove((mailbox, date, dated))?;
-                tx.date_order.insert((mailbox, date + 1, dated), ())?;
+                tx.date_order.remove((mailbox, date.as_slice(), dated))?;
+                tx.date_order.insert((mailbox, &later[..], dated), ())?;
                 Ok(())
             })
             .unwrap();
@@ -342,7 +319,9 @@ mod tests {
             store
                 .snapshot()
                 .unwrap()
-                .in_date_order(mailboxes[0], |date, uid| dates.push((date, uid)))
+                .in_order(StoredOrder::Date, mailboxes[0], |date, uid| {
+                    dates.push((date.to_vec(), uid))
+                })
                 .unwrap();
             dates
         };

@@ -53,7 +53,7 @@ pub struct WriteCtx<'t> {
     pub(super) search_headers: Table<'t, u64, &'static [u8]>,
     pub(super) sort_keys: Table<'t, u64, &'static [u8]>,
     pub(super) subject_order: Table<'t, (u64, &'static [u8], u32), ()>,
-    pub(super) date_order: Table<'t, (u64, i64, u32), ()>,
+    pub(super) date_order: Table<'t, (u64, &'static [u8], u32), ()>,
     pub(super) expunged: Table<'t, (u64, u64), &'static [u8]>,
     pub(super) message_index: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) subscriptions: Table<'t, (&'static str, &'static str), ()>,

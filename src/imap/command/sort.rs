@@ -11,7 +11,7 @@ use crate::imap::parser::{SearchKey, SearchReturn, SortField, SortKey, ThreadAlg
 use crate::imap::session::Session;
 use crate::imap::thread::{self, ThreadMessage};
 use crate::mime::{SortKeys, Wanted};
-use crate::store::{Store, StoreError};
+use crate::store::{date_key, Store, StoreError, StoredOrder};
 
 use super::messages::compress_set;
 use super::search::{saved_result, Found};
@@ -241,16 +241,15 @@ impl Session {
         let sorted = self
             .shared
             .run_heavy(move || {
-                let snapshot = store.snapshot()?;
-                if field == SortField::Date {
-                    let gone = date_key(0);
-                    let mut sorter = OrderSorter::new(&candidates, reverse, &gone);
-                    snapshot
-                        .in_date_order(mailbox, |date, uid| sorter.visit(&date_key(date), uid))?;
-                    return Ok(sorter.finish());
-                }
-                let mut sorter = OrderSorter::new(&candidates, reverse, b"");
-                snapshot.in_subject_order(mailbox, |subject, uid| sorter.visit(subject, uid))?;
+                let gone_date = date_key(0);
+                let (order, gone): (_, &[u8]) = match field {
+                    SortField::Date => (StoredOrder::Date, &gone_date),
+                    _ => (StoredOrder::Subject, b""),
+                };
+                let mut sorter = OrderSorter::new(&candidates, reverse, gone);
+                store
+                    .snapshot()?
+                    .in_order(order, mailbox, |key, uid| sorter.visit(key, uid))?;
                 Ok(sorter.finish())
             })
             .await;
@@ -341,11 +340,6 @@ impl<'a> OrderSorter<'a> {
         out.extend(gone);
         out
     }
-}
-
-/// A date as bytes that order as the dates do, for an [`OrderSorter`].
-fn date_key(date: i64) -> [u8; 8] {
-    ((date as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// The candidates of an [`OrderSorter`] not taken yet. A mailbox's UIDs
