@@ -60,6 +60,7 @@ pub struct Metrics {
     logins_failed: Cell<u64>,
     deliveries: Cell<u64>,
     delivered_bytes: Cell<u64>,
+    not_delivered: Cell<u64>,
     commit_latency: Arc<Histogram>,
     /// The store's file, whose size is read at each rendering.
     store_file: Option<PathBuf>,
@@ -123,6 +124,12 @@ impl Metrics {
         bump(&self.delivered_bytes, bytes);
     }
 
+    /// Recipients the store refused a message for (over quota, disk full,
+    /// a storage error): the MTA retries or bounces those.
+    pub fn not_delivered(&self, recipients: u64) {
+        bump(&self.not_delivered, recipients);
+    }
+
     /// The counters in Prometheus' text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -165,6 +172,13 @@ impl Metrics {
             "counter",
             "Bytes of the messages counted in letterbox_deliveries_total.",
             self.delivered_bytes.get(),
+        );
+        single(
+            &mut out,
+            "letterbox_delivery_failures_total",
+            "counter",
+            "Recipients whose message the store refused (over quota, disk full, storage error), one per recipient and attempt.",
+            self.not_delivered.get(),
         );
         self.commit_latency.render(
             &mut out,
@@ -329,6 +343,7 @@ mod tests {
         metrics.login(false);
         metrics.delivered(1200);
         metrics.delivered(34);
+        metrics.not_delivered(3);
         let text = metrics.render();
         assert_eq!(
             sample(&text, "letterbox_logins_total{result=\"success\"}"),
@@ -340,6 +355,7 @@ mod tests {
         );
         assert_eq!(sample(&text, "letterbox_deliveries_total"), Some(2));
         assert_eq!(sample(&text, "letterbox_delivered_bytes_total"), Some(1234));
+        assert_eq!(sample(&text, "letterbox_delivery_failures_total"), Some(3));
     }
 
     #[test]

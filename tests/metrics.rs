@@ -43,7 +43,13 @@ fn open(text: &str, protocol: &str) -> f64 {
 fn counters_follow_connections_logins_deliveries_and_commits() {
     let mut server = Server::new("metrics-counters", &["alice"]);
     let metrics = free_port();
-    server.extra_args = vec!["--metrics".into(), format!("127.0.0.1:{metrics}")];
+    // One message fills alice's quota: the second is refused (452).
+    server.extra_args = vec![
+        "--metrics".into(),
+        format!("127.0.0.1:{metrics}"),
+        "--quota-messages".into(),
+        "1".into(),
+    ];
     server.start();
     let before = scrape(metrics);
     assert_eq!(open(&before, "imap"), 0.0);
@@ -60,6 +66,8 @@ fn counters_follow_connections_logins_deliveries_and_commits() {
     let message = b"From: bob@example.org\r\nSubject: counted\r\n\r\nhello\r\n";
     let replies = lmtp_deliver(&server, "bob@example.org", &["alice@localhost"], message);
     assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
+    let full = lmtp_deliver(&server, "bob@example.org", &["alice@localhost"], message);
+    assert!(full.iter().any(|r| r.starts_with("452")), "{full:?}");
 
     let during = scrape(metrics);
     assert_eq!(open(&during, "imap"), 2.0);
@@ -75,6 +83,7 @@ fn counters_follow_connections_logins_deliveries_and_commits() {
         1.0
     );
     assert_eq!(value(&during, "letterbox_deliveries_total"), 1.0);
+    assert_eq!(value(&during, "letterbox_delivery_failures_total"), 1.0);
     // The stored message carries the trace headers LMTP adds.
     let bytes = value(&during, "letterbox_delivered_bytes_total");
     assert!(bytes > message.len() as f64, "{bytes}");

@@ -269,11 +269,17 @@ async fn store(
                             d.uid
                         )
                     }
-                    Err(e) => log::info!("{}: not delivered to {user}: {e}", conn.peer),
+                    Err(e) => {
+                        shared.metrics.not_delivered(1);
+                        log::info!("{}: not delivered to {user}: {e}", conn.peer)
+                    }
                 }
             }
         }
-        Err(e) => log::error!("{}: delivery failed, answered 451: {e}", conn.peer),
+        Err(e) => {
+            shared.metrics.not_delivered(users.len() as u64);
+            log::error!("{}: delivery failed, answered 451: {e}", conn.peer)
+        }
     }
     outcome
 }
