@@ -146,7 +146,7 @@ impl Session {
         let threads = self
             .shared
             .run_heavy(move || -> Result<String, StoreError> {
-                let entries = load(&store, &found, Wanted::SUBJECT | Wanted::THREAD)?;
+                let entries = load(&store, &found, true, Wanted::SUBJECT | Wanted::THREAD)?;
                 let messages: Vec<ThreadMessage<'_>> = entries
                     .iter()
                     .zip(numbers)
@@ -192,7 +192,10 @@ impl Session {
             .shared
             .run_heavy(move || {
                 let wanted = keys.iter().fold(Wanted::NONE, |w, k| w | wanted(k.field));
-                let entries = load(&store, &found, wanted)?;
+                let header = keys
+                    .iter()
+                    .any(|k| !matches!(k.field, SortField::Arrival | SortField::Size));
+                let entries = load(&store, &found, header, wanted)?;
                 // References, each beside a prefix of its first key: most
                 // comparisons end on the prefixes, without following a
                 // pointer to an entry and its strings.
@@ -428,10 +431,16 @@ impl<'a> Pending<'a> {
     }
 }
 
-/// The stored keys of the messages found (`wanted` parts of them). A
-/// message another session expunged, still in the client's view, sorts as
-/// one without header fields, dated 1970.
-fn load(store: &Store, found: &[Found], wanted: Wanted) -> Result<Vec<Entry>, StoreError> {
+/// The stored keys of the messages found (`wanted` parts of them; none
+/// at all when `header` is false, for ARRIVAL and SIZE, which the message
+/// records hold). A message another session expunged, still in the
+/// client's view, sorts as one without header fields, dated 1970.
+fn load(
+    store: &Store,
+    found: &[Found],
+    header: bool,
+    wanted: Wanted,
+) -> Result<Vec<Entry>, StoreError> {
     if found.is_empty() {
         return Ok(Vec::new());
     }
@@ -439,11 +448,11 @@ fn load(store: &Store, found: &[Found], wanted: Wanted) -> Result<Vec<Entry>, St
     let mut entries = Vec::with_capacity(found.len());
     for message in found {
         let keys = match message.blob {
-            Some(blob) => content
+            Some(blob) if header => content
                 .with_sort_keys(blob, |bytes| SortKeys::decode_some(bytes, wanted))?
                 .flatten()
                 .unwrap_or_default(),
-            None => SortKeys::default(),
+            _ => SortKeys::default(),
         };
         entries.push(Entry {
             uid: message.uid,
