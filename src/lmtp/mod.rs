@@ -104,7 +104,7 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                 match read {
                     Ok(()) => {
                         let outcome = store(&shared, &session, &conn, spool).await;
-                        conn.write(&session.delivered(&outcome)).await
+                        conn.write(&answer(&shared, &mut session, &outcome)).await
                     }
                     Err(DataError::TooBig) => {
                         log::info!(
@@ -117,7 +117,7 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                     Err(DataError::Spool(e)) => {
                         log::error!("{}: cannot spool an incoming message: {e}", conn.peer);
                         let failed = Err(StoreError::Storage(e.to_string()));
-                        conn.write(&session.delivered(&failed)).await
+                        conn.write(&answer(&shared, &mut session, &failed)).await
                     }
                     // Cut off mid-message: nothing was stored or acknowledged.
                     Err(DataError::Read(_)) => return,
@@ -184,10 +184,13 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
                         };
                         drop(receiving);
                         let outcome = store(&shared, &session, &conn, spool).await;
-                        conn.write(&session.delivered(&outcome)).await
+                        conn.write(&answer(&shared, &mut session, &outcome)).await
                     }
                     Err(DataError::Spool(e)) => {
                         log::error!("{}: cannot spool an incoming message: {e}", conn.peer);
+                        shared
+                            .metrics
+                            .not_delivered(session.recipient_count() as u64);
                         chunks = None;
                         let text = "temporary storage failure; try again later";
                         conn.write(&session.chunk_refused(last, "451 4.3.0", text))
@@ -203,6 +206,21 @@ pub async fn serve(shared: Rc<Shared>, mut conn: Conn) {
             return;
         }
     }
+}
+
+/// The replies to the end of a message, per recipient; the recipients it
+/// was not stored for are counted in the metrics.
+fn answer(
+    shared: &Shared,
+    session: &mut Session,
+    outcome: &Result<Vec<Result<Delivered, StoreError>>, StoreError>,
+) -> Vec<u8> {
+    let stored = outcome
+        .as_ref()
+        .map_or(0, |done| done.iter().filter(|d| d.is_ok()).count());
+    let failed = session.recipient_count().saturating_sub(stored);
+    shared.metrics.not_delivered(failed as u64);
+    session.delivered(outcome)
 }
 
 /// Adds the trace headers of final delivery, works out ENVELOPE and
@@ -269,17 +287,11 @@ async fn store(
                             d.uid
                         )
                     }
-                    Err(e) => {
-                        shared.metrics.not_delivered(1);
-                        log::info!("{}: not delivered to {user}: {e}", conn.peer)
-                    }
+                    Err(e) => log::info!("{}: not delivered to {user}: {e}", conn.peer),
                 }
             }
         }
-        Err(e) => {
-            shared.metrics.not_delivered(users.len() as u64);
-            log::error!("{}: delivery failed, answered 451: {e}", conn.peer)
-        }
+        Err(e) => log::error!("{}: delivery failed, answered 451: {e}", conn.peer),
     }
     outcome
 }

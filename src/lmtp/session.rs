@@ -383,6 +383,11 @@ impl Session {
     /// One reply per recipient after storing (or failing to), RFC 2033 §4.2:
     /// the store's outcome for each recipient, or one failure for all. The
     /// transaction ends either way.
+    /// Recipients accepted in this transaction.
+    pub fn recipient_count(&self) -> usize {
+        self.recipients.len()
+    }
+
     pub fn delivered(
         &mut self,
         outcome: &Result<Vec<Result<Delivered, StoreError>>, StoreError>,
