@@ -60,15 +60,6 @@ fn config(data: &Path, sendmail: Option<Vec<String>>) -> Config {
 }
 
 fn open_with(name: &str, sendmail: impl FnOnce(&Path) -> Option<Vec<String>>) -> Web {
-    open_tuned(name, sendmail, |_| {})
-}
-
-/// As [`open_with`], with the configuration changed by `tune` first.
-fn open_tuned(
-    name: &str,
-    sendmail: impl FnOnce(&Path) -> Option<Vec<String>>,
-    tune: impl FnOnce(&mut Config),
-) -> Web {
     let dir = TempDir::new(name);
     let data = dir.0.join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -80,9 +71,7 @@ fn open_tuned(
     )
     .unwrap();
     let sendmail = sendmail(&dir.0);
-    let mut config = config(&data, sendmail);
-    tune(&mut config);
-    let (shared, changes) = Shared::open(config).unwrap();
+    let (shared, changes) = Shared::open(config(&data, sendmail)).unwrap();
     Web {
         shared: Rc::new(shared),
         changes,
@@ -923,36 +912,6 @@ fn another_users_ids_are_unknown_ids() {
     }
     assert_eq!(web.uids(bob_inbox), [bob_uid]);
     assert!(!web.flags(bob_inbox, bob_uid).unwrap().contains(Flags::SEEN));
-}
-
-#[test]
-fn a_message_being_composed_is_charged_to_the_memory_budget() {
-    // The attachments' copy and the built message are held beside the
-    // upload: with the budget taken by others, a compose waits, then 503.
-    let web = open_tuned(
-        "compose-budget",
-        |_| None,
-        |config| {
-            config.memory_budget = 1 << 20;
-            config.memory_wait = Duration::from_millis(300);
-        },
-    );
-    let attachment = vec![b'x'; 64 << 10];
-    let parts: &[(&str, Option<&str>, &[u8])] = &[
-        ("subject", None, b"big"),
-        ("attachment", Some("big.bin"), &attachment),
-    ];
-    let taken = smol::block_on(web.shared.budget.reserve(1 << 20, None)).unwrap();
-    let refused = web.post_multipart("alice", "/api/drafts", parts);
-    assert_eq!(refused.status, 503, "{}", refused.text());
-    drop(taken);
-    let saved = web.post_multipart("alice", "/api/drafts", parts);
-    assert_eq!(saved.status, 200, "{}", saved.text());
-    assert_eq!(
-        web.shared.budget.used(),
-        0,
-        "the charge ends with the request"
-    );
 }
 
 #[test]

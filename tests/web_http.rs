@@ -871,6 +871,93 @@ fn bodies_held_in_memory_wait_for_the_budget_or_get_503() {
 }
 
 #[test]
+fn a_compose_is_charged_for_its_copies_and_a_large_one_still_goes_through() {
+    // A draft or a message to send holds its attachments' copy and the
+    // built message beside the body: 2.5 times the body, charged up front.
+    let metrics = free_port();
+    let budget: u64 = 2 << 20;
+    let web = web(
+        "web-compose-budget",
+        &[
+            "--memory-budget",
+            &budget.to_string(),
+            "--memory-wait",
+            "2",
+            "--metrics",
+            &format!("127.0.0.1:{metrics}"),
+        ],
+    );
+    let used = || {
+        let text = curl(&[&format!("http://127.0.0.1:{metrics}/metrics")]).body;
+        text.lines()
+            .find_map(|l| l.strip_prefix("letterbox_memory_budget_used_bytes "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let ok = web.login("alice", "pw-alice");
+    let csrf = ok.field("csrf").unwrap();
+    let jar = std::fs::read_to_string(&web.jar).unwrap();
+    let token = jar
+        .lines()
+        .find(|l| l.contains("lb_session"))
+        .and_then(|l| l.split('\t').next_back())
+        .unwrap()
+        .to_string();
+    let post = |path: &str, length: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: lb_session={token}\r\nX-CSRF-Token: {csrf}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let wait_for = |want: u64| {
+        let mut now = used();
+        for _ in 0..100 {
+            if now == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            now = used();
+        }
+        assert_eq!(now, want);
+    };
+    assert_eq!(used(), 0);
+    // Two uploads stall halfway: a draft, and a plain API post.
+    let mut draft = TcpStream::connect(("127.0.0.1", web.http)).unwrap();
+    draft
+        .write_all(post("/api/drafts", 100_000).as_bytes())
+        .unwrap();
+    draft.write_all(b"subject=x").unwrap();
+    wait_for(250_000);
+    let mut plain = TcpStream::connect(("127.0.0.1", web.http)).unwrap();
+    plain
+        .write_all(post("/api/folders/create", 100_000).as_bytes())
+        .unwrap();
+    wait_for(350_000);
+    drop((draft, plain));
+    wait_for(0);
+
+    // An upload whose 2.5 times is more than the whole budget is charged
+    // the whole budget, alone, and is saved.
+    let attachment = web.server.dir.0.join("big.bin");
+    std::fs::write(&attachment, vec![b'x'; 1 << 20]).unwrap();
+    let saved = web.with_cookie(
+        "/api/drafts",
+        &[
+            "-H",
+            &format!("X-CSRF-Token: {csrf}"),
+            "-H",
+            "Expect:",
+            "-F",
+            "subject=big",
+            "-F",
+            &format!("attachment=@{}", attachment.display()),
+        ],
+    );
+    assert_eq!(saved.status, 200, "{saved:?}");
+    wait_for(0);
+}
+
+#[test]
 fn https_uses_the_certificate_sighup_reloads() {
     let web = web("web-sighup", &[]);
     let served = || {

@@ -54,6 +54,13 @@ const WRITE_STALL: Duration = Duration::from_secs(300);
 /// this as they grow.
 const BUDGET_STEP: usize = 256 * 1024;
 
+/// What a compose request (a draft or a message to send) holds beside its
+/// body while it runs, in halves of the body's size: the attachments'
+/// copy (1) and the message built from them (base64's 4/3 with line
+/// ends, under 1.5), so 2.5 in all. Charged with the body, in one
+/// reservation, so that a large upload never waits for memory it holds.
+const COMPOSE_COST_HALVES: u64 = 5;
+
 const DEFAULT_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
      script-src 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
      form-action 'self'";
@@ -314,7 +321,7 @@ async fn route(
     match path {
         "/" if get => Ok(super::assets::serve(None, ctx.header("if-none-match"))),
         "/login" if read => {
-            let (body, _charge) = read_body(ctx, body, SMALL_BODY).await?;
+            let (body, _charge) = read_body(ctx, body, SMALL_BODY, 2).await?;
             Ok(login(ctx, &body).await)
         }
         "/session" if get => Ok(match ctx.session() {
@@ -432,6 +439,15 @@ async fn login(ctx: &Exchange<'_>, body: &[u8]) -> Response {
     let (Some(user), Some(password)) = (field("user"), field("password")) else {
         return Response::error(400, "the form needs user and password");
     };
+    // The entry as it is before the password is checked: if it changes
+    // while the hash is worked out (a leaked password being replaced), the
+    // new session already carries the old fingerprint and ends at once.
+    let credential = ctx.shared.user_entry(user).map(|entry| {
+        ctx.shared
+            .web_sessions
+            .borrow()
+            .fingerprint(&entry.password)
+    });
     let user = match ctx
         .shared
         .authenticate(&peer, user, password.as_bytes())
@@ -444,13 +460,14 @@ async fn login(ctx: &Exchange<'_>, body: &[u8]) -> Response {
         log::error!("{peer}: cannot prepare the mailboxes of {user}: {e}");
         return Response::error(500, "the mail store failed; see the server's log");
     }
-    let Some(entry) = ctx.shared.user_entry(&user) else {
+    let Some(credential) = credential else {
         return Response::error(401, "wrong user name or password");
     };
-    let mut sessions = ctx.shared.web_sessions.borrow_mut();
-    let credential = sessions.fingerprint(&entry.password);
-    let created = sessions.create(&user, credential, Instant::now());
-    drop(sessions);
+    let created = ctx
+        .shared
+        .web_sessions
+        .borrow_mut()
+        .create(&user, credential, Instant::now());
     let Some((token, session)) = created else {
         log::error!("{peer}: no random numbers for a session token");
         return Response::error(500, "cannot start a session; see the server's log");
@@ -497,8 +514,13 @@ async fn api(
         .config
         .max_message_size
         .saturating_add(UPLOAD_FRAMING);
+    let cost_halves = if matches!(path, "/api/drafts" | "/api/send") {
+        COMPOSE_COST_HALVES
+    } else {
+        2
+    };
     let (body, _charge) = if method == Method::Post {
-        read_body(ctx, body, limit).await?
+        read_body(ctx, body, limit, cost_halves).await?
     } else {
         (Vec::new(), Vec::new())
     };
@@ -553,11 +575,15 @@ impl<F: Fn() -> bool + Unpin> smol::stream::Stream for WhileLive<F> {
 
 /// Reads a request body of at most `limit` bytes into memory, charged to
 /// the memory budget while it is held (the reservations returned).
+/// `cost_halves`: what the request holds in memory per byte of body, in
+/// halves (2 for the body alone).
 async fn read_body(
     ctx: &Exchange<'_>,
     mut body: Incoming,
     limit: usize,
+    cost_halves: u64,
 ) -> Result<(Vec<u8>, Vec<crate::net::budget::Reservation>), Response> {
+    let cost = |bytes: u64| bytes.saturating_mul(cost_halves) / 2;
     let too_large = || {
         Response::error(
             413,
@@ -575,7 +601,7 @@ async fn read_body(
     let mut charged = 0usize;
     if let Some(exact) = hint.exact() {
         if exact > 0 {
-            charges.push(budget.reserve(exact, wait).await.ok_or_else(busy)?);
+            charges.push(budget.reserve(cost(exact), wait).await.ok_or_else(busy)?);
         }
         charged = exact as usize;
     }
@@ -609,7 +635,7 @@ async fn read_body(
         while out.len() + data.len() > charged {
             charges.push(
                 budget
-                    .reserve(BUDGET_STEP as u64, wait)
+                    .reserve(cost(BUDGET_STEP as u64), wait)
                     .await
                     .ok_or_else(busy)?,
             );

@@ -561,37 +561,17 @@ fn build(compose: &Compose, from: &str, strict: bool) -> Result<Built, Refusal> 
 
 /// Reads the form and builds the message off the event loop (base64 of
 /// large attachments takes a while), with what storing it needs.
-/// What [`prepare`] gives: the form, the message, its analysis, and the
-/// memory budget's charge for holding them.
-type Prepared = (
-    Compose,
-    Built,
-    crate::store::Analysis,
-    crate::net::budget::Reservation,
-);
-
 async fn prepare(
     shared: &Shared,
     user: &str,
     request: Request,
     strict: bool,
-) -> Result<Prepared, Refusal> {
+) -> Result<(Compose, Built, crate::store::Analysis), Refusal> {
     let from = from_address(shared, user);
     let limit = shared.config.max_message_size;
     let content_type = request.content_type.unwrap_or_default();
     let body = request.body;
-    // The HTTP layer charged the body. Beside it, or after it, this holds
-    // the attachments' copy and the message built from them (base64 is
-    // 4/3 of the bytes, with line ends a little more) until the request is
-    // done: charged here too, so many large uploads at once wait for
-    // memory instead of taking it.
-    let extra = (body.len() as u64).saturating_mul(3) / 2;
-    let charge = shared
-        .budget
-        .reserve(extra, Some(shared.config.memory_wait))
-        .await
-        .ok_or((503, "the server is busy; try again in a moment".into()))?;
-    let (compose, built, analysis) = shared
+    shared
         .run_heavy(move || {
             let mut compose = Compose::read(&content_type, &body)?;
             drop(body);
@@ -607,8 +587,7 @@ async fn prepare(
             let analysis = crate::services::analysis_of(&built.message);
             Ok((compose, built, analysis))
         })
-        .await?;
-    Ok((compose, built, analysis, charge))
+        .await
 }
 
 /// The user's folder with this special use; made (with the usual name)
@@ -662,7 +641,7 @@ async fn store_copy(
 }
 
 pub async fn draft(shared: &Rc<Shared>, user: &str, request: Request) -> Response {
-    let (compose, built, analysis, _charge) = match prepare(shared, user, request, false).await {
+    let (compose, built, analysis) = match prepare(shared, user, request, false).await {
         Ok(prepared) => prepared,
         Err((status, why)) => return Response::error(status, &why),
     };
@@ -693,7 +672,7 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
     let Some(command) = shared.config.sendmail.clone() else {
         return Response::error(503, "sending is not configured");
     };
-    let (compose, mut built, analysis, _charge) = match prepare(shared, user, request, true).await {
+    let (compose, mut built, analysis) = match prepare(shared, user, request, true).await {
         Ok(prepared) => prepared,
         Err((status, why)) => return Response::error(status, &why),
     };
