@@ -385,3 +385,78 @@ fn scheduled_backups_keep_the_newest_and_survive_a_missing_disk() {
     let mut c = Client::login(server.ports.imap, "alice");
     assert!(c.select("INBOX").contains(&"* 1 EXISTS".to_string()));
 }
+
+/// Turns a backup's database into what the previous schema (7) wrote: no
+/// date order. The manifest follows, as that letterbox wrote it.
+fn make_schema_7(backup: &Path) {
+    let db = backup.join("letterbox.redb");
+    {
+        let database = redb::Database::create(&db).unwrap();
+        let txn = database.begin_write().unwrap();
+        let date_order: redb::TableDefinition<(u64, &[u8], u32), ()> =
+            redb::TableDefinition::new("date_order");
+        assert!(txn.delete_table(date_order).unwrap());
+        let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+        txn.open_table(meta)
+            .unwrap()
+            .insert("schema_version", 7u32.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let digest = Command::new("sha256sum").arg(&db).output().unwrap();
+    let digest = String::from_utf8(digest.stdout).unwrap();
+    let digest = digest.split(' ').next().unwrap();
+    let size = std::fs::metadata(&db).unwrap().len();
+    let manifest = std::fs::read_to_string(backup.join("manifest")).unwrap();
+    let manifest: Vec<String> = manifest
+        .lines()
+        .map(|line| match line {
+            l if l.starts_with("schema ") => "schema 7".to_string(),
+            l if l.starts_with("file letterbox.redb ") => {
+                format!("file letterbox.redb {size} sha256:{digest}")
+            }
+            l => l.to_string(),
+        })
+        .collect();
+    std::fs::write(backup.join("manifest"), manifest.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_backup_from_before_an_upgrade_verifies_restores_and_is_upgraded() {
+    // Backups made by the previous letterbox (schema 7) must still verify
+    // and restore after the upgrade to this one.
+    let mut server = Server::new("old-backup", &["alice"]);
+    server.start();
+    for (i, day) in [3, 1, 2].iter().enumerate() {
+        let message =
+            format!("Date: {day} Jan 2026 10:00:00 +0000\r\nSubject: m{i}\r\n\r\nbody\r\n");
+        let replies = lmtp_deliver(&server, "x@example.org", &["alice"], message.as_bytes());
+        assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
+    }
+    server.stop();
+    let dest = writable_dir("old-backup-dest");
+    let data = server.data.to_str().unwrap().to_string();
+    let output = letterbox(&["backup", dest.0.to_str().unwrap(), "--data", &data]);
+    assert!(output.status.success(), "{}", text(&output));
+    let backup = finished_backups(&dest.0).remove(0);
+    make_schema_7(&backup);
+
+    let verified = letterbox(&["verify", backup.to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    let mut restored = Server::new("old-backup-restored", &[]);
+    let target = restored.data.to_str().unwrap().to_string();
+    let output = letterbox(&["restore", backup.to_str().unwrap(), "--data", &target]);
+    assert!(output.status.success(), "{}", text(&output));
+    restored.start();
+    let log = restored.log_text();
+    assert!(
+        log.contains("upgraded the database to schema 8 (date order of 3 messages)"),
+        "{log}"
+    );
+    let mut c = Client::login(restored.ports.imap, "alice");
+    c.select("INBOX");
+    assert_eq!(c.ok("SORT (DATE) UTF-8 ALL"), ["* SORT 2 3 1"]);
+    restored.stop();
+    let verified = letterbox(&["verify", &target]);
+    assert!(verified.status.success(), "{}", text(&verified));
+}

@@ -170,7 +170,7 @@ pub fn verify(dir: &Path, say: &mut dyn FnMut(String)) -> Result<Verified, Strin
         return Ok(report);
     }
     say("checksums match the manifest".into());
-    let store = ReadOnlyStore::open(&dir.join(DATABASE)).map_err(|e| e.to_string())?;
+    let store = ReadOnlyStore::open_backup(&dir.join(DATABASE)).map_err(|e| e.to_string())?;
     let snapshot = store.snapshot().map_err(|e| e.to_string())?;
     let mut checked = snapshot
         .verify(&mut |n| say(format!("{n} messages read")))

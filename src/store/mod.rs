@@ -621,8 +621,39 @@ pub struct ReadOnlyStore {
     db: redb::ReadOnlyDatabase,
 }
 
+/// The oldest schema a backup may have to be verified and restored by
+/// this binary: the server upgrades the restored file when it opens it.
+/// Older ones differ in more than tables `verify` can leave out.
+pub const OLDEST_RESTORABLE: u32 = 7;
+
 impl ReadOnlyStore {
+    /// A data directory's database, of this binary's schema.
     pub fn open(path: &Path) -> Result<ReadOnlyStore, StoreError> {
+        let (store, version) = ReadOnlyStore::open_any(path)?;
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::Refused(format!(
+                "the database has schema {version}; open it once with `letterbox serve` to upgrade it to {SCHEMA_VERSION}"
+            )));
+        }
+        Ok(store)
+    }
+
+    /// A backup's database, of this binary's schema or one back to
+    /// [`OLDEST_RESTORABLE`]: a backup made before an upgrade must still
+    /// verify and restore after it.
+    pub fn open_backup(path: &Path) -> Result<ReadOnlyStore, StoreError> {
+        let (store, version) = ReadOnlyStore::open_any(path)?;
+        if version < OLDEST_RESTORABLE {
+            return Err(StoreError::Refused(format!(
+                "the backup has schema {version}, and this letterbox reads backups from schema \
+                 {OLDEST_RESTORABLE} on: restore it with the letterbox that made it, then start \
+                 this one, which upgrades the database"
+            )));
+        }
+        Ok(store)
+    }
+
+    fn open_any(path: &Path) -> Result<(ReadOnlyStore, u32), StoreError> {
         let db = redb::Database::builder()
             .set_cache_size(4 << 20)
             .open_read_only(path)?;
@@ -631,12 +662,7 @@ impl ReadOnlyStore {
         if version > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema(version));
         }
-        if version < SCHEMA_VERSION {
-            return Err(StoreError::Refused(format!(
-                "the database has schema {version}; open it once with `letterbox serve` to upgrade it to {SCHEMA_VERSION}"
-            )));
-        }
-        Ok(store)
+        Ok((store, version))
     }
 
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {

@@ -45,6 +45,15 @@ impl StoredOrder {
         }
     }
 
+    /// The schema that brought the order in: an older file (a backup
+    /// being verified) has no table for it yet.
+    fn since(self) -> u32 {
+        match self {
+            StoredOrder::Subject => 7,
+            StoredOrder::Date => 8,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             StoredOrder::Subject => "subject order",
@@ -158,7 +167,8 @@ impl Snapshot {
         report: &mut Verified,
     ) -> Result<(), StoreError> {
         let sort_keys = self.txn.open_table(SORT_KEYS)?;
-        for order in StoredOrder::ALL {
+        let schema = self.schema_version()?;
+        for order in StoredOrder::ALL.into_iter().filter(|o| o.since() <= schema) {
             let what = order.name();
             let mut entries = Vec::new();
             self.in_order(order, mailbox, |key, uid| entries.push((key.to_vec(), uid)))?;
