@@ -16,11 +16,9 @@ use crate::store::{date_key, Store, StoreError, StoredOrder};
 use super::messages::compress_set;
 use super::search::{saved_result, Found};
 
-/// What SORT and THREAD know of one message.
+/// What THREAD knows of one message.
 struct Entry {
-    uid: u32,
     internal_date: i64,
-    size: u32,
     keys: SortKeys,
 }
 
@@ -146,7 +144,7 @@ impl Session {
         let threads = self
             .shared
             .run_heavy(move || -> Result<String, StoreError> {
-                let entries = load(&store, &found, true, Wanted::SUBJECT | Wanted::THREAD)?;
+                let entries = load(&store, &found, Wanted::SUBJECT | Wanted::THREAD)?;
                 let messages: Vec<ThreadMessage<'_>> = entries
                     .iter()
                     .zip(numbers)
@@ -191,27 +189,9 @@ impl Session {
         let sorted = self
             .shared
             .run_heavy(move || {
-                let wanted = keys.iter().fold(Wanted::NONE, |w, k| w | wanted(k.field));
-                let header = keys
-                    .iter()
-                    .any(|k| !matches!(k.field, SortField::Arrival | SortField::Size));
-                let entries = load(&store, &found, header, wanted)?;
-                // References, each beside a prefix of its first key: most
-                // comparisons end on the prefixes, without following a
-                // pointer to an entry and its strings.
-                let first = keys.first().copied();
-                let mut order: Vec<(u128, &Entry)> = entries
-                    .iter()
-                    .map(|e| (first.map_or(0, |k| prefix(e, k.field)), e))
-                    .collect();
-                let reverse = first.is_some_and(|k| k.reverse);
-                // Unstable is enough: ties end in UID order, so no two
-                // entries compare equal.
-                order.sort_unstable_by(|(pa, a), (pb, b)| {
-                    let by_prefix = if reverse { pb.cmp(pa) } else { pa.cmp(pb) };
-                    by_prefix.then_with(|| compare(a, b, &keys))
-                });
-                Ok(order.into_iter().map(|(_, e)| e.uid).collect())
+                let table = SortTable::load(&store, &found, &keys)?;
+                drop(found);
+                Ok(table.sorted(&keys))
             })
             .await;
         Some(sorted)
@@ -431,16 +411,10 @@ impl<'a> Pending<'a> {
     }
 }
 
-/// The stored keys of the messages found (`wanted` parts of them; none
-/// at all when `header` is false, for ARRIVAL and SIZE, which the message
-/// records hold). A message another session expunged, still in the
-/// client's view, sorts as one without header fields, dated 1970.
-fn load(
-    store: &Store,
-    found: &[Found],
-    header: bool,
-    wanted: Wanted,
-) -> Result<Vec<Entry>, StoreError> {
+/// The stored keys THREAD reads of the messages found (`wanted` parts of
+/// them). A message another session expunged, still in the client's view,
+/// threads as one without header fields, dated 1970.
+fn load(store: &Store, found: &[Found], wanted: Wanted) -> Result<Vec<Entry>, StoreError> {
     if found.is_empty() {
         return Ok(Vec::new());
     }
@@ -448,16 +422,14 @@ fn load(
     let mut entries = Vec::with_capacity(found.len());
     for message in found {
         let keys = match message.blob {
-            Some(blob) if header => content
+            Some(blob) => content
                 .with_sort_keys(blob, |bytes| SortKeys::decode_some(bytes, wanted))?
                 .flatten()
                 .unwrap_or_default(),
-            _ => SortKeys::default(),
+            None => SortKeys::default(),
         };
         entries.push(Entry {
-            uid: message.uid,
             internal_date: message.internal_date,
-            size: message.size,
             keys,
         });
     }
@@ -477,67 +449,177 @@ fn wanted(field: SortField) -> Wanted {
     }
 }
 
-/// A number that orders as `field` does where two differ (and is equal
-/// where the field's first 16 bytes are): numbers with their sign bit
-/// flipped, text as its first 16 bytes, zero-padded, read big-endian.
-fn prefix(entry: &Entry, field: SortField) -> u128 {
-    let number = |n: i64| u128::from((n as u64) ^ (1 << 63)) << 64;
-    let text = |s: &str| {
-        let mut bytes = [0u8; 16];
-        let n = s.len().min(16);
-        bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
-        u128::from_be_bytes(bytes)
-    };
-    match field {
-        SortField::Arrival => number(entry.internal_date),
-        SortField::Date => number(entry.sent_date()),
-        SortField::Size => number(i64::from(entry.size)),
-        SortField::Subject => text(&entry.keys.subject),
-        SortField::From => text(&entry.keys.from),
-        SortField::To => text(&entry.keys.to),
-        SortField::Cc => text(&entry.keys.cc),
-        SortField::DisplayFrom => text(&entry.keys.display_from),
-        SortField::DisplayTo => text(&entry.keys.display_to),
-    }
+/// What the general SORT path keeps of the messages found: a row of
+/// numbers per message and, for the text keys the SORT names, spans of one
+/// shared buffer. About 24 bytes a message, 8 more per text key, and the
+/// text itself, where whole [`SortKeys`] records would take 240.
+struct SortTable {
+    rows: Vec<Row>,
+    /// The text fields the SORT names, each once.
+    fields: Vec<SortField>,
+    /// `fields.len()` spans of `text` per row, (start, length).
+    spans: Vec<(u32, u32)>,
+    text: String,
 }
 
-/// RFC 5256 §3: key by key, REVERSE turning one key around; messages equal
-/// on every key keep mailbox order.
-fn compare(a: &Entry, b: &Entry, keys: &[SortKey]) -> Ordering {
-    for key in keys {
-        let order = match key.field {
-            SortField::Arrival => a.internal_date.cmp(&b.internal_date),
-            SortField::Date => a.sent_date().cmp(&b.sent_date()),
-            SortField::Size => a.size.cmp(&b.size),
-            SortField::Subject => a.keys.subject.cmp(&b.keys.subject),
-            SortField::From => a.keys.from.cmp(&b.keys.from),
-            SortField::To => a.keys.to.cmp(&b.keys.to),
-            SortField::Cc => a.keys.cc.cmp(&b.keys.cc),
-            SortField::DisplayFrom => a.keys.display_from.cmp(&b.keys.display_from),
-            SortField::DisplayTo => a.keys.display_to.cmp(&b.keys.display_to),
-        };
-        let order = if key.reverse { order.reverse() } else { order };
-        if order != Ordering::Equal {
-            return order;
+struct Row {
+    uid: u32,
+    size: u32,
+    internal_date: i64,
+    /// RFC 5256's sent date: the Date header, or INTERNALDATE when it is
+    /// missing or unreadable.
+    sent_date: i64,
+}
+
+impl SortTable {
+    fn new(keys: &[SortKey]) -> SortTable {
+        let mut fields: Vec<SortField> = Vec::new();
+        for key in keys {
+            if wanted(key.field) != Wanted::NONE && !fields.contains(&key.field) {
+                fields.push(key.field);
+            }
+        }
+        SortTable {
+            rows: Vec::new(),
+            fields,
+            spans: Vec::new(),
+            text: String::new(),
         }
     }
-    a.uid.cmp(&b.uid)
+
+    /// The stored keys of the messages found, as far as `keys` need them:
+    /// ARRIVAL and SIZE alone read only the message records. A message
+    /// another session expunged, still in the client's view, sorts as one
+    /// without header fields, dated 1970.
+    fn load(store: &Store, found: &[Found], keys: &[SortKey]) -> Result<SortTable, StoreError> {
+        let mut table = SortTable::new(keys);
+        let wanted = table
+            .fields
+            .iter()
+            .fold(Wanted::NONE, |w, f| w | wanted(*f));
+        let header = keys
+            .iter()
+            .any(|k| !matches!(k.field, SortField::Arrival | SortField::Size));
+        table.rows.reserve_exact(found.len());
+        table.spans.reserve_exact(found.len() * table.fields.len());
+        let content = store.snapshot()?.content()?;
+        for message in found {
+            let keys = match message.blob {
+                Some(blob) if header => content
+                    .with_sort_keys(blob, |bytes| SortKeys::decode_some(bytes, wanted))?
+                    .flatten()
+                    .unwrap_or_default(),
+                _ => SortKeys::default(),
+            };
+            table.push(message.uid, message.size, message.internal_date, &keys);
+        }
+        Ok(table)
+    }
+
+    fn push(&mut self, uid: u32, size: u32, internal_date: i64, keys: &SortKeys) {
+        self.rows.push(Row {
+            uid,
+            size,
+            internal_date,
+            sent_date: keys.date.unwrap_or(internal_date),
+        });
+        for &field in &self.fields {
+            let text = match field {
+                SortField::Subject => &keys.subject,
+                SortField::From => &keys.from,
+                SortField::To => &keys.to,
+                SortField::Cc => &keys.cc,
+                SortField::DisplayFrom => &keys.display_from,
+                _ => &keys.display_to,
+            };
+            // Stored keys are cut at 512 bytes, so a span's length fits.
+            self.spans.push((self.text.len() as u32, text.len() as u32));
+            self.text.push_str(text);
+        }
+    }
+
+    /// Row `row`'s text for `field`, one of `fields`.
+    fn text(&self, row: usize, field: SortField) -> &[u8] {
+        let slot = self.fields.iter().position(|f| *f == field).unwrap_or(0);
+        let (start, len) = self.spans[row * self.fields.len() + slot];
+        &self.text.as_bytes()[start as usize..(start + len) as usize]
+    }
+
+    /// A number that orders as `field` does where two rows differ (and is
+    /// equal where the field's first 8 bytes are): numbers with their sign
+    /// bit flipped, text as its first 8 bytes, zero-padded, read
+    /// big-endian.
+    fn prefix(&self, row: usize, field: SortField) -> u64 {
+        let number = |n: i64| (n as u64) ^ (1 << 63);
+        let r = &self.rows[row];
+        match field {
+            SortField::Arrival => number(r.internal_date),
+            SortField::Date => number(r.sent_date),
+            SortField::Size => u64::from(r.size),
+            text => {
+                let text = self.text(row, text);
+                let mut bytes = [0u8; 8];
+                let n = text.len().min(8);
+                bytes[..n].copy_from_slice(&text[..n]);
+                u64::from_be_bytes(bytes)
+            }
+        }
+    }
+
+    /// RFC 5256 §3: key by key, REVERSE turning one key around; rows equal
+    /// on every key keep mailbox order.
+    fn compare(&self, a: usize, b: usize, keys: &[SortKey]) -> Ordering {
+        let (ra, rb) = (&self.rows[a], &self.rows[b]);
+        for key in keys {
+            let order = match key.field {
+                SortField::Arrival => ra.internal_date.cmp(&rb.internal_date),
+                SortField::Date => ra.sent_date.cmp(&rb.sent_date),
+                SortField::Size => ra.size.cmp(&rb.size),
+                text => self.text(a, text).cmp(self.text(b, text)),
+            };
+            let order = if key.reverse { order.reverse() } else { order };
+            if order != Ordering::Equal {
+                return order;
+            }
+        }
+        ra.uid.cmp(&rb.uid)
+    }
+
+    /// The UIDs in the order `keys` give.
+    fn sorted(&self, keys: &[SortKey]) -> Vec<u32> {
+        // Row numbers, each beside a prefix of its first key: most
+        // comparisons end on the prefixes, without reaching the rows and
+        // their text.
+        let first = keys.first().copied();
+        let mut order: Vec<(u64, u32)> = (0..self.rows.len())
+            .map(|i| (first.map_or(0, |k| self.prefix(i, k.field)), i as u32))
+            .collect();
+        let reverse = first.is_some_and(|k| k.reverse);
+        // Unstable is enough: ties end in UID order, so no two rows
+        // compare equal.
+        order.sort_unstable_by(|&(pa, a), &(pb, b)| {
+            let by_prefix = if reverse { pb.cmp(&pa) } else { pa.cmp(&pb) };
+            by_prefix.then_with(|| self.compare(a as usize, b as usize, keys))
+        });
+        order
+            .into_iter()
+            .map(|(_, i)| self.rows[i as usize].uid)
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(uid: u32, date: i64, subject: &str) -> Entry {
-        Entry {
-            uid,
-            internal_date: date,
-            size: uid,
-            keys: SortKeys {
-                subject: subject.into(),
-                ..SortKeys::default()
-            },
-        }
+    /// Puts a message in `table`: `date` is its INTERNALDATE, with no Date
+    /// header, so also its sent date; its size is its UID.
+    fn push(table: &mut SortTable, uid: u32, date: i64, subject: &str) {
+        let keys = SortKeys {
+            subject: subject.into(),
+            ..SortKeys::default()
+        };
+        table.push(uid, uid, date, &keys);
     }
 
     /// A message of the test mailbox: UID, subject, date.
@@ -609,50 +691,86 @@ mod tests {
             for (key, uid) in order {
                 sorter.visit(&key, uid);
             }
-            let mut entries: Vec<Entry> = candidates
-                .iter()
-                .map(|&uid| match stored.iter().find(|m| m.0 == uid) {
-                    Some(&(_, subject, date)) => entry(uid, date, subject),
-                    None => entry(uid, 0, ""),
-                })
-                .collect();
             let keys = [SortKey { field, reverse }];
-            entries.sort_by(|a, b| compare(a, b, &keys));
-            let expected: Vec<u32> = entries.iter().map(|e| e.uid).collect();
+            let mut table = SortTable::new(&keys);
+            for &uid in candidates {
+                match stored.iter().find(|m| m.0 == uid) {
+                    Some(&(_, subject, date)) => push(&mut table, uid, date, subject),
+                    None => push(&mut table, uid, 0, ""),
+                }
+            }
+            let expected = table.sorted(&keys);
             assert_eq!(sorter.finish(), expected, "{field:?} reverse {reverse}");
         }
     }
 
     #[test]
     fn prefixes_never_contradict_the_full_comparison() {
-        let entries = [
-            entry(1, -5, ""),
-            entry(2, 0, "A"),
-            entry(3, i64::MIN, "A\u{0}"),
-            entry(4, i64::MAX, "AB"),
-            entry(5, 7, "SUBJECT-12345 WEEKLY"),
-            entry(6, 7, "SUBJECT-12345 WEEKLZ"),
-            entry(7, -1, "\u{10FFFF}"),
+        let messages = [
+            (1, -5, ""),
+            (2, 0, "A"),
+            (3, i64::MIN, "A\u{0}"),
+            (4, i64::MAX, "AB"),
+            (5, 7, "SUBJECT-12345 WEEKLY"),
+            (6, 7, "SUBJECT-12345 WEEKLZ"),
+            (7, -1, "\u{10FFFF}"),
+            (8, 1, "ABCDEFGH"),
+            (9, 1, "ABCDEFGHI"),
         ];
-        for field in [SortField::Arrival, SortField::Subject, SortField::Size] {
+        for field in [
+            SortField::Arrival,
+            SortField::Date,
+            SortField::Subject,
+            SortField::Size,
+        ] {
             let keys = [SortKey {
                 field,
                 reverse: false,
             }];
-            for a in &entries {
-                for b in &entries {
-                    let (pa, pb) = (prefix(a, field), prefix(b, field));
+            let mut table = SortTable::new(&keys);
+            for (uid, date, subject) in messages {
+                push(&mut table, uid, date, subject);
+            }
+            for a in 0..messages.len() {
+                for b in 0..messages.len() {
+                    let (pa, pb) = (table.prefix(a, field), table.prefix(b, field));
                     if pa != pb {
-                        assert_eq!(
-                            pa.cmp(&pb),
-                            compare(a, b, &keys),
-                            "{field:?} {} {}",
-                            a.uid,
-                            b.uid
-                        );
+                        assert_eq!(pa.cmp(&pb), table.compare(a, b, &keys), "{field:?} {a} {b}");
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn several_keys_sort_key_by_key_with_reverse_on_one() {
+        // (SUBJECT REVERSE DATE SIZE): subject first, then newest first,
+        // then the smaller; a text key named twice is kept once.
+        let keys = [
+            SortKey {
+                field: SortField::Subject,
+                reverse: false,
+            },
+            SortKey {
+                field: SortField::Date,
+                reverse: true,
+            },
+            SortKey {
+                field: SortField::Subject,
+                reverse: true,
+            },
+        ];
+        let mut table = SortTable::new(&keys);
+        assert_eq!(table.fields, [SortField::Subject]);
+        for (uid, date, subject) in [
+            (1, 5, "B"),
+            (2, 9, "A"),
+            (3, 5, "A"),
+            (4, 9, "A"),
+            (5, 1, ""),
+        ] {
+            push(&mut table, uid, date, subject);
+        }
+        assert_eq!(table.sorted(&keys), [5, 2, 4, 3, 1]);
     }
 }
