@@ -1131,6 +1131,54 @@ fn a_failed_send_says_why_and_keeps_the_draft() {
 }
 
 #[test]
+fn a_sent_message_whose_copy_is_over_quota_is_reported_sent_with_a_warning() {
+    let web = open_with("send-quota", |dir| {
+        let out = dir.join("sent.eml");
+        Some(vec![script(
+            dir,
+            "sendmail",
+            &format!("cat > '{}'", out.display()),
+        )])
+    });
+    // Alice may keep one message, and has it.
+    let users = web.dir.0.join("data/users");
+    let text = std::fs::read_to_string(&users).unwrap();
+    let alice = text.lines().next().unwrap();
+    assert!(alice.starts_with("alice:"));
+    let text = text.replacen(alice, &format!("{alice}::::::quota_messages=1"), 1);
+    std::fs::write(&users, text).unwrap();
+    assert!(web.shared.resolve_user("alice").is_some());
+    assert_eq!(web.shared.quota_limits("alice").messages, Some(1));
+    web.deliver("alice", b"Subject: the one\r\n\r\nbody\r\n");
+
+    let answer = web.post(
+        "alice",
+        "/api/send",
+        "to=bob%40example.org&subject=Hello&body=x",
+    );
+    // Sent: a success, never an error that would have it sent twice.
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let text = answer.text();
+    assert!(
+        text.starts_with(
+            r#"{"ok":true,"warning":"The message was sent, but its copy in Sent could not be kept"#
+        ),
+        "{text}"
+    );
+    let piped = std::fs::read_to_string(web.dir.0.join("sent.eml")).unwrap();
+    assert!(piped.contains("Subject: Hello\r\n"), "{piped}");
+    let sent = web
+        .shared
+        .store
+        .snapshot()
+        .unwrap()
+        .mailbox_id("alice", "Sent");
+    if let Ok(Some(sent)) = sent {
+        assert!(web.uids(sent).is_empty());
+    }
+}
+
+#[test]
 fn events_follow_the_hub() {
     let web = open("events");
     let response = web.request("alice", Method::Get, "/api/events", None, b"");

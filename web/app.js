@@ -791,9 +791,10 @@ async function send() {
   $("c-status").textContent = "Sending…";
   $("c-send").disabled = true;
   try {
-    await post("/api/send", composeForm());
+    const sent = await post("/api/send", composeForm());
     stopCompose();
-    toast("Message sent");
+    if (sent && sent.warning) toast(sent.warning, true);
+    else toast("Message sent");
     loadFolders().catch(fail);
     if (S.folderId !== null) loadList(true).catch(fail);
   } catch (e) {

@@ -705,15 +705,18 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
             };
             match store_copy(shared, user, sent, Flags::SEEN, built, analysis, drafts).await {
                 Ok(_) => super::ok(),
-                // Sent, but not kept: say so rather than pretend.
+                // Sent, but not kept: a success that says so. An error
+                // here would read as "not sent" and invite sending twice.
                 Err(e) => {
-                    log::error!("web: {user}'s message was sent but not kept in Sent: {e}");
-                    Response::error(
-                        500,
+                    log::warn!("web: {user}'s message was sent but not kept in Sent: {e}");
+                    let mut out = json::Object::new();
+                    out.bool("ok", true).str(
+                        "warning",
                         &format!(
-                            "the message was sent, but its copy in Sent could not be stored: {e}"
+                            "The message was sent, but its copy in Sent could not be kept: {e}"
                         ),
-                    )
+                    );
+                    Response::json(200, out.finish())
                 }
             }
         }
