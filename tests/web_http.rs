@@ -110,6 +110,21 @@ impl Web {
         ])
     }
 
+    /// Logs in; the session's cookie token and CSRF token, for requests
+    /// written by hand.
+    fn login_tokens(&self, user: &str, password: &str) -> (String, String) {
+        let ok = self.login(user, password);
+        let csrf = ok.field("csrf").unwrap();
+        let jar = std::fs::read_to_string(&self.jar).unwrap();
+        let token = jar
+            .lines()
+            .find(|l| l.contains("lb_session"))
+            .and_then(|l| l.split('\t').next_back())
+            .unwrap()
+            .to_string();
+        (token, csrf)
+    }
+
     /// A request with the cookie jar and the given extra curl arguments.
     fn with_cookie(&self, path: &str, extra: &[&str]) -> Reply {
         let jar = self.jar.to_str().unwrap();
@@ -453,15 +468,7 @@ fn malformed_and_oversized_requests_get_clean_errors() {
 
     // A declared 1 GB upload: refused before a byte of it is read (none is
     // sent; the answer comes anyway).
-    let ok = web.login("alice", "pw-alice");
-    let csrf = ok.field("csrf").unwrap();
-    let cookie = std::fs::read_to_string(&web.jar).unwrap();
-    let token = cookie
-        .lines()
-        .find(|l| l.contains("lb_session"))
-        .and_then(|l| l.split('\t').next_back())
-        .unwrap()
-        .to_string();
+    let (token, csrf) = web.login_tokens("alice", "pw-alice");
     let upload = format!(
         "POST /api/drafts HTTP/1.1\r\nHost: x\r\nCookie: lb_session={token}\r\nX-CSRF-Token: {csrf}\r\n\
          Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000000\r\n\r\n"
@@ -826,15 +833,7 @@ fn bodies_held_in_memory_wait_for_the_budget_or_get_503() {
         "web-budget",
         &["--memory-budget", "65536", "--memory-wait", "1"],
     );
-    let ok = web.login("alice", "pw-alice");
-    let csrf = ok.field("csrf").unwrap();
-    let jar = std::fs::read_to_string(&web.jar).unwrap();
-    let token = jar
-        .lines()
-        .find(|l| l.contains("lb_session"))
-        .and_then(|l| l.split('\t').next_back())
-        .unwrap()
-        .to_string();
+    let (token, csrf) = web.login_tokens("alice", "pw-alice");
     let post = |length: usize| {
         format!(
             "POST /api/drafts HTTP/1.1\r\nHost: x\r\nCookie: lb_session={token}\r\nX-CSRF-Token: {csrf}\r\n\
@@ -894,15 +893,7 @@ fn a_compose_is_charged_for_its_copies_and_a_large_one_still_goes_through() {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap()
     };
-    let ok = web.login("alice", "pw-alice");
-    let csrf = ok.field("csrf").unwrap();
-    let jar = std::fs::read_to_string(&web.jar).unwrap();
-    let token = jar
-        .lines()
-        .find(|l| l.contains("lb_session"))
-        .and_then(|l| l.split('\t').next_back())
-        .unwrap()
-        .to_string();
+    let (token, csrf) = web.login_tokens("alice", "pw-alice");
     let post = |path: &str, length: usize| {
         format!(
             "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: lb_session={token}\r\nX-CSRF-Token: {csrf}\r\n\
