@@ -119,6 +119,9 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// The web interface's logged-in sessions.
     pub web_sessions: RefCell<crate::web::session::Sessions>,
+    /// The web's threaded and searched message lists, worked out once
+    /// per folder state.
+    pub web_lists: RefCell<crate::web::api::list::ListCache>,
 }
 
 /// The outcome of a password check.
@@ -232,6 +235,7 @@ impl Shared {
                 web_session_idle,
                 web_session_max,
             )),
+            web_lists: RefCell::default(),
         };
         Ok((shared, changes))
     }

@@ -597,6 +597,54 @@ fn thread_view_indents_replies() {
 }
 
 #[test]
+fn threaded_and_searched_lists_follow_every_change() {
+    // These orders are kept between pages until the folder changes; every
+    // change must show at once.
+    let web = open("list-cache");
+    for n in 1..=3 {
+        web.deliver(
+            "alice",
+            format!("Subject: note {n}\r\nMessage-ID: <n{n}@x>\r\n\r\nkeyword\r\n").as_bytes(),
+        );
+    }
+    let inbox = web.folder("alice", "INBOX");
+    let uids = |query: &str| -> Vec<u32> {
+        let text = web
+            .get("alice", &format!("/api/folders/{inbox}/messages?{query}"))
+            .text();
+        text.split("\"uid\":")
+            .skip(1)
+            .map(|s| s[..s.find(',').unwrap()].parse().unwrap())
+            .collect()
+    };
+    for query in ["thread=1", "q=keyword", "thread=1&q=keyword"] {
+        assert_eq!(uids(query), [3, 2, 1], "{query}");
+        // The same again (kept), then after an arrival and an expunge.
+        assert_eq!(uids(query), [3, 2, 1], "{query}");
+    }
+    web.deliver(
+        "alice",
+        b"Subject: Re: note 1\r\nReferences: <n1@x>\r\n\r\nkeyword\r\n",
+    );
+    assert_eq!(uids("thread=1"), [1, 4, 3, 2]);
+    assert_eq!(uids("q=keyword"), [4, 3, 2, 1]);
+    let removed = web.post("alice", &format!("/api/folders/{inbox}/delete"), "uids=2");
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert_eq!(uids("thread=1"), [1, 4, 3]);
+    assert_eq!(uids("q=keyword"), [4, 3, 1]);
+    // With a filter, flags count: reading a message takes it out.
+    assert_eq!(uids("thread=1&filter=unread"), [1, 4, 3]);
+    let read = web.post(
+        "alice",
+        &format!("/api/folders/{inbox}/flags"),
+        "uids=3&add=%5CSeen",
+    );
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(uids("thread=1&filter=unread"), [1, 4]);
+    assert_eq!(uids("thread=1"), [1, 4, 3]);
+}
+
+#[test]
 fn message_view_decodes_and_sets_seen() {
     let web = open("view");
     let (inbox, uid) = web.deliver("alice", RICH.as_bytes());

@@ -9,7 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{fill_each, free_port, median, percentile, Letterbox, Options, PASSWORD};
+use super::{
+    fill_each, free_port, median, percentile, small_message, stuffed, Letterbox, Lmtp, Options,
+    PASSWORD,
+};
 
 const BIG_USER: &str = "bench100";
 const PAGES: usize = 200;
@@ -208,6 +211,33 @@ pub fn bench_web(o: &Options) {
             median(p99)
         );
     }
+    // The thread view threads the whole folder; the order is kept until
+    // the folder changes, so paging costs one page. Timed both ways: a
+    // page after one new message (worked out again), and the next page.
+    let thread =
+        |offset: usize| format!("/api/folders/{inbox}/messages?offset={offset}&limit=50&thread=1");
+    let mut lmtp = Lmtp::connect(lb.ports.lmtp);
+    let (mut fresh, mut kept) = (Vec::new(), Vec::new());
+    for round in 0..o.rounds.max(3) {
+        lmtp.deliver(BIG_USER, &stuffed(&small_message(o.big + round)));
+        let start = Instant::now();
+        let (status, _, _) = w.request("GET", &thread(0), None);
+        fresh.push(start.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200);
+        let times = time_list(&mut w, &thread(50));
+        kept.push(percentile(times, 0.50));
+    }
+    println!(
+        "  {:34} {:7.1} ms (median of {})",
+        "thread view after a new message",
+        median(fresh),
+        o.rounds.max(3)
+    );
+    println!(
+        "  {:34} p50 {:7.2} ms",
+        "thread view, the next page",
+        median(kept)
+    );
     drop(w);
     drop(lb);
 

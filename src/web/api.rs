@@ -12,7 +12,7 @@ mod events;
 mod folders;
 pub mod form;
 pub mod html;
-mod list;
+pub(crate) mod list;
 mod message;
 pub mod multipart;
 

@@ -65,39 +65,9 @@ pub async fn list(shared: &Rc<Shared>, folder: &Folder<'_>, request: &Request) -
     }
     let threaded = request.param("thread") == Some("1");
     let mailbox = folder.id;
-
-    // Newest first: the index in UID order, reversed.
-    let mut uids = Vec::with_capacity(folder.record.exists as usize);
-    let scanned = shared.store.snapshot().and_then(|snapshot| {
-        snapshot.for_each_chunk(mailbox, |chunk| {
-            for (uid, flags) in chunk.uids().zip(chunk.flags()) {
-                if filter.keeps(flags) {
-                    uids.push(uid);
-                }
-            }
-            Ok(())
-        })
-    });
-    if let Err(e) = scanned {
-        return store_error(&e);
-    }
-    if !query.is_empty() {
-        uids = match text_search(shared, mailbox, uids, query).await {
-            Ok(found) => found,
-            Err(e) => return store_error(&e),
-        };
-    }
-    let order: Vec<(u32, u32)> = if threaded {
-        let store = shared.store.clone();
-        match shared
-            .run_heavy(move || threads_newest_first(&store, mailbox, &uids))
-            .await
-        {
-            Ok(order) => order,
-            Err(e) => return store_error(&e),
-        }
-    } else {
-        uids.iter().rev().map(|&uid| (uid, 0)).collect()
+    let order = match ordered(shared, mailbox, filter, query, threaded).await {
+        Ok(order) => order,
+        Err(e) => return store_error(&e),
     };
     let page = order.iter().skip(offset).take(limit);
     let mut messages = json::Array::new();
@@ -119,6 +89,109 @@ pub async fn list(shared: &Rc<Shared>, folder: &Folder<'_>, request: &Request) -
         .num("offset", offset as u64)
         .raw("messages", &messages.finish());
     Response::json(200, out.finish())
+}
+
+/// The folder's messages to list, in order, each with its depth in its
+/// thread (0 when not threaded). Threading and text search read the
+/// whole folder; their outcome is kept in [`ListCache`] until the folder
+/// changes, so paging through it costs one page.
+async fn ordered(
+    shared: &Rc<Shared>,
+    mailbox: MailboxId,
+    filter: Filter,
+    query: &str,
+    threaded: bool,
+) -> Result<Rc<Vec<(u32, u32)>>, StoreError> {
+    let snapshot = shared.store.snapshot()?;
+    let record = snapshot
+        .mailbox(mailbox)?
+        .ok_or(StoreError::NoSuchMailbox)?;
+    let expensive = threaded || !query.is_empty();
+    let key = ListKey {
+        mailbox,
+        uid_next: record.uid_next,
+        exists: record.exists,
+        // Flags matter only to a filter: reading a message must not make
+        // a threaded list be worked out again.
+        modseq: (filter != Filter::All).then_some(record.highest_modseq),
+        filter,
+        query: query.to_string(),
+        threaded,
+    };
+    if expensive {
+        if let Some(order) = shared.web_lists.borrow_mut().get(&key) {
+            return Ok(order);
+        }
+    }
+    // Newest first: the index in UID order, reversed.
+    let mut uids = Vec::with_capacity(record.exists as usize);
+    snapshot.for_each_chunk(mailbox, |chunk| {
+        for (uid, flags) in chunk.uids().zip(chunk.flags()) {
+            if filter.keeps(flags) {
+                uids.push(uid);
+            }
+        }
+        Ok(())
+    })?;
+    drop(snapshot);
+    if !query.is_empty() {
+        uids = text_search(shared, mailbox, uids, query).await?;
+    }
+    let order = Rc::new(if threaded {
+        let store = shared.store.clone();
+        shared
+            .run_heavy(move || threads_newest_first(&store, mailbox, &uids))
+            .await?
+    } else {
+        uids.iter().rev().map(|&uid| (uid, 0)).collect()
+    });
+    if expensive {
+        shared.web_lists.borrow_mut().put(key, order.clone());
+    }
+    Ok(order)
+}
+
+/// What a cached list order was worked out for. A folder's UIDNEXT and
+/// message count together change with every arrival and expunge.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ListKey {
+    mailbox: MailboxId,
+    uid_next: u32,
+    exists: u32,
+    modseq: Option<u64>,
+    filter: Filter,
+    query: String,
+    threaded: bool,
+}
+
+/// The last few threaded or searched list orders, shared by all web
+/// sessions: at most [`ListCache::KEEP`], 8 bytes a message each.
+#[derive(Default)]
+pub struct ListCache {
+    /// Most recently used last.
+    entries: Vec<(ListKey, Rc<Vec<(u32, u32)>>)>,
+}
+
+impl ListCache {
+    const KEEP: usize = 4;
+
+    fn get(&mut self, key: &ListKey) -> Option<Rc<Vec<(u32, u32)>>> {
+        let at = self.entries.iter().position(|(k, _)| k == key)?;
+        let entry = self.entries.remove(at);
+        let order = entry.1.clone();
+        self.entries.push(entry);
+        Some(order)
+    }
+
+    fn put(&mut self, key: ListKey, order: Rc<Vec<(u32, u32)>>) {
+        // A folder's older orders will never be asked for again.
+        self.entries
+            .retain(|(k, _)| k.mailbox != key.mailbox || k.uid_next == key.uid_next);
+        if self.entries.len() >= Self::KEEP {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, order));
+    }
 }
 
 /// Mailboxes at least this large are searched on several threads, as
