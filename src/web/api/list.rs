@@ -101,7 +101,7 @@ async fn ordered(
     filter: Filter,
     query: &str,
     threaded: bool,
-) -> Result<Rc<Vec<(u32, u32)>>, StoreError> {
+) -> Result<Order, StoreError> {
     let snapshot = shared.store.snapshot()?;
     let record = snapshot
         .mailbox(mailbox)?
@@ -151,6 +151,9 @@ async fn ordered(
     Ok(order)
 }
 
+/// A list's messages in order, each with its depth in its thread.
+type Order = Rc<Vec<(u32, u32)>>;
+
 /// What a cached list order was worked out for. A folder's UIDNEXT and
 /// message count together change with every arrival and expunge.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,13 +172,13 @@ pub struct ListKey {
 #[derive(Default)]
 pub struct ListCache {
     /// Most recently used last.
-    entries: Vec<(ListKey, Rc<Vec<(u32, u32)>>)>,
+    entries: Vec<(ListKey, Order)>,
 }
 
 impl ListCache {
     const KEEP: usize = 4;
 
-    fn get(&mut self, key: &ListKey) -> Option<Rc<Vec<(u32, u32)>>> {
+    fn get(&mut self, key: &ListKey) -> Option<Order> {
         let at = self.entries.iter().position(|(k, _)| k == key)?;
         let entry = self.entries.remove(at);
         let order = entry.1.clone();
@@ -183,7 +186,7 @@ impl ListCache {
         Some(order)
     }
 
-    fn put(&mut self, key: ListKey, order: Rc<Vec<(u32, u32)>>) {
+    fn put(&mut self, key: ListKey, order: Order) {
         // A folder's older orders will never be asked for again.
         self.entries
             .retain(|(k, _)| k.mailbox != key.mailbox || k.uid_next == key.uid_next);
