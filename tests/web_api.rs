@@ -645,6 +645,43 @@ fn threaded_and_searched_lists_follow_every_change() {
 }
 
 #[test]
+fn a_kept_list_order_is_not_served_after_an_import_resets_uids() {
+    // An import into an emptied folder sets UIDNEXT back to 1 under a new
+    // UIDVALIDITY: the same UIDNEXT and count can come back with other
+    // messages behind them.
+    let web = open("list-cache-import");
+    let msg = |id: &str, refs: &str, subject: &str| {
+        format!("Subject: {subject}\r\nMessage-ID: <{id}@x>\r\n{refs}\r\nbody\r\n").into_bytes()
+    };
+    for n in 1..=3 {
+        web.deliver("alice", &msg(&format!("n{n}"), "", &format!("note {n}")));
+    }
+    let inbox = web.folder("alice", "INBOX");
+    let threaded = |web: &Web| -> Vec<u32> {
+        let text = web
+            .get("alice", &format!("/api/folders/{inbox}/messages?thread=1"))
+            .text();
+        text.split("\"uid\":")
+            .skip(1)
+            .map(|s| s[..s.find(',').unwrap()].parse().unwrap())
+            .collect()
+    };
+    assert_eq!(threaded(&web), [3, 2, 1]);
+    web.shared
+        .store
+        .write_blocking(move |tx| tx.expunge(inbox, &[1, 2, 3]).map(drop))
+        .unwrap();
+    web.shared
+        .store
+        .write_blocking(move |tx| tx.adopt_uid_validity(inbox, 77))
+        .unwrap();
+    web.deliver("alice", &msg("a", "", "plan"));
+    web.deliver("alice", &msg("b", "References: <a@x>\r\n", "Re: plan"));
+    web.deliver("alice", &msg("c", "", "other"));
+    assert_eq!(threaded(&web), [3, 1, 2]);
+}
+
+#[test]
 fn message_view_decodes_and_sets_seen() {
     let web = open("view");
     let (inbox, uid) = web.deliver("alice", RICH.as_bytes());

@@ -511,12 +511,18 @@ impl SortTable {
                     .unwrap_or_default(),
                 _ => SortKeys::default(),
             };
-            table.push(message.uid, message.size, message.internal_date, &keys);
+            table.push(message.uid, message.size, message.internal_date, &keys)?;
         }
         Ok(table)
     }
 
-    fn push(&mut self, uid: u32, size: u32, internal_date: i64, keys: &SortKeys) {
+    fn push(
+        &mut self,
+        uid: u32,
+        size: u32,
+        internal_date: i64,
+        keys: &SortKeys,
+    ) -> Result<(), StoreError> {
         self.rows.push(Row {
             uid,
             size,
@@ -532,10 +538,16 @@ impl SortTable {
                 SortField::DisplayFrom => &keys.display_from,
                 _ => &keys.display_to,
             };
-            // Stored keys are cut at 512 bytes, so a span's length fits.
-            self.spans.push((self.text.len() as u32, text.len() as u32));
+            // 4 GiB of text is beyond any SORT (8 million messages with
+            // six 512-byte keys each), but is refused rather than wrapped.
+            let too_big = || StoreError::Storage("this SORT's keys are over 4 GiB".into());
+            let start = u32::try_from(self.text.len()).map_err(|_| too_big())?;
+            let len = u32::try_from(text.len()).map_err(|_| too_big())?;
+            start.checked_add(len).ok_or_else(too_big)?;
+            self.spans.push((start, len));
             self.text.push_str(text);
         }
+        Ok(())
     }
 
     /// Row `row`'s text for `field`, one of `fields`.
@@ -619,7 +631,7 @@ mod tests {
             subject: subject.into(),
             ..SortKeys::default()
         };
-        table.push(uid, uid, date, &keys);
+        table.push(uid, uid, date, &keys).unwrap();
     }
 
     /// A message of the test mailbox: UID, subject, date.
@@ -744,8 +756,8 @@ mod tests {
 
     #[test]
     fn several_keys_sort_key_by_key_with_reverse_on_one() {
-        // (SUBJECT REVERSE DATE SIZE): subject first, then newest first,
-        // then the smaller; a text key named twice is kept once.
+        // (SUBJECT REVERSE DATE REVERSE SUBJECT): subject first, then
+        // newest first; a text key named twice is kept once.
         let keys = [
             SortKey {
                 field: SortField::Subject,

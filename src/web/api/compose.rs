@@ -691,20 +691,8 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
                 "web: {user} sent a message to {} recipients",
                 built.recipients
             );
-            let sent = match special_folder(shared, user, SpecialUse::Sent, "Sent").await {
-                Ok(sent) => sent,
-                Err(e) => return store_error(&e),
-            };
-            let drafts = match compose.replace {
-                Some(uid) => match special_folder(shared, user, SpecialUse::Drafts, "Drafts").await
-                {
-                    Ok(drafts) => Some((drafts, uid)),
-                    Err(e) => return store_error(&e),
-                },
-                None => None,
-            };
-            match store_copy(shared, user, sent, Flags::SEEN, built, analysis, drafts).await {
-                Ok(_) => super::ok(),
+            match keep_sent_copy(shared, user, compose.replace, built, analysis).await {
+                Ok(()) => super::ok(),
                 // Sent, but not kept: a success that says so. An error
                 // here would read as "not sent" and invite sending twice.
                 Err(e) => {
@@ -732,6 +720,28 @@ pub async fn send(shared: &Rc<Shared>, user: &str, request: Request) -> Response
             }
         }
     }
+}
+
+/// Stores a sent message's copy in Sent (made if the user has none) and
+/// drops the draft it replaces, in one transaction.
+async fn keep_sent_copy(
+    shared: &Shared,
+    user: &str,
+    replace: Option<u32>,
+    built: Built,
+    analysis: crate::store::Analysis,
+) -> Result<(), StoreError> {
+    let sent = special_folder(shared, user, SpecialUse::Sent, "Sent").await?;
+    let drafts = match replace {
+        Some(uid) => Some((
+            special_folder(shared, user, SpecialUse::Drafts, "Drafts").await?,
+            uid,
+        )),
+        None => None,
+    };
+    store_copy(shared, user, sent, Flags::SEEN, built, analysis, drafts)
+        .await
+        .map(drop)
 }
 
 /// Runs the sendmail command with the message on its standard input.

@@ -109,6 +109,7 @@ async fn ordered(
     let expensive = threaded || !query.is_empty();
     let key = ListKey {
         mailbox,
+        uid_validity: record.uid_validity,
         uid_next: record.uid_next,
         exists: record.exists,
         // Flags matter only to a filter: reading a message must not make
@@ -155,10 +156,13 @@ async fn ordered(
 type Order = Rc<Vec<(u32, u32)>>;
 
 /// What a cached list order was worked out for. A folder's UIDNEXT and
-/// message count together change with every arrival and expunge.
+/// message count together change with every arrival and expunge; an
+/// import into an emptied folder may set UIDNEXT back, but then gives it
+/// a new UIDVALIDITY.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ListKey {
     mailbox: MailboxId,
+    uid_validity: u32,
     uid_next: u32,
     exists: u32,
     modseq: Option<u64>,
@@ -188,8 +192,10 @@ impl ListCache {
 
     fn put(&mut self, key: ListKey, order: Order) {
         // A folder's older orders will never be asked for again.
-        self.entries
-            .retain(|(k, _)| k.mailbox != key.mailbox || k.uid_next == key.uid_next);
+        self.entries.retain(|(k, _)| {
+            k.mailbox != key.mailbox
+                || (k.uid_validity, k.uid_next) == (key.uid_validity, key.uid_next)
+        });
         if self.entries.len() >= Self::KEEP {
             self.entries.remove(0);
         }
