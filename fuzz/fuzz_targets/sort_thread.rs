@@ -5,27 +5,27 @@
 //! None; threading must name every message exactly once, without panics.
 #![no_main]
 
-use letterbox::imap::thread::{ordered_subject, references, ThreadMessage};
+use letterbox::imap::thread::{ordered_subject, references, ThreadKeys, ThreadMessage};
 use letterbox::mime::SortKeys;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let keys: Vec<SortKeys> = data
+    let keys: Vec<(i64, ThreadKeys)> = data
         .split(|&b| b == 0)
         .take(200)
         .map(|raw| {
             let _ = SortKeys::decode(raw);
             let keys = SortKeys::parse(raw);
             assert_eq!(SortKeys::decode(&keys.encode()).as_ref(), Some(&keys));
-            keys
+            (keys.date.unwrap_or(0), keys.into())
         })
         .collect();
     let messages: Vec<ThreadMessage<'_>> = keys
         .iter()
         .enumerate()
-        .map(|(i, keys)| ThreadMessage {
+        .map(|(i, (date, keys))| ThreadMessage {
             number: i as u32 + 1,
-            date: keys.date.unwrap_or(0),
+            date: *date,
             keys,
         })
         .collect();

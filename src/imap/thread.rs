@@ -11,6 +11,32 @@ use std::collections::HashMap;
 
 use crate::mime::SortKeys;
 
+/// What threading reads of a message's stored keys: a fifth of the size
+/// of a whole [`SortKeys`] (80 bytes before the strings, where the address
+/// keys THREAD never reads take 120 more), which counts on a 100,000-message
+/// folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadKeys {
+    /// The base subject, casemapped.
+    pub subject: String,
+    /// Whether the subject marked a reply or forward.
+    pub reply: bool,
+    pub message_id: Option<String>,
+    /// References' ids, oldest first, or In-Reply-To's first id.
+    pub references: Vec<String>,
+}
+
+impl From<SortKeys> for ThreadKeys {
+    fn from(keys: SortKeys) -> ThreadKeys {
+        ThreadKeys {
+            subject: keys.subject,
+            reply: keys.reply,
+            message_id: keys.message_id,
+            references: keys.references,
+        }
+    }
+}
+
 /// One message to thread, in mailbox order.
 pub struct ThreadMessage<'a> {
     /// What the response names it by: its sequence number or UID.
@@ -18,7 +44,7 @@ pub struct ThreadMessage<'a> {
     /// The sent date, INTERNALDATE when the Date header is unusable
     /// (as SORT's DATE, RFC 5256 §3).
     pub date: i64,
-    pub keys: &'a SortKeys,
+    pub keys: &'a ThreadKeys,
 }
 
 /// ORDEREDSUBJECT: messages grouped by base subject; in each group the

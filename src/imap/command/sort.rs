@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use crate::imap::parser::{SearchKey, SearchReturn, SortField, SortKey, ThreadAlgorithm};
 use crate::imap::session::Session;
-use crate::imap::thread::{self, ThreadMessage};
+use crate::imap::thread::{self, ThreadKeys, ThreadMessage};
 use crate::mime::{SortKeys, Wanted};
 use crate::store::{date_key, Store, StoreError, StoredOrder};
 
@@ -18,16 +18,10 @@ use super::search::{saved_result, Found};
 
 /// What THREAD knows of one message.
 struct Entry {
-    internal_date: i64,
-    keys: SortKeys,
-}
-
-impl Entry {
     /// RFC 5256's sent date: the Date header, or INTERNALDATE when it is
     /// missing or unreadable.
-    fn sent_date(&self) -> i64 {
-        self.keys.date.unwrap_or(self.internal_date)
-    }
+    sent_date: i64,
+    keys: ThreadKeys,
 }
 
 fn charset_ok(charset: &str) -> bool {
@@ -150,7 +144,7 @@ impl Session {
                     .zip(numbers)
                     .map(|(entry, number)| ThreadMessage {
                         number,
-                        date: entry.sent_date(),
+                        date: entry.sent_date,
                         keys: &entry.keys,
                     })
                     .collect();
@@ -429,8 +423,8 @@ fn load(store: &Store, found: &[Found], wanted: Wanted) -> Result<Vec<Entry>, St
             None => SortKeys::default(),
         };
         entries.push(Entry {
-            internal_date: message.internal_date,
-            keys,
+            sent_date: keys.date.unwrap_or(message.internal_date),
+            keys: keys.into(),
         });
     }
     Ok(entries)

@@ -17,20 +17,18 @@ fn msg(id: &'static str, refs: &'static [&'static str], subject: &'static str, d
     }
 }
 
-fn keys(m: &Msg) -> SortKeys {
+fn keys(m: &Msg) -> ThreadKeys {
     let (subject, reply) = base_subject(m.subject);
-    SortKeys {
+    ThreadKeys {
         subject: casemap(&subject),
         reply,
         message_id: m.id.map(str::to_string),
         references: m.refs.iter().map(|r| r.to_string()).collect(),
-        date: Some(m.date),
-        ..SortKeys::default()
     }
 }
 
 fn thread(messages: &[Msg], algorithm: fn(&[ThreadMessage<'_>]) -> String) -> String {
-    let keys: Vec<SortKeys> = messages.iter().map(keys).collect();
+    let keys: Vec<ThreadKeys> = messages.iter().map(keys).collect();
     let input: Vec<ThreadMessage<'_>> = messages
         .iter()
         .zip(&keys)
@@ -149,13 +147,12 @@ fn ordered_subject_groups_by_base_subject() {
 /// delivery caps them), in the given order.
 fn deep_chain(n: usize, reverse: bool) -> String {
     let ids: Vec<String> = (0..n).map(|i| format!("m{i}@x")).collect();
-    let mut all: Vec<SortKeys> = (0..n)
-        .map(|i| SortKeys {
+    let mut all: Vec<ThreadKeys> = (0..n)
+        .map(|i| ThreadKeys {
             subject: "X".into(),
             reply: i > 0,
             message_id: Some(ids[i].clone()),
             references: ids[i.saturating_sub(crate::mime::sort_keys::MAX_REFERENCES)..i].to_vec(),
-            ..SortKeys::default()
         })
         .collect();
     if reverse {
@@ -189,11 +186,11 @@ fn many_loops_and_duplicates_stay_cheap() {
     // Every message claims the same id and references the others in a
     // cycle; the work stays linear enough to finish at once.
     let n = 20_000;
-    let all: Vec<SortKeys> = (0..n)
-        .map(|i| SortKeys {
+    let all: Vec<ThreadKeys> = (0..n)
+        .map(|i| ThreadKeys {
             message_id: Some(format!("m{}@x", i % 100)),
             references: vec![format!("m{}@x", (i + 1) % 100), format!("m{}@x", i % 100)],
-            ..SortKeys::default()
+            ..ThreadKeys::default()
         })
         .collect();
     let input: Vec<ThreadMessage<'_>> = all

@@ -17,7 +17,7 @@ use super::{json, store_error, Folder, Request, Response};
 use crate::imap::command::search;
 use crate::imap::matcher::Matcher;
 use crate::imap::parser::{SearchKey, TextField};
-use crate::imap::thread::{self, ThreadMessage};
+use crate::imap::thread::{self, ThreadKeys, ThreadMessage};
 use crate::mime::{MessageInfo, SortKeys, Wanted};
 use crate::services::Shared;
 use crate::store::{Flags, MailboxId, Store, StoreError};
@@ -361,7 +361,7 @@ fn threads_newest_first(
     };
     let snapshot = store.snapshot()?;
     let content = snapshot.content()?;
-    let mut entries: Vec<(u32, i64, SortKeys)> = Vec::with_capacity(uids.len());
+    let mut entries: Vec<(u32, i64, ThreadKeys)> = Vec::with_capacity(uids.len());
     let mut wanted = uids.iter().peekable();
     for (uid, record) in snapshot.messages_between(mailbox, low, high)? {
         while wanted.next_if(|&&w| w < uid).is_some() {}
@@ -374,13 +374,14 @@ fn threads_newest_first(
             })?
             .flatten()
             .unwrap_or_default();
-        entries.push((uid, record.internal_date, keys));
+        let date = keys.date.unwrap_or(record.internal_date);
+        entries.push((uid, date, keys.into()));
     }
     let messages: Vec<ThreadMessage<'_>> = entries
         .iter()
-        .map(|(uid, internal_date, keys)| ThreadMessage {
+        .map(|(uid, date, keys)| ThreadMessage {
             number: *uid,
-            date: keys.date.unwrap_or(*internal_date),
+            date: *date,
             keys,
         })
         .collect();
