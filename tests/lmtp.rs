@@ -237,30 +237,7 @@ fn bad_input_gets_clear_replies_and_the_server_keeps_serving() {
 
 #[test]
 fn a_listener_that_cannot_bind_names_its_flag() {
-    let server = Server::new("bind", &[]);
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(&server.data)
-        .args([
-            "--imap",
-            "off",
-            "--imaps",
-            "off",
-            "--pop3s",
-            "off",
-            "--lmtp-socket",
-            "off",
-        ])
-        .args(["--pop3", &format!("127.0.0.1:{port}")]);
-    if is_root() {
-        cmd.args(["--run-as", "nobody"]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(!out.status.success());
-    let err = out.stderr_text();
+    let err = startup_error_with_taken("bind", "--pop3");
     assert!(
         err.contains("--pop3 ADDR") && err.contains("in use"),
         "{err}"
@@ -270,7 +247,6 @@ fn a_listener_that_cannot_bind_names_its_flag() {
     let out = bad.output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(out.stderr_text().contains("--pop3 takes host:port"));
-    drop(taken);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::net::{IpAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, is_root, OutputExt, Server, BIN};
+use common::{free_port, OutputExt, Server};
 
 /// A server with the web on plain HTTP and HTTPS (both on loopback).
 struct Web {
@@ -676,27 +676,11 @@ fn a_taken_default_https_port_costs_only_the_web() {
 
 #[test]
 fn a_taken_explicit_https_address_stops_startup() {
-    let server = Server::new("web-explicit", &[]);
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(&server.data)
-        .args(["--imap", "off", "--imaps", "off", "--pop3", "off"])
-        .args(["--pop3s", "off", "--lmtp-socket", "off"])
-        .args(["--https", &format!("127.0.0.1:{port}")]);
-    if is_root() {
-        cmd.args(["--run-as", "nobody"]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::startup_error_with_taken("web-explicit", "--https");
     assert!(
         err.contains("--https ADDR") && err.contains("in use"),
         "{err}"
     );
-    drop(taken);
 }
 
 /// Holds web pages open from Python: logs in on each connection (a session

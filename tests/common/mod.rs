@@ -44,6 +44,37 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Starts `letterbox serve` with `flag`'s listener on a port another
+/// socket holds and every other listener off; it must refuse to start.
+/// Returns what it said on stderr.
+pub fn startup_error_with_taken(name: &str, flag: &str) -> String {
+    let server = Server::new(name, &[]);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").arg("--data").arg(&server.data);
+    for other in [
+        "--imap",
+        "--imaps",
+        "--pop3",
+        "--pop3s",
+        "--lmtp-socket",
+        "--https",
+    ] {
+        if other != flag {
+            cmd.args([other, "off"]);
+        }
+    }
+    cmd.args([flag, &format!("127.0.0.1:{port}")]);
+    if is_root() {
+        cmd.args(["--run-as", "nobody"]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{flag} on a taken port started");
+    drop(taken);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
